@@ -1,0 +1,27 @@
+/** The modality-agnostic data2vec settings (see the reference's §1 and §2 for the paper's values). */
+import type { Capture } from "../nn/blocks.js";
+import type { EmaSchedule } from "./ema.js";
+import type { LossKind } from "./loss.js";
+import type { TargetNorm } from "./targets.js";
+
+export type Data2VecSettings = {
+  /** Number of top teacher blocks whose outputs are averaged into the target (K). */
+  topK: number;
+  /** Which block intermediate is the target: the FFN output before the last residual (paper) or an ablation. */
+  targetLayer: Capture;
+  /** Per-layer target normalization, then optional normalization of the average. */
+  targetNorm: TargetNorm;
+  targetNormAfterAverage: TargetNorm;
+  loss: LossKind;
+  /** Smooth L1 β (ignored for L2). */
+  lossBeta: number;
+  /** Loss scale; null means 1/√D. */
+  lossScale: number | null;
+  /** Regression head: 1 = Linear(D, D); 2 = Linear(D, 2D) → GELU → Linear(2D, D) (text). */
+  headLayers: 1 | 2;
+  ema: EmaSchedule;
+  /** Collapse monitor: stop when target_var / pred_var fall under these after `collapseWarmupSteps`. */
+  minTargetVar: number;
+  minPredVar: number;
+  collapseWarmupSteps: number;
+};

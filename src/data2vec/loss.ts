@@ -1,0 +1,44 @@
+/** The regression loss at masked steps, and the variance statistics of the collapse monitor. */
+import { numpy as np } from "@jax-js/jax";
+
+export type LossKind = "l2" | "smooth_l1";
+
+/**
+ * Σ over masked steps of Σ_d L(pred − target), times `scale`, divided by the number of masked steps.
+ * L2 is (p−y)² (no ½, as fairseq's mse_loss); Smooth L1(β) is ½d²/β for |d| < β, |d| − ½β otherwise.
+ * pred, target: [B, T, D]; weights: [B, T], 1 at the steps that count and 0 elsewhere. Consumes all.
+ */
+export function regressionLoss(
+  pred: np.Array,
+  target: np.Array,
+  weights: np.Array,
+  opts: { kind: LossKind; beta: number; scale: number },
+): np.Array {
+  const diff = pred.sub(target);
+  let perElement: np.Array;
+  if (opts.kind === "l2" || opts.beta === 0) {
+    perElement = np.square(diff);
+  } else {
+    const abs = np.abs(diff.ref);
+    const quadratic = np.square(diff).mul(0.5 / opts.beta);
+    const linear = abs.ref.sub(0.5 * opts.beta);
+    perElement = np.where(abs.less(opts.beta), quadratic, linear);
+  }
+  const perStep = perElement.sum(-1); // [B, T]
+  const count = np.maximum(weights.ref.sum(), 1);
+  return perStep.mul(weights).sum().mul(opts.scale).div(count);
+}
+
+/**
+ * Mean over dimensions of the per-dimension standard deviation across the weighted steps (fairseq's
+ * `compute_var`: unbiased variance, sqrt(var + 1e-6)). x: [B, T, D], weights: [B, T]. Consumes both.
+ */
+export function meanStd(x: np.Array, weights: np.Array): np.Array {
+  const d = x.shape[2];
+  const flat = x.reshape([-1, d]);
+  const w = weights.reshape([-1, 1]);
+  const n = np.maximum(w.ref.sum(), 2);
+  const mean = flat.ref.mul(w.ref).sum(0).div(n.ref);
+  const variance = np.square(flat.sub(mean)).mul(w).sum(0).div(n.sub(1));
+  return np.sqrt(variance.add(1e-6)).mean();
+}

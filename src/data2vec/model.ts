@@ -1,0 +1,97 @@
+/**
+ * The data2vec training objective, modality-agnostic (Baevski et al. 2022, §3):
+ *   1. mask:      the modality embeds a masked view for the student and the full view for the teacher;
+ *   2. encode:    the student runs its blocks on the masked view; the EMA teacher runs its blocks on the
+ *                 full view and keeps the top-K blocks' outputs;
+ *   3. targets:   y = Norm(mean_k Norm_k(teacher_k)), under stop-gradient;
+ *   4. regress:   a head maps the student's final states to y at the masked steps (Smooth L1 / L2).
+ * A modality plugs in through `Modality`: its embeddings (feature encoder + positions + masking) and its
+ * block settings. Nothing here knows about text, audio or images.
+ */
+import { lax, numpy as np, tree } from "@jax-js/jax";
+import type { ParamTree } from "../engine/tree.js";
+import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
+import { gelu, linear, type LinearParams } from "../nn/layers.js";
+import { initLinear } from "../nn/init.js";
+import type { KeyStream } from "../nn/random.js";
+import type { Data2VecSettings } from "./config.js";
+import { meanStd, regressionLoss } from "./loss.js";
+import { buildTargets } from "./targets.js";
+
+export type Embedded = { x: np.Array; padding: np.Array | null };
+
+export interface Modality<Shared extends ParamTree, Batch extends { [k: string]: np.Array }> {
+  encoder: EncoderSpec;
+  /**
+   * The student's masked view ("student") or the teacher's unmasked view ("teacher"), [B, T, D].
+   * Consumes `shared`; borrows `batch`. `keys` is null when there is no dropout (the teacher, evaluation).
+   */
+  embed(shared: Shared, batch: Batch, view: "student" | "teacher", keys: KeyStream | null): Embedded;
+  /** [B, T] weights of the steps the loss covers (1 at masked steps). Borrows `batch`. */
+  lossWeights(batch: Batch): np.Array;
+}
+
+export type RegressionHead = { layers: LinearParams[] };
+
+/** Student parameters: the shared input side, the transformer blocks, and the regression head. */
+export type Data2VecParams<Shared extends ParamTree> = { shared: Shared; layers: BlockParams[]; head: RegressionHead };
+
+export function initRegressionHead(keys: KeyStream, dim: number, layers: 1 | 2): RegressionHead {
+  return { layers: layers === 1 ? [initLinear(keys, dim, dim)] : [initLinear(keys, dim, 2 * dim), initLinear(keys, 2 * dim, dim)] };
+}
+
+export function regressionHead(p: RegressionHead, x: np.Array): np.Array {
+  p.layers.forEach((layer, i) => {
+    x = linear(layer, x);
+    if (i < p.layers.length - 1) x = gelu(x);
+  });
+  return x;
+}
+
+export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array };
+
+/**
+ * The data2vec loss for one batch. Consumes params, teacherLayers, batch and key.
+ * Returns [loss, metrics]; differentiate it with respect to `params` only.
+ */
+export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
+  modality: Modality<Shared, Batch>,
+  cfg: Data2VecSettings,
+  params: Data2VecParams<Shared>,
+  teacherLayers: BlockParams[],
+  batch: Batch,
+  keys: KeyStream | null,
+): [np.Array, StepMetrics] {
+  // Student: masked view, dropout on.
+  const student = modality.embed(tree.ref(params.shared as never) as Shared, batch, "student", keys);
+  const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, keys }).out;
+  student.padding?.dispose();
+
+  // Teacher: unmasked view through the shared input side (no gradient) and the EMA blocks, no dropout.
+  const frozenShared = tree.map((a: np.Array) => lax.stopGradient(a), params.shared as never) as unknown as Shared;
+  const teacherIn = modality.embed(frozenShared, batch, "teacher", null);
+  const teacherLayerCount = teacherLayers.length;
+  const teacher = runEncoder(teacherLayers, teacherIn.x, modality.encoder, {
+    padding: teacherIn.padding,
+    keys: null,
+    capture: cfg.targetLayer,
+    captureFrom: teacherLayerCount - cfg.topK,
+  });
+  teacher.out.dispose();
+  teacherIn.padding?.dispose();
+  const target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage));
+
+  // Regression at the masked steps.
+  const pred = regressionHead(params.head, h);
+  const weights = modality.lossWeights(batch);
+  const dim = pred.shape[2];
+  const scale = cfg.lossScale ?? 1 / Math.sqrt(dim);
+  const metrics: StepMetrics = {
+    targetVar: lax.stopGradient(meanStd(target.ref, weights.ref)),
+    predVar: lax.stopGradient(meanStd(pred.ref, weights.ref)),
+    maskedSteps: lax.stopGradient(weights.ref.sum()),
+  };
+  const loss = regressionLoss(pred, target, weights, { kind: cfg.loss, beta: cfg.lossBeta, scale });
+  tree.dispose(batch as never);
+  return [loss, metrics];
+}

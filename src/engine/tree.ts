@@ -1,0 +1,52 @@
+/** Parameter pytrees: plain nested objects / arrays of jax arrays, named by their dotted paths. */
+import { numpy as np, tree } from "@jax-js/jax";
+
+export type ParamTree = np.Array | ParamTree[] | { [key: string]: ParamTree };
+
+/** Leaves in a deterministic order with their dotted names (`encoder.layers.0.attn.q.weight`). */
+export function namedLeaves(t: ParamTree, prefix = ""): [string, np.Array][] {
+  if (t instanceof np.Array) return [[prefix, t]];
+  const out: [string, np.Array][] = [];
+  const entries: [string, ParamTree][] = Array.isArray(t) ? t.map((v, i) => [String(i), v]) : Object.entries(t);
+  for (const [k, v] of entries) out.push(...namedLeaves(v, prefix ? `${prefix}.${k}` : k));
+  return out;
+}
+
+/** Rebuilds a tree with the structure of `like`, taking each leaf from `byName`. */
+export function fillTree<T extends ParamTree>(like: T, byName: (name: string, leaf: np.Array) => np.Array): T {
+  const go = (t: ParamTree, prefix: string): ParamTree => {
+    if (t instanceof np.Array) return byName(prefix, t);
+    if (Array.isArray(t)) return t.map((v, i) => go(v, prefix ? `${prefix}.${i}` : String(i)));
+    const out: { [k: string]: ParamTree } = {};
+    for (const [k, v] of Object.entries(t)) out[k] = go(v, prefix ? `${prefix}.${k}` : k);
+    return out;
+  };
+  return go(like, "") as T;
+}
+
+export function countParams(t: ParamTree): number {
+  return namedLeaves(t).reduce((n, [, a]) => n + a.size, 0);
+}
+
+/** A new reference to every leaf (the tree stays usable). */
+export function refTree<T extends ParamTree>(t: T): T {
+  return tree.ref(t as never) as T;
+}
+
+export function disposeTree(t: ParamTree | null | undefined): void {
+  tree.dispose(t as never);
+}
+
+/** Deep copy into fresh buffers (used to create the EMA teacher, which must not alias the student). */
+export function copyTree<T extends ParamTree>(t: T): T {
+  return tree.map((a: np.Array) => a.ref.add(0), t as never) as unknown as T;
+}
+
+/** Host copies of every leaf, keyed by name (does not consume the tree). */
+export async function treeToHost(t: ParamTree): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, a] of namedLeaves(t)) {
+    out.set(name, { shape: a.shape, data: (await a.ref.data()) as Float32Array });
+  }
+  return out;
+}
