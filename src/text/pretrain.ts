@@ -1,0 +1,165 @@
+/** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches → `pretrain`. */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { random } from "@jax-js/jax";
+import { initRegressionHead, type Data2VecParams } from "../data2vec/model.js";
+import { ConfigError, DataError, VocabError } from "../engine/errors.js";
+import { HostRng } from "../engine/random.js";
+import { KeyStream } from "../nn/random.js";
+import { checkpointDir, freshPretrainState, loadPretrainState, pretrain, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { readCheckpointJson } from "../train/checkpoint.js";
+import { BpeTokenizer } from "./bpe.js";
+import { loadBrown } from "./brown.js";
+import type { TextRunConfig } from "./config.js";
+import { makePretrainBatch, packBlocks, readTextCorpus } from "./data.js";
+import { initTextEncoder, textModality, type TextEncoderConfig, type TextPretrainBatch, type TextShared } from "./model.js";
+
+export type TextPretrainOptions = {
+  config: TextRunConfig;
+  /** A .txt file or folder; the Brown corpus when absent. */
+  data?: string;
+  /** Use this tokenizer (vocab.json + merges.txt) instead of training one on the corpus. */
+  tokenizer?: string;
+  outDir: string;
+  resume?: boolean;
+  /** Start over even if outDir holds a checkpoint. */
+  force?: boolean;
+  quiet?: boolean;
+  stopAfter?: number;
+  log?: (msg: string) => void;
+};
+
+type StreamState = { order: number[]; cursor: number; epoch: number; rng: number[] };
+
+/** Shuffled epochs over packed blocks; masks drawn on the host with a resumable RNG. */
+class BlockStream implements PretrainData<TextPretrainBatch> {
+  unitName = "tok";
+  unitsPerBatch: number;
+  #s: StreamState;
+  constructor(
+    private blocks: Int32Array[],
+    private tok: BpeTokenizer,
+    private cfg: TextRunConfig,
+    saved: StreamState | null,
+  ) {
+    this.unitsPerBatch = cfg.train.batchSize * cfg.train.seqLen;
+    if (saved) this.#s = structuredClone(saved);
+    else {
+      const rng = HostRng.seeded(cfg.train.seed);
+      this.#s = { order: rng.shuffle(blocks.map((_, i) => i)), cursor: 0, epoch: 0, rng: rng.state() };
+    }
+  }
+  next(): TextPretrainBatch {
+    const b = this.cfg.train.batchSize;
+    const rng = HostRng.fromState(this.#s.rng);
+    if (this.#s.cursor + b > this.#s.order.length) {
+      this.#s.order = rng.shuffle(this.blocks.map((_, i) => i));
+      this.#s.cursor = 0;
+      this.#s.epoch++;
+    }
+    const picked = this.#s.order.slice(this.#s.cursor, this.#s.cursor + b).map((i) => this.blocks[i]);
+    this.#s.cursor += b;
+    const batch = makePretrainBatch(picked, this.tok, this.cfg.masking, rng);
+    this.#s.rng = rng.state();
+    return batch;
+  }
+  state(): StreamState {
+    return structuredClone(this.#s);
+  }
+}
+
+export function encoderConfig(cfg: TextRunConfig, tok: BpeTokenizer): TextEncoderConfig {
+  if (tok.size !== cfg.model.vocabSize) {
+    throw new VocabError(`the tokenizer has ${tok.size} entries but model.vocabSize is ${cfg.model.vocabSize}; set model.vocabSize to ${tok.size} or use a matching tokenizer`);
+  }
+  return { ...cfg.model, padId: tok.pad };
+}
+
+export function initTextData2Vec(cfg: TextRunConfig, enc: TextEncoderConfig, seed: number): Data2VecParams<TextShared> {
+  const keys = new KeyStream(random.key(seed));
+  const { shared, layers } = initTextEncoder(keys, enc);
+  const head = initRegressionHead(keys, enc.dim, cfg.data2vec.headLayers);
+  keys.close();
+  return { shared, layers, head };
+}
+
+export function tokenizerFiles(dir: string): Record<string, string> {
+  return { "vocab.json": readFileSync(join(dir, "vocab.json"), "utf8"), "merges.txt": readFileSync(join(dir, "merges.txt"), "utf8") };
+}
+
+function tokenizerAsFiles(tok: BpeTokenizer): Record<string, string> {
+  const vocab: Record<string, number> = {};
+  tok.idToToken.forEach((t, i) => (vocab[t] = i));
+  return { "vocab.json": JSON.stringify(vocab), "merges.txt": ["#version: 0.2", ...tok.merges.map(([a, b]) => `${a} ${b}`)].join("\n") + "\n" };
+}
+
+export async function pretrainText(o: TextPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
+  const log = o.log ?? (() => {});
+  const ckpt = checkpointDir(o.outDir);
+  const hasCheckpoint = existsSync(join(ckpt, "state.json"));
+  if (o.resume && !hasCheckpoint) throw new DataError(`--resume: ${o.outDir} holds no checkpoint to resume from`);
+  if (!o.resume && hasCheckpoint && !o.force) {
+    throw new ConfigError(`${o.outDir} already holds a checkpoint; pass --resume to continue it or --force to start over`);
+  }
+  let cfg = o.config;
+  if (o.resume) {
+    const saved = readCheckpointJson(ckpt, "config.json") as TextRunConfig;
+    if (JSON.stringify(saved.model) !== JSON.stringify(cfg.model) || JSON.stringify(saved.data2vec) !== JSON.stringify(cfg.data2vec)) {
+      log("resuming with the checkpoint's saved configuration");
+    }
+    cfg = { ...saved, train: { ...saved.train, steps: cfg.train.steps } };
+  }
+
+  const docs = o.data ? readTextCorpus(o.data) : loadBrown().map((d) => d.text);
+  let tok: BpeTokenizer;
+  if (o.resume) tok = BpeTokenizer.load(ckpt);
+  else if (o.tokenizer) tok = BpeTokenizer.load(o.tokenizer);
+  else {
+    log(`training a ${cfg.model.vocabSize}-entry byte-level BPE vocabulary on ${docs.length} documents`);
+    tok = BpeTokenizer.train(docs, cfg.model.vocabSize);
+    if (tok.size < cfg.model.vocabSize) {
+      log(`the corpus supports only ${tok.size} vocabulary entries (pairs seen at least twice); using that`);
+      cfg = { ...cfg, model: { ...cfg.model, vocabSize: tok.size } };
+    }
+  }
+  const enc = encoderConfig(cfg, tok);
+  const blocks = packBlocks(docs, tok, cfg.train.seqLen);
+  log(`${blocks.length} blocks of ${cfg.train.seqLen} tokens (${docs.length} documents)`);
+
+  const fresh = initTextData2Vec(cfg, enc, cfg.train.seed);
+  let state;
+  let dataState: unknown = null;
+  if (o.resume) {
+    const loaded = loadPretrainState(ckpt, fresh);
+    state = loaded.state;
+    dataState = loaded.data;
+    log(`resuming at update ${state.step} of ${cfg.train.steps}`);
+  } else state = freshPretrainState(fresh);
+
+  const t = cfg.train;
+  const result = await pretrain(
+    {
+      modality: textModality(enc),
+      d2v: cfg.data2vec,
+      optim: { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay, clipNorm: t.clipNorm },
+      schedule:
+        t.schedule === "tri_stage"
+          ? { kind: "tri_stage", peakLr: t.lr, totalSteps: t.steps, phases: [0.05, 0.8, 0.15] }
+          : t.schedule === "constant"
+            ? { kind: "constant", peakLr: t.lr, warmupSteps: t.warmupSteps }
+            : { kind: "cosine", peakLr: t.lr, warmupSteps: t.warmupSteps, totalSteps: t.steps, minLr: t.minLr },
+      steps: t.steps,
+      accumSteps: t.accumSteps,
+      seed: t.seed,
+      checkpointEvery: t.checkpointEvery,
+      outDir: o.outDir,
+      config: { kind: "data2vec-pretrain", ...cfg },
+      files: tokenizerAsFiles(tok),
+      quiet: o.quiet,
+      stopAfter: o.stopAfter,
+    },
+    state,
+    new BlockStream(blocks, tok, cfg, dataState as StreamState | null),
+  );
+  return { records: result.records, checkpoint: ckpt, interrupted: result.interrupted };
+}

@@ -1,0 +1,89 @@
+/**
+ * Checkpoints are directories: `config.json`, `model.safetensors` (the parameters), optional extra
+ * tensor files (`teacher.safetensors`, `optimizer.safetensors`), `state.json` (step, RNG and data-order
+ * state) and any side files (the tokenizer). They are written atomically: everything goes to a sibling
+ * temporary directory that is renamed into place, so a crash leaves either the old or the new checkpoint.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { numpy as np } from "@jax-js/jax";
+import { CheckpointError } from "../engine/errors.js";
+import { decodeSafetensors, encodeSafetensors, f32Tensor, toFloat32, type HostTensor } from "../engine/safetensors.js";
+import { fillTree, namedLeaves, type ParamTree } from "../engine/tree.js";
+
+export type CheckpointContents = {
+  config: unknown;
+  /** Tensor files: file name (without extension) → parameter tree. `model` holds the trainable parameters. */
+  trees: Record<string, ParamTree>;
+  state?: unknown;
+  /** Extra files written verbatim (e.g. `vocab.json`, `merges.txt`). */
+  files?: Record<string, string | Uint8Array>;
+};
+
+/** Host copies of a parameter tree as named float32 tensors (the tree stays usable). */
+export async function treeToTensors(t: ParamTree): Promise<Map<string, HostTensor>> {
+  const out = new Map<string, HostTensor>();
+  for (const [name, a] of namedLeaves(t)) {
+    const data = (await a.ref.data()) as Float32Array;
+    out.set(name, f32Tensor(a.shape, data));
+  }
+  return out;
+}
+
+/** Writes a checkpoint directory atomically (replacing an existing one). */
+export async function saveCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
+  const parent = dirname(dir);
+  mkdirSync(parent, { recursive: true });
+  const tmp = join(parent, `.${basename(dir)}.tmp-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  try {
+    writeFileSync(join(tmp, "config.json"), JSON.stringify(c.config, null, 2) + "\n");
+    for (const [name, t] of Object.entries(c.trees)) {
+      writeFileSync(join(tmp, `${name}.safetensors`), encodeSafetensors(await treeToTensors(t), { format: "d2v" }));
+    }
+    if (c.state !== undefined) writeFileSync(join(tmp, "state.json"), JSON.stringify(c.state) + "\n");
+    for (const [name, content] of Object.entries(c.files ?? {})) writeFileSync(join(tmp, name), content);
+    const old = join(parent, `.${basename(dir)}.old-${process.pid}`);
+    if (existsSync(dir)) renameSync(dir, old);
+    renameSync(tmp, dir);
+    rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export function readCheckpointJson(dir: string, file: string): unknown {
+  const path = join(dir, file);
+  if (!existsSync(path)) {
+    throw new CheckpointError(`${dir} is not a complete checkpoint: ${file} is missing (pass a directory written by \`d2v pretrain\` or \`d2v finetune\`)`);
+  }
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new CheckpointError(`${path} is corrupt: ${(e as Error).message}`);
+  }
+}
+
+/** Reads `name.safetensors` into the structure of `like`; every name and shape must match. */
+export function loadTree<T extends ParamTree>(dir: string, name: string, like: T, opts: { consumeLike?: boolean } = {}): T {
+  const path = join(dir, `${name}.safetensors`);
+  if (!existsSync(path)) throw new CheckpointError(`${dir} is not a complete checkpoint: ${name}.safetensors is missing`);
+  const { tensors } = decodeSafetensors(new Uint8Array(readFileSync(path)), path);
+  const expected = new Set(namedLeaves(like).map(([n]) => n));
+  const extra = [...tensors.keys()].filter((k) => !expected.has(k));
+  if (extra.length > 0) {
+    throw new CheckpointError(`${path} holds tensors the model does not have (${extra.slice(0, 3).join(", ")}${extra.length > 3 ? ", …" : ""}); it was written for a different architecture`);
+  }
+  return fillTree(like, (leafName, leaf) => {
+    const t = tensors.get(leafName);
+    if (!t) throw new CheckpointError(`${path} lacks tensor ${leafName}; it was written for a different architecture`);
+    if (t.shape.join(",") !== leaf.shape.join(",")) {
+      throw new CheckpointError(`${path}: tensor ${leafName} has shape [${t.shape}] but the model expects [${leaf.shape}] (config and weights disagree)`);
+    }
+    const shape = leaf.shape;
+    if (opts.consumeLike) leaf.dispose();
+    return np.array(toFloat32(t)).reshape(shape);
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * The data2vec pretraining loop, modality-agnostic: EMA step (when due) → update → metrics → collapse
+ * check → periodic atomic checkpoints. Resuming from a checkpoint continues exactly: parameters, teacher,
+ * optimizer moments, data order and masking RNG are restored, and per-update dropout keys depend only on
+ * (seed, update).
+ */
+import { join } from "node:path";
+import { numpy as np, tree } from "@jax-js/jax";
+import type { Data2VecSettings } from "../data2vec/config.js";
+import { emaDecay, emaStepDue } from "../data2vec/ema.js";
+import type { Data2VecParams, Modality } from "../data2vec/model.js";
+import { checkCollapse } from "../data2vec/monitor.js";
+import { makeData2VecSteps, stepKey, type StepOutput } from "../data2vec/step.js";
+import { adamwInit, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { copyTree, type ParamTree } from "../engine/tree.js";
+import type { BlockParams } from "../nn/encoder.js";
+import { loadTree, readCheckpointJson, saveCheckpoint } from "./checkpoint.js";
+import { MetricsLog, Progress } from "./progress.js";
+
+export type PretrainData<Batch> = {
+  next(): Batch;
+  /** Serializable data-order and masking state (restored by the caller on resume). */
+  state(): unknown;
+  /** Units (tokens, seconds of audio, images) per batch, for throughput. */
+  unitsPerBatch: number;
+  unitName: string;
+};
+
+export type PretrainSetup<Shared extends ParamTree, Batch extends { [k: string]: np.Array }> = {
+  modality: Modality<Shared, Batch>;
+  d2v: Data2VecSettings;
+  optim: AdamWConfig;
+  schedule: ScheduleConfig;
+  steps: number;
+  accumSteps: number;
+  seed: number;
+  checkpointEvery: number;
+  outDir: string;
+  /** Written to the checkpoint's config.json. */
+  config: unknown;
+  /** Side files stored with every checkpoint (tokenizer files). */
+  files?: Record<string, string>;
+  quiet?: boolean;
+  /** Stop after this update index (exclusive) without finishing the schedule: used to test resume. */
+  stopAfter?: number;
+};
+
+export type PretrainState<Shared extends ParamTree> = {
+  params: Data2VecParams<Shared>;
+  teacher: BlockParams[];
+  opt: AdamWState;
+  step: number;
+};
+
+export type PretrainRecord = { step: number; loss: number; targetVar: number; predVar: number; gradNorm: number; lr: number; tau: number; maskedSteps: number; sec: number };
+
+export function checkpointDir(outDir: string): string {
+  return join(outDir, "checkpoint");
+}
+
+/** A fresh state: the teacher starts as a copy of the student's blocks. */
+export function freshPretrainState<Shared extends ParamTree>(params: Data2VecParams<Shared>): PretrainState<Shared> {
+  return { params, teacher: copyTree(params.layers as ParamTree) as BlockParams[], opt: adamwInit(params as ParamTree), step: 0 };
+}
+
+/** Restores a state saved by `pretrain` into the structure of `like` (consumed). Returns it with the data state. */
+export function loadPretrainState<Shared extends ParamTree>(dir: string, like: Data2VecParams<Shared>): { state: PretrainState<Shared>; data: unknown } {
+  const saved = readCheckpointJson(dir, "state.json") as { step: number; data: unknown };
+  const opt = adamwInit(like as ParamTree);
+  const params = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as Data2VecParams<Shared>;
+  const teacher = (loadTree(dir, "teacher", { layers: params.layers } as ParamTree) as { layers: BlockParams[] }).layers;
+  const optimizer = loadTree(dir, "optimizer", opt as ParamTree, { consumeLike: true }) as AdamWState;
+  return { state: { params, teacher, opt: optimizer, step: saved.step }, data: saved.data };
+}
+
+export async function pretrain<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
+  setup: PretrainSetup<Shared, Batch>,
+  state: PretrainState<Shared>,
+  data: PretrainData<Batch>,
+): Promise<{ state: PretrainState<Shared>; records: PretrainRecord[]; interrupted: boolean }> {
+  const steps = makeData2VecSteps(setup.modality, setup.d2v, setup.optim);
+  const metrics = new MetricsLog(join(setup.outDir, "metrics.jsonl"));
+  if (state.step === 0) metrics.reset();
+  else metrics.truncateAfter(state.step);
+  const end = Math.min(setup.steps, setup.stopAfter ?? Infinity);
+  const progress = new Progress("pretrain", setup.steps, state.step, { quiet: setup.quiet });
+  const records: PretrainRecord[] = [];
+  let { params, teacher, opt } = state;
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+  };
+  process.once("SIGINT", onSigint);
+
+  const save = async (step: number) =>
+    saveCheckpoint(checkpointDir(setup.outDir), {
+      config: setup.config,
+      trees: { model: params as ParamTree, teacher: { layers: teacher } as ParamTree, optimizer: opt as ParamTree },
+      state: { step, data: data.state(), seed: setup.seed },
+      files: setup.files,
+    });
+
+  let unitsDone = 0;
+  const t0 = performance.now();
+  try {
+    for (let update = state.step; update < end; update++) {
+      const started = performance.now();
+      const tau = emaDecay(setup.d2v.ema, update);
+      if (emaStepDue(setup.d2v.ema, update)) {
+        teacher = steps.ema(teacher, tree.ref(params.layers as never) as BlockParams[], np.array(tau));
+      }
+      const lr = learningRate(setup.schedule, update);
+      let out: StepOutput;
+      if (setup.accumSteps === 1) {
+        [params, opt, out] = steps.update(params, tree.ref(teacher as never) as BlockParams[], opt, data.next(), stepKey(setup.seed, update), np.array(lr));
+      } else {
+        let gradSum: ParamTree | null = null;
+        const parts: StepOutput[] = [];
+        for (let micro = 0; micro < setup.accumSteps; micro++) {
+          const [grads, m] = steps.microStep(tree.ref(params as never) as Data2VecParams<Shared>, tree.ref(teacher as never) as BlockParams[], data.next(), stepKey(setup.seed, update, micro));
+          gradSum = gradSum ? (tree.map((a: np.Array, b: np.Array) => a.add(b), gradSum as never, grads as never) as ParamTree) : (grads as ParamTree);
+          parts.push({ ...m, gradNorm: np.zeros([]) });
+        }
+        const meanGrads = tree.map((g: np.Array) => g.div(setup.accumSteps), gradSum as never) as unknown as Data2VecParams<Shared>;
+        let gradNorm: np.Array;
+        [params, opt, gradNorm] = steps.apply(params, meanGrads, opt, np.array(lr));
+        const avg = (k: "loss" | "targetVar" | "predVar" | "maskedSteps") => parts.map((p) => p[k]).reduce((a, b) => a.add(b)).div(parts.length);
+        out = { loss: avg("loss"), targetVar: avg("targetVar"), predVar: avg("predVar"), maskedSteps: avg("maskedSteps"), gradNorm };
+        for (const p of parts) p.gradNorm.dispose();
+      }
+      const [loss, targetVar, predVar, gradNorm, maskedSteps] = await Promise.all(
+        [out.loss, out.targetVar, out.predVar, out.gradNorm, out.maskedSteps].map(async (a) => (await a.data())[0]),
+      );
+      const sec = (performance.now() - started) / 1000;
+      const record: PretrainRecord = { step: update + 1, loss, targetVar, predVar, gradNorm, lr, tau, maskedSteps, sec };
+      records.push(record);
+      metrics.write(record);
+      unitsDone += data.unitsPerBatch * setup.accumSteps;
+      const elapsed = (performance.now() - t0) / 1000;
+      progress.update(update + 1, {
+        loss: loss.toFixed(4),
+        tvar: targetVar.toFixed(3),
+        pvar: predVar.toFixed(3),
+        [`${data.unitName}/s`]: (unitsDone / elapsed).toFixed(0),
+      });
+      if (!Number.isFinite(loss)) {
+        throw new Error(`the loss became ${loss} at update ${update + 1}; lower train.lr or raise train.warmupSteps`);
+      }
+      checkCollapse(setup.d2v, update, targetVar, predVar);
+      const done = update + 1;
+      if (done % setup.checkpointEvery === 0 || done === end || interrupted) await save(done);
+      if (interrupted) break;
+    }
+  } finally {
+    progress.stop();
+    process.removeListener("SIGINT", onSigint);
+  }
+  return { state: { params, teacher, opt, step: state.step + records.length }, records, interrupted };
+}
