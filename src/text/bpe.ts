@@ -189,13 +189,19 @@ export class BpeTokenizer {
     return new BpeTokenizer(vocab, merges);
   }
 
-  /** Writes `vocab.json` + `merges.txt` (the layout Hugging Face's RobertaTokenizer reads). */
+  /** The `vocab.json` + `merges.txt` contents (the layout Hugging Face's RobertaTokenizer reads). */
+  files(): Record<"vocab.json" | "merges.txt", string> {
+    const vocab: Record<string, number> = {};
+    this.idToToken.forEach((t, i) => (vocab[t] = i));
+    return {
+      "vocab.json": JSON.stringify(vocab),
+      "merges.txt": ["#version: 0.2", ...this.merges.map(([a, b]) => `${a} ${b}`)].join("\n") + "\n",
+    };
+  }
+
   save(dir: string): void {
     mkdirSync(dir, { recursive: true });
-    const obj: Record<string, number> = {};
-    this.idToToken.forEach((t, i) => (obj[t] = i));
-    writeFileSync(join(dir, "vocab.json"), JSON.stringify(obj));
-    writeFileSync(join(dir, "merges.txt"), ["#version: 0.2", ...this.merges.map(([a, b]) => `${a} ${b}`)].join("\n") + "\n");
+    for (const [name, content] of Object.entries(this.files())) writeFileSync(join(dir, name), content);
   }
 
   /**

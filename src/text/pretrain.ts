@@ -1,5 +1,5 @@
 /** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches → `pretrain`. */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { random } from "@jax-js/jax";
 import { initRegressionHead, type Data2VecParams } from "../data2vec/model.js";
@@ -83,16 +83,6 @@ export function initTextData2Vec(cfg: TextRunConfig, enc: TextEncoderConfig, see
   return { shared, layers, head };
 }
 
-export function tokenizerFiles(dir: string): Record<string, string> {
-  return { "vocab.json": readFileSync(join(dir, "vocab.json"), "utf8"), "merges.txt": readFileSync(join(dir, "merges.txt"), "utf8") };
-}
-
-function tokenizerAsFiles(tok: BpeTokenizer): Record<string, string> {
-  const vocab: Record<string, number> = {};
-  tok.idToToken.forEach((t, i) => (vocab[t] = i));
-  return { "vocab.json": JSON.stringify(vocab), "merges.txt": ["#version: 0.2", ...tok.merges.map(([a, b]) => `${a} ${b}`)].join("\n") + "\n" };
-}
-
 export async function pretrainText(o: TextPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
   const log = o.log ?? (() => {});
   const ckpt = checkpointDir(o.outDir);
@@ -154,7 +144,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
       checkpointEvery: t.checkpointEvery,
       outDir: o.outDir,
       config: { kind: "data2vec-pretrain", ...cfg },
-      files: tokenizerAsFiles(tok),
+      files: tok.files(),
       quiet: o.quiet,
       stopAfter: o.stopAfter,
     },

@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+/** The `d2v` command line. */
+import "../engine/shims.js";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { D2vError } from "../engine/errors.js";
+import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
+
+function int(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+    return n;
+  };
+}
+function num(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+    return n;
+  };
+}
+
+const program = new Command()
+  .name("d2v")
+  .description("data2vec: self-supervised pretraining for text (speech and vision to come), fine-tuning, evaluation and embeddings")
+  .showHelpAfterError();
+
+program
+  .command("pretrain")
+  .description("pretrain a data2vec model on unlabeled data (default: the Brown corpus)")
+  .addOption(new Option("--modality <m>", "input modality").choices(["text"]).default("text"))
+  .option("--data <path>", "a .txt file or a folder of .txt files (recursive); default: the Brown corpus")
+  .option("--preset <name>", "tiny | small | base | large", "tiny")
+  .option("--config <file.json>", "a JSON file of settings merged over the preset (see `d2v config`)")
+  .option("--out <dir>", "run directory (checkpoint/, metrics.jsonl)")
+  .option("--tokenizer <dir>", "use this vocab.json + merges.txt instead of training a vocabulary")
+  .option("--steps <n>", "optimizer updates", int("--steps"))
+  .option("--batch-size <n>", "sequences per batch", int("--batch-size"))
+  .option("--lr <x>", "peak learning rate", num("--lr"))
+  .option("--seed <n>", "random seed", int("--seed"))
+  .option("--resume", "continue the checkpoint in --out exactly where it stopped")
+  .option("--force", "start over even if --out already holds a checkpoint")
+  .option("--quiet", "no progress output")
+  .action(runPretrain);
+
+program
+  .command("finetune")
+  .description("fine-tune a sequence classifier on labeled text, from a pretrained checkpoint or from scratch")
+  .requiredOption("--data <path>", 'labeled training data: .jsonl lines {"text", "label"} or a folder per class')
+  .option("--init <dir>", "pretrained checkpoint (a `d2v pretrain` run directory)")
+  .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")
+  .option("--preset <name>", "architecture for --scratch without --init", "tiny")
+  .option("--config <file.json>", "settings merged over --preset (with --scratch and no --init)")
+  .option("--tokenizer <dir>", "vocab.json + merges.txt for --scratch without --init")
+  .option("--eval-data <path>", "held-out labeled data evaluated after training")
+  .requiredOption("--out <dir>", "where the fine-tuned checkpoint is written")
+  .option("--epochs <n>", "passes over the training data", int("--epochs"), 10)
+  .option("--batch-size <n>", "examples per batch", int("--batch-size"), 16)
+  .option("--lr <x>", "peak learning rate", num("--lr"), 1e-4)
+  .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay"), 0.01)
+  .option("--max-len <n>", "truncate examples to this many tokens", int("--max-len"))
+  .option("--seed <n>", "random seed (head initialization, order, dropout)", int("--seed"), 1)
+  .option("--quiet", "no progress output")
+  .action(runFinetune);
+
+program
+  .command("eval")
+  .description("evaluate a fine-tuned classifier; the last line is the metrics as JSON")
+  .requiredOption("--model <dir>", "a `d2v finetune` checkpoint")
+  .requiredOption("--data <path>", "labeled data (.jsonl or a folder per class)")
+  .option("--batch-size <n>", "examples per batch", int("--batch-size"), 32)
+  .action(runEval);
+
+program
+  .command("embed")
+  .description("embeddings of texts (one JSON array per line)")
+  .requiredOption("--model <dir>", "a pretrained or fine-tuned checkpoint")
+  .option("--file <path>", "read texts from this file, one per line")
+  .addOption(new Option("--pool <how>", "mean over tokens, or the <s> state").choices(["mean", "first"]).default("mean"))
+  .argument("[texts...]", "texts to embed")
+  .action(runEmbed);
+
+program
+  .command("tokenize")
+  .description("token ids of each text as a JSON array, one line per text")
+  .requiredOption("--tokenizer <dir>", "a directory with vocab.json and merges.txt (or a checkpoint)")
+  .option("--no-special", "without <s> … </s>")
+  .argument("<texts...>", "texts to tokenize")
+  .action(runTokenize);
+
+program
+  .command("config")
+  .description("print the full configuration of a preset (a starting point for --config files)")
+  .option("--preset <name>", "tiny | small | base | large", "tiny")
+  .addOption(new Option("--modality <m>", "input modality").choices(["text"]).default("text"))
+  .action(runConfig);
+
+program
+  .command("data")
+  .description("build demo datasets")
+  .command("brown-genre")
+  .description("genre classification from the Brown corpus: train.jsonl (small labeled subset), test.jsonl, pretrain/ (unlabeled training documents)")
+  .requiredOption("--out <dir>", "output directory")
+  .option("--per-class <n>", "labeled training passages per genre", int("--per-class"), 16)
+  .option("--test-per-class <n>", "test passages per genre", int("--test-per-class"), 60)
+  .option("--seed <n>", "split seed", int("--seed"), 2022)
+  .action(runData);
+
+try {
+  await program.parseAsync();
+} catch (e) {
+  if (e instanceof D2vError) {
+    process.stderr.write(`\nerror: ${e.message}\n`);
+    process.exit(2);
+  }
+  throw e;
+}

@@ -1,0 +1,84 @@
+/** Text checkpoints: the pretrained data2vec model and the fine-tuned classifier, each with its tokenizer. */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { tree } from "@jax-js/jax";
+import { CheckpointError, VocabError } from "../engine/errors.js";
+import type { ParamTree } from "../engine/tree.js";
+import { loadTree, readCheckpointJson, saveCheckpoint } from "../train/checkpoint.js";
+import { BpeTokenizer } from "./bpe.js";
+import { newHead, type FinetuneSettings, type TextClassifierParams } from "./classify.js";
+import { textRunSchema, type TextRunConfig } from "./config.js";
+import { initTextData2Vec } from "./pretrain.js";
+import type { TextEncoderConfig, TextEncoderParams } from "./model.js";
+
+export type ClassifierConfig = {
+  kind: "text-classifier";
+  run: TextRunConfig;
+  labels: string[];
+  finetune: FinetuneSettings;
+  initializedFrom: string | null;
+};
+
+/** `runs/x` and `runs/x/checkpoint` both name the checkpoint of a run directory. */
+export function resolveCheckpoint(path: string): string {
+  if (existsSync(join(path, "config.json"))) return path;
+  if (existsSync(join(path, "checkpoint", "config.json"))) return join(path, "checkpoint");
+  throw new CheckpointError(`${path} is not a checkpoint: it has no config.json (pass a directory written by \`d2v pretrain\` or \`d2v finetune\`)`);
+}
+
+function loadTokenizerFor(dir: string, vocabSize: number): BpeTokenizer {
+  const tok = BpeTokenizer.load(dir);
+  if (tok.size !== vocabSize) {
+    throw new VocabError(`the tokenizer in ${dir} has ${tok.size} entries but the model was built for ${vocabSize}; the vocabulary does not match this checkpoint (restore the checkpoint's own vocab.json and merges.txt)`);
+  }
+  return tok;
+}
+
+function runConfig(raw: unknown, dir: string): TextRunConfig {
+  const { kind: _kind, ...rest } = raw as { kind?: string };
+  const r = textRunSchema.safeParse(rest);
+  if (!r.success) throw new CheckpointError(`${dir}/config.json is not a valid text run config: ${r.error.issues[0]?.path.join(".")} ${r.error.issues[0]?.message}`);
+  return r.data;
+}
+
+export type LoadedText = {
+  kind: "data2vec-pretrain" | "text-classifier";
+  dir: string;
+  run: TextRunConfig;
+  enc: TextEncoderConfig;
+  tok: BpeTokenizer;
+  encoder: TextEncoderParams;
+  /** Present for classifiers. */
+  classifier?: { params: TextClassifierParams; labels: string[]; config: ClassifierConfig };
+};
+
+/** Loads a pretrained or fine-tuned text checkpoint. */
+export function loadTextCheckpoint(path: string): LoadedText {
+  const dir = resolveCheckpoint(path);
+  const raw = readCheckpointJson(dir, "config.json") as { kind?: string };
+  if (raw.kind === "data2vec-pretrain") {
+    const run = runConfig(raw, dir);
+    const tok = loadTokenizerFor(dir, run.model.vocabSize);
+    const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
+    const like = initTextData2Vec(run, enc, 0);
+    const p = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as typeof like;
+    tree.dispose(p.head as never);
+    return { kind: "data2vec-pretrain", dir, run, enc, tok, encoder: { shared: p.shared, layers: p.layers } };
+  }
+  if (raw.kind === "text-classifier") {
+    const config = raw as ClassifierConfig;
+    const run = runConfig(config.run, dir);
+    const tok = loadTokenizerFor(dir, run.model.vocabSize);
+    const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
+    const init = initTextData2Vec(run, enc, 0);
+    tree.dispose(init.head as never);
+    const like: TextClassifierParams = { encoder: { shared: init.shared, layers: init.layers }, head: newHead(0, enc.dim, config.labels.length) };
+    const params = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as TextClassifierParams;
+    return { kind: "text-classifier", dir, run, enc, tok, encoder: params.encoder, classifier: { params, labels: config.labels, config } };
+  }
+  throw new CheckpointError(`${dir}/config.json has kind ${JSON.stringify(raw.kind)}; expected a text checkpoint (data2vec-pretrain or text-classifier)`);
+}
+
+export async function saveClassifier(dir: string, params: TextClassifierParams, config: ClassifierConfig, tok: BpeTokenizer): Promise<void> {
+  await saveCheckpoint(dir, { config, trees: { model: params as ParamTree }, files: tok.files() });
+}

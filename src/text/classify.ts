@@ -1,0 +1,218 @@
+/**
+ * Sequence classification: the encoder's state at `<s>` → dropout → dense → tanh → dropout → linear
+ * (RoBERTa's classification head), cross-entropy, accuracy. Fine-tuning starts from a data2vec checkpoint
+ * or from scratch with the same architecture.
+ */
+import { jit, nn as jnn, numpy as np, random, tree, valueAndGrad } from "@jax-js/jax";
+import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import type { ParamTree } from "../engine/tree.js";
+import { DataError } from "../engine/errors.js";
+import { HostRng } from "../engine/random.js";
+import { initLinear } from "../nn/init.js";
+import { dropout, linear, type LinearParams } from "../nn/layers.js";
+import { KeyStream } from "../nn/random.js";
+import { stepKey } from "../data2vec/step.js";
+import type { BpeTokenizer } from "./bpe.js";
+import { padBatch, type LabeledText } from "./data.js";
+import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
+import { Progress } from "../train/progress.js";
+
+export type ClassifierHead = { dense: LinearParams; out: LinearParams };
+export type TextClassifierParams = { encoder: TextEncoderParams; head: ClassifierHead };
+
+export type ClassifyBatch = {
+  ids: np.Array; // [B, T] int32
+  positions: np.Array; // [B, T] int32
+  padding: np.Array; // [B, T]
+  labels: np.Array; // [B, C] one-hot
+  weights: np.Array; // [B], 0 for filler rows of a partial batch
+};
+
+export function initClassifierHead(keys: KeyStream, dim: number, classes: number): ClassifierHead {
+  return { dense: initLinear(keys, dim, dim), out: initLinear(keys, dim, classes) };
+}
+
+/** Logits [B, C]. Consumes params and the batch's ids/positions/padding. */
+export function classifierLogits(p: TextClassifierParams, ids: np.Array, positions: np.Array, padding: np.Array, c: TextEncoderConfig, keys: KeyStream | null): np.Array {
+  const h = encodeText(p.encoder, ids, positions, padding, c, keys); // [B, T, D]
+  const first = h.slice([], 0); // [B, D], the <s> state
+  let x = dropout(first, c.dropout, keys);
+  x = np.tanh(linear(p.head.dense, x));
+  x = dropout(x, c.dropout, keys);
+  return linear(p.head.out, x);
+}
+
+/** Mean cross-entropy over the weighted rows. Consumes all. */
+export function crossEntropy(logits: np.Array, oneHot: np.Array, weights: np.Array): np.Array {
+  const logp = jnn.logSoftmax(logits, -1);
+  const perRow = logp.mul(oneHot).sum(-1).mul(-1);
+  return perRow.mul(weights.ref).sum().div(np.maximum(weights.sum(), 1));
+}
+
+export type Encoded = { ids: Int32Array[]; labels: number[] };
+
+export function encodeLabeled(examples: LabeledText[], tok: BpeTokenizer, labels: string[]): Encoded {
+  const index = new Map(labels.map((l, i) => [l, i]));
+  return {
+    ids: examples.map((e) => Int32Array.from(tok.encode(e.text))),
+    labels: examples.map((e) => {
+      const i = index.get(e.label);
+      if (i === undefined) throw new DataError(`label "${e.label}" is not one of the model's labels (${labels.join(", ")})`);
+      return i;
+    }),
+  };
+}
+
+function makeBatch(d: Encoded, rows: number[], batchSize: number, seqLen: number, classes: number, tok: BpeTokenizer): ClassifyBatch {
+  const seqs = rows.map((r) => d.ids[r]);
+  while (seqs.length < batchSize) seqs.push(Int32Array.from([tok.bos, tok.eos])); // filler rows, weight 0
+  const { ids, padding, positions } = padBatch(seqs, seqLen, tok.pad, tok.eos);
+  const oneHot = new Float32Array(batchSize * classes);
+  const weights = new Float32Array(batchSize);
+  rows.forEach((r, i) => {
+    oneHot[i * classes + d.labels[r]] = 1;
+    weights[i] = 1;
+  });
+  const shape = [batchSize, seqLen];
+  return {
+    ids: np.array(ids, { dtype: np.int32 }).reshape(shape),
+    positions: np.array(positions, { dtype: np.int32 }).reshape(shape),
+    padding: np.array(padding).reshape(shape),
+    labels: np.array(oneHot).reshape([batchSize, classes]),
+    weights: np.array(weights),
+  };
+}
+
+export type FinetuneSettings = {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  warmupFraction: number;
+  weightDecay: number;
+  seed: number;
+  /** Sequences are truncated to this many tokens (at most the model's maxPositions). */
+  seqLen: number;
+};
+
+export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
+
+export async function finetuneClassifier(
+  params: TextClassifierParams,
+  enc: TextEncoderConfig,
+  tok: BpeTokenizer,
+  train: Encoded,
+  classes: number,
+  s: FinetuneSettings,
+  opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
+): Promise<{ params: TextClassifierParams; history: EpochRecord[] }> {
+  if (train.ids.length === 0) throw new DataError("no training examples");
+  const opt: AdamWConfig = { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: s.weightDecay, clipNorm: 1 };
+  const stepsPerEpoch = Math.ceil(train.ids.length / s.batchSize);
+  const total = stepsPerEpoch * s.epochs;
+  const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
+  const lossFn = (p: TextClassifierParams, b: ClassifyBatch, key: np.Array) => {
+    const keys = new KeyStream(key);
+    const logits = classifierLogits(p, b.ids, b.positions, b.padding, enc, keys);
+    keys.close();
+    const correct = lossCorrect(logits.ref, b.labels.ref, b.weights.ref);
+    return [crossEntropy(logits, b.labels, b.weights), correct];
+  };
+  const step = jit((p: TextClassifierParams, o: AdamWState, b: ClassifyBatch, key: np.Array, lr: np.Array) => {
+    const [[loss, correct], grads] = (valueAndGrad(lossFn, { hasAux: true }) as unknown as (p: TextClassifierParams, b: ClassifyBatch, k: np.Array) => [[np.Array, np.Array], ParamTree])(
+      tree.ref(p as never) as TextClassifierParams,
+      b,
+      key,
+    );
+    const [np2, o2] = adamwUpdate(grads, o, p as ParamTree, lr, opt);
+    return [np2, o2, loss, correct] as never;
+  }) as unknown as (p: TextClassifierParams, o: AdamWState, b: ClassifyBatch, k: np.Array, lr: np.Array) => [TextClassifierParams, AdamWState, np.Array, np.Array];
+
+  let optState = adamwInit(params as ParamTree);
+  const rng = HostRng.seeded(s.seed);
+  const progress = new Progress("finetune", total, 0, { quiet: opts.quiet });
+  const history: EpochRecord[] = [];
+  let update = 0;
+  try {
+    for (let epoch = 0; epoch < s.epochs; epoch++) {
+      const order = rng.shuffle(train.ids.map((_, i) => i));
+      let lossSum = 0;
+      let correctSum = 0;
+      for (let i = 0; i < order.length; i += s.batchSize) {
+        const rows = order.slice(i, i + s.batchSize);
+        const batch = makeBatch(train, rows, s.batchSize, s.seqLen, classes, tok);
+        let loss: np.Array, correct: np.Array;
+        [params, optState, loss, correct] = step(params, optState, batch, stepKey(s.seed, update), np.array(learningRate(schedule, update)));
+        lossSum += (await loss.data())[0] * rows.length;
+        correctSum += (await correct.data())[0];
+        update++;
+        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
+      }
+      const record = { epoch: epoch + 1, step: update, loss: lossSum / order.length, trainAccuracy: correctSum / order.length };
+      history.push(record);
+      opts.onEpoch?.(record);
+    }
+  } finally {
+    progress.stop();
+    tree.dispose(optState as never);
+  }
+  return { params, history };
+}
+
+/** Number of weighted rows whose argmax matches the label. Consumes all. */
+function lossCorrect(logits: np.Array, oneHot: np.Array, weights: np.Array): np.Array {
+  const pred = np.argmax(logits, -1);
+  const gold = np.argmax(oneHot, -1);
+  return pred.equal(gold).astype(np.float32).mul(weights).sum();
+}
+
+/** Class predictions for every example (no dropout). Does not consume params. */
+export async function predictClasses(
+  params: TextClassifierParams,
+  enc: TextEncoderConfig,
+  tok: BpeTokenizer,
+  data: Encoded,
+  classes: number,
+  batchSize: number,
+  seqLen: number,
+): Promise<number[]> {
+  const forward = jit((p: TextClassifierParams, b: ClassifyBatch) => {
+    b.labels.dispose();
+    b.weights.dispose();
+    return np.argmax(classifierLogits(p, b.ids, b.positions, b.padding, enc, null), -1);
+  });
+  const out: number[] = [];
+  for (let i = 0; i < data.ids.length; i += batchSize) {
+    const rows = Array.from({ length: Math.min(batchSize, data.ids.length - i) }, (_, k) => i + k);
+    const pred = (await forward(tree.ref(params as never) as TextClassifierParams, makeBatch(data, rows, batchSize, seqLen, classes, tok)).data()) as Int32Array;
+    out.push(...Array.from(pred.slice(0, rows.length)));
+  }
+  forward.dispose();
+  return out;
+}
+
+export function accuracy(pred: number[], gold: number[]): number {
+  return pred.filter((p, i) => p === gold[i]).length / Math.max(1, gold.length);
+}
+
+/** Macro-averaged F1 over the classes present in `gold` or `pred`. */
+export function macroF1(pred: number[], gold: number[], classes: number): number {
+  let sum = 0;
+  let n = 0;
+  for (let c = 0; c < classes; c++) {
+    const tp = pred.filter((p, i) => p === c && gold[i] === c).length;
+    const fp = pred.filter((p, i) => p === c && gold[i] !== c).length;
+    const fn = gold.filter((g, i) => g === c && pred[i] !== c).length;
+    if (tp + fp + fn === 0) continue;
+    sum += (2 * tp) / (2 * tp + fp + fn);
+    n++;
+  }
+  return n ? sum / n : 0;
+}
+
+/** Fresh classifier parameters: a given encoder (pretrained) or a random one (scratch), plus a new head. */
+export function newHead(seed: number, dim: number, classes: number): ClassifierHead {
+  const keys = new KeyStream(random.key(seed + 7919));
+  const head = initClassifierHead(keys, dim, classes);
+  keys.close();
+  return head;
+}
