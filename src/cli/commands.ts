@@ -1,7 +1,7 @@
 /** The `d2v` subcommands. Each validates its input first, so bad input fails before any output is written. */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { jit, numpy as np, random, tree } from "@jax-js/jax";
+import { jit, numpy as np, random, tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { initEngine } from "../engine/runtime.js";

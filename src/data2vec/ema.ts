@@ -3,7 +3,7 @@
  * encoder and embeddings are shared with the student (the teacher reads them under stop-gradient).
  * τ rises linearly from τ0 to τe over the first τn updates, then stays at τe (fairseq `get_annealed_rate`).
  */
-import { numpy as np, tree } from "@jax-js/jax";
+import { numpy as np, tree } from "../engine/jax.js";
 import type { ParamTree } from "../engine/tree.js";
 
 export type EmaSchedule = { tauStart: number; tauEnd: number; annealSteps: number };

@@ -1,5 +1,5 @@
 /** The regression loss at masked steps, and the variance statistics of the collapse monitor. */
-import { numpy as np } from "@jax-js/jax";
+import { numpy as np } from "../engine/jax.js";
 
 export type LossKind = "l2" | "smooth_l1";
 

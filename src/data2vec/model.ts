@@ -8,7 +8,7 @@
  * A modality plugs in through `Modality`: its embeddings (feature encoder + positions + masking) and its
  * block settings. Nothing here knows about text, audio or images.
  */
-import { lax, numpy as np, tree } from "@jax-js/jax";
+import { lax, numpy as np, tree } from "../engine/jax.js";
 import type { ParamTree } from "../engine/tree.js";
 import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
 import { gelu, linear, type LinearParams } from "../nn/layers.js";

@@ -2,7 +2,7 @@
  * Compiled training steps. One optimizer update is: (EMA step, if due) → forward/backward on each
  * micro-batch → AdamW. The EMA runs once per optimizer update, never per micro-batch.
  */
-import { jit, numpy as np, random, tree, valueAndGrad } from "@jax-js/jax";
+import { jit, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
 import { adamwUpdate, type AdamWConfig, type AdamWState } from "../engine/optim.js";
 import type { ParamTree } from "../engine/tree.js";
 import type { BlockParams } from "../nn/encoder.js";

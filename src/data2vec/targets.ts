@@ -3,7 +3,7 @@
  * normalized, optionally normalized again after averaging. Targets are built from the unmasked teacher
  * pass and are only read at masked steps; the caller applies stop-gradient.
  */
-import { numpy as np } from "@jax-js/jax";
+import { numpy as np } from "../engine/jax.js";
 import { instanceNorm, layerNorm } from "../nn/layers.js";
 
 export type TargetNorm = "layer" | "instance" | "none";

@@ -3,7 +3,7 @@
  * `adamwUpdate` is pure and jit-friendly: the learning rate and the step count are arrays, so one
  * compiled step serves the whole schedule; bias correction happens inside the graph.
  */
-import { numpy as np, tree } from "@jax-js/jax";
+import { numpy as np, tree } from "./jax.js";
 import type { ParamTree } from "./tree.js";
 
 export type AdamWConfig = {

@@ -1,6 +1,6 @@
 /** jax-js bootstrap for Node: shims first, then the wasm backend. Every entry point awaits `initEngine()`. */
 import { configuredThreads } from "./shims.js";
-import { init, defaultDevice } from "@jax-js/jax";
+import { init, defaultDevice } from "./jax.js";
 
 let ready: Promise<void> | null = null;
 

@@ -1,5 +1,6 @@
 /**
- * Node shims that jax-js needs. This module must be evaluated before `@jax-js/jax` (import it first):
+ * Node shims that jax-js needs. They must run before jax-js is evaluated (it creates its wasm backend on
+ * load), so the project imports jax-js only through `./jax.ts`, which imports this module first:
  * 1. `Float16Array` (jax-js references it; Node 20 lacks it),
  * 2. iterator helpers (`np.einsum` calls `.map`/`.toArray` on `matchAll` results; Node 20 lacks them),
  * 3. a global `Worker` backed by `worker_threads`, so the wasm backend runs kernels on real threads,

@@ -1,5 +1,5 @@
 /** Parameter pytrees: plain nested objects / arrays of jax arrays, named by their dotted paths. */
-import { numpy as np, tree } from "@jax-js/jax";
+import { numpy as np, tree } from "./jax.js";
 
 export type ParamTree = np.Array | ParamTree[] | { [key: string]: ParamTree };
 

@@ -1,5 +1,5 @@
 /** Multi-head self-attention with an additive padding mask and an optional additive bias. */
-import { numpy as np, nn as jnn } from "@jax-js/jax";
+import { numpy as np, nn as jnn } from "../engine/jax.js";
 import { dropout, linear, type LinearParams } from "./layers.js";
 import type { KeyStream } from "./random.js";
 
@@ -18,9 +18,9 @@ export type AttentionOptions = {
 };
 
 /** Additive key mask [B, 1, 1, T] from a padding mask [B, T] (1 = real token, 0 = padding). */
-export function additivePaddingMask(paddingMask: np.Array): np.Array {
+export function additivePaddingMask(paddingMask: np.Array, dtype: np.DType = np.float32): np.Array {
   const [b, t] = paddingMask.shape;
-  return np.where(paddingMask.greater(0.5), 0, -1e9).astype(np.float32).reshape([b, 1, 1, t]);
+  return np.where(paddingMask.greater(0.5), 0, -1e9).astype(dtype).reshape([b, 1, 1, t]);
 }
 
 // [B, T, D] -> [B, H, T, hd]

@@ -3,7 +3,7 @@
  * data2vec uses as a target: the FFN output before the last residual (the paper's choice), the FFN output
  * plus residual before the final layer norm, the block output, or the self-attention output.
  */
-import type { numpy as np } from "@jax-js/jax";
+import type { numpy as np } from "../engine/jax.js";
 import { multiHeadAttention, type AttentionParams } from "./attention.js";
 import { dropout, gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from "./layers.js";
 import type { KeyStream } from "./random.js";

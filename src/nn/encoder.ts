@@ -1,5 +1,5 @@
 /** A stack of transformer blocks, optionally capturing one intermediate per block from a given depth. */
-import type { numpy as np } from "@jax-js/jax";
+import type { numpy as np } from "../engine/jax.js";
 import { additivePaddingMask } from "./attention.js";
 import { postLnBlock, preLnBlock, type Capture, type PostLnBlockParams, type PreLnBlockParams } from "./blocks.js";
 import type { KeyStream } from "./random.js";
@@ -30,7 +30,7 @@ export type EncoderRun = {
 
 /** Runs every block (consuming `layers` and `x`); returns the output and the captured intermediates. */
 export function runEncoder(layers: BlockParams[], x: np.Array, spec: EncoderSpec, run: EncoderRun): { out: np.Array; captured: np.Array[] } {
-  const mask = run.padding ? additivePaddingMask(run.padding.ref) : null;
+  const mask = run.padding ? additivePaddingMask(run.padding.ref, x.dtype) : null;
   const captured: np.Array[] = [];
   const block = spec.kind === "post_ln" ? postLnBlock : preLnBlock;
   layers.forEach((p, i) => {

@@ -1,5 +1,5 @@
 /** Initializers (BERT / fairseq style: N(0, 0.02) weights, zero biases, unit layer-norm gains). */
-import { numpy as np } from "@jax-js/jax";
+import { numpy as np } from "../engine/jax.js";
 import type { AttentionParams } from "./attention.js";
 import type { PostLnBlockParams, PreLnBlockParams } from "./blocks.js";
 import type { LayerNormParams, LinearParams } from "./layers.js";

@@ -2,7 +2,7 @@
  * Functional building blocks: `(params, x) => y`. Like every jax-js op, each function consumes its array
  * arguments (params included); callers pass `.ref` / `refTree(...)` for anything they use again.
  */
-import { numpy as np } from "@jax-js/jax";
+import { numpy as np } from "../engine/jax.js";
 import type { KeyStream } from "./random.js";
 
 export type LinearParams = { weight: np.Array; bias?: np.Array }; // weight [in, out]

@@ -1,5 +1,5 @@
 /** Random keys inside traced code: a stream that hands out fresh sub-keys from one jax PRNG key. */
-import { numpy as np, random } from "@jax-js/jax";
+import { numpy as np, random } from "../engine/jax.js";
 
 export class KeyStream {
   #key: np.Array;

@@ -1,7 +1,7 @@
 /** Text checkpoints: the pretrained data2vec model and the fine-tuned classifier, each with its tokenizer. */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { tree } from "@jax-js/jax";
+import { tree } from "../engine/jax.js";
 import { CheckpointError, VocabError } from "../engine/errors.js";
 import type { ParamTree } from "../engine/tree.js";
 import { loadTree, readCheckpointJson, saveCheckpoint } from "../train/checkpoint.js";

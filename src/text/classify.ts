@@ -3,7 +3,7 @@
  * (RoBERTa's classification head), cross-entropy, accuracy. Fine-tuning starts from a data2vec checkpoint
  * or from scratch with the same architecture.
  */
-import { jit, nn as jnn, numpy as np, random, tree, valueAndGrad } from "@jax-js/jax";
+import { jit, nn as jnn, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
 import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import type { ParamTree } from "../engine/tree.js";
 import { DataError } from "../engine/errors.js";

@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, relative } from "node:path";
-import { numpy as np } from "@jax-js/jax";
+import { numpy as np } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import type { HostRng } from "../engine/random.js";
 import type { BpeTokenizer } from "./bpe.js";

@@ -2,7 +2,7 @@
  * The RoBERTa-style text encoder: token embeddings + learned positions (with RoBERTa's padding offset:
  * the first real token sits at position padId + 1), embedding layer norm, dropout, post-LN blocks.
  */
-import { numpy as np } from "@jax-js/jax";
+import { numpy as np } from "../engine/jax.js";
 import type { Modality } from "../data2vec/model.js";
 import { initLayerNorm, initNormal, initPostLnBlock } from "../nn/init.js";
 import { dropout, layerNorm, type LayerNormParams } from "../nn/layers.js";

@@ -1,7 +1,7 @@
 /** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches → `pretrain`. */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { random } from "@jax-js/jax";
+import { random } from "../engine/jax.js";
 import { initRegressionHead, type Data2VecParams } from "../data2vec/model.js";
 import { ConfigError, DataError, VocabError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
@@ -26,6 +26,7 @@ export type TextPretrainOptions = {
   force?: boolean;
   quiet?: boolean;
   stopAfter?: number;
+  onUpdate?: (record: PretrainRecord) => void;
   log?: (msg: string) => void;
 };
 
@@ -147,6 +148,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
       files: tok.files(),
       quiet: o.quiet,
       stopAfter: o.stopAfter,
+      onUpdate: o.onUpdate,
     },
     state,
     new BlockStream(blocks, tok, cfg, dataState as StreamState | null),

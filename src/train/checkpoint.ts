@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { numpy as np } from "@jax-js/jax";
+import { numpy as np } from "../engine/jax.js";
 import { CheckpointError } from "../engine/errors.js";
 import { decodeSafetensors, encodeSafetensors, f32Tensor, toFloat32, type HostTensor } from "../engine/safetensors.js";
 import { fillTree, namedLeaves, type ParamTree } from "../engine/tree.js";

@@ -4,8 +4,9 @@
  * optimizer moments, data order and masking RNG are restored, and per-update dropout keys depend only on
  * (seed, update).
  */
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { numpy as np, tree } from "@jax-js/jax";
+import { numpy as np, tree } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
 import { emaDecay, emaStepDue } from "../data2vec/ema.js";
 import type { Data2VecParams, Modality } from "../data2vec/model.js";
@@ -43,6 +44,8 @@ export type PretrainSetup<Shared extends ParamTree, Batch extends { [k: string]:
   quiet?: boolean;
   /** Stop after this update index (exclusive) without finishing the schedule: used to test resume. */
   stopAfter?: number;
+  /** Called after every update (experiments, tests). */
+  onUpdate?: (record: PretrainRecord) => void;
 };
 
 export type PretrainState<Shared extends ParamTree> = {
@@ -79,6 +82,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   data: PretrainData<Batch>,
 ): Promise<{ state: PretrainState<Shared>; records: PretrainRecord[]; interrupted: boolean }> {
   const steps = makeData2VecSteps(setup.modality, setup.d2v, setup.optim);
+  mkdirSync(setup.outDir, { recursive: true });
   const metrics = new MetricsLog(join(setup.outDir, "metrics.jsonl"));
   if (state.step === 0) metrics.reset();
   else metrics.truncateAfter(state.step);
@@ -135,6 +139,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
       const record: PretrainRecord = { step: update + 1, loss, targetVar, predVar, gradNorm, lr, tau, maskedSteps, sec };
       records.push(record);
       metrics.write(record);
+      setup.onUpdate?.(record);
       unitsDone += data.unitsPerBatch * setup.accumSteps;
       const elapsed = (performance.now() - t0) / 1000;
       progress.update(update + 1, {

@@ -1,32 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { initEngine } from "../../src/engine/runtime.js";
-import { resolveTextConfig } from "../../src/text/config.js";
 import { pretrainText } from "../../src/text/pretrain.js";
-import { loadBrown } from "../../src/text/brown.js";
+import { corpusDir, microConfig } from "./fixtures.js";
 
 await initEngine();
-
-/** A micro configuration: the same code paths as the presets, small enough for CI. */
-export function microConfig(overrides: object = {}) {
-  return resolveTextConfig("tiny", {
-    model: { vocabSize: 400, maxPositions: 32, dim: 32, layers: 2, heads: 2, ffnDim: 64 },
-    data2vec: { topK: 2, collapseWarmupSteps: 1000 },
-    train: { batchSize: 4, seqLen: 32, steps: 6, warmupSteps: 2, checkpointEvery: 3, logEvery: 1 },
-    ...overrides,
-  });
-}
-
-function corpusDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "d2v-corpus-"));
-  mkdirSync(join(dir, "sub"));
-  const docs = loadBrown().slice(0, 6);
-  docs.forEach((d, i) => writeFileSync(join(dir, i % 2 ? "sub" : ".", `doc${i}.txt`), d.text.slice(0, 3000)));
-  return dir;
-}
 
 test("resume continues exactly: the losses after a restart equal an uninterrupted run", async () => {
   const data = corpusDir();

@@ -1,0 +1,52 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { numpy as np } from "../../src/engine/jax.js";
+import { initEngine } from "../../src/engine/runtime.js";
+import { meanStd, regressionLoss } from "../../src/data2vec/loss.js";
+import { toHost } from "../jaxutil.js";
+
+await initEngine();
+
+// pred/target [B=1, T=3, D=2]; step 1 is not masked.
+const pred = [[[1, -2], [100, 100], [0.5, 3]]];
+const target = [[[0, 0], [0, 0], [0, -3]]];
+const weights = [[1, 0, 1]];
+
+function smoothL1(d: number, beta: number) {
+  return Math.abs(d) < beta ? (0.5 * d * d) / beta : Math.abs(d) - 0.5 * beta;
+}
+
+test("Smooth L1: sum over dims and masked steps, divided by the masked-step count, scaled", async () => {
+  const beta = 2;
+  const expected = ((smoothL1(1, beta) + smoothL1(-2, beta) + smoothL1(0.5, beta) + smoothL1(6, beta)) / 2) * 0.5;
+  const loss = regressionLoss(np.array(pred), np.array(target), np.array(weights), { kind: "smooth_l1", beta, scale: 0.5 });
+  assert.ok(Math.abs((await toHost(loss))[0] - expected) < 1e-5);
+});
+
+test("L2 is (p − y)² without ½", async () => {
+  const expected = (1 + 4 + 0.25 + 36) / 2 / Math.sqrt(2);
+  const loss = regressionLoss(np.array(pred), np.array(target), np.array(weights), { kind: "l2", beta: 0, scale: 1 / Math.sqrt(2) });
+  assert.ok(Math.abs((await toHost(loss))[0] - expected) < 1e-5);
+});
+
+test("the loss ignores unmasked steps entirely", async () => {
+  const perturbed = [[[1, -2], [-7, 42], [0.5, 3]]];
+  const a = await toHost(regressionLoss(np.array(pred), np.array(target), np.array(weights), { kind: "smooth_l1", beta: 4, scale: 1 }));
+  const b = await toHost(regressionLoss(np.array(perturbed), np.array(target), np.array(weights), { kind: "smooth_l1", beta: 4, scale: 1 }));
+  assert.equal(a[0], b[0]);
+  // …but not masked ones
+  const c = await toHost(regressionLoss(np.array([[[1, -2], [100, 100], [0.6, 3]]]), np.array(target), np.array(weights), { kind: "smooth_l1", beta: 4, scale: 1 }));
+  assert.notEqual(a[0], c[0]);
+});
+
+test("meanStd is the mean per-dimension std over the weighted steps (unbiased, +1e-6)", async () => {
+  const x = [[[1, 10], [2, 20], [999, -999], [6, 60]]];
+  const w = [[1, 1, 0, 1]];
+  const std = (v: number[]) => {
+    const m = v.reduce((a, b) => a + b) / v.length;
+    return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1) + 1e-6);
+  };
+  const expected = (std([1, 2, 6]) + std([10, 20, 60])) / 2;
+  const got = (await toHost(meanStd(np.array(x), np.array(w))))[0];
+  assert.ok(Math.abs(got - expected) / expected < 1e-5, `${got} vs ${expected}`);
+});
