@@ -18,6 +18,8 @@ export type TextPretrainOptions = {
   config: TextRunConfig;
   /** A .txt file or folder; the Brown corpus when absent. */
   data?: string;
+  /** Documents given directly (instead of `data`). */
+  docs?: string[];
   /** Use this tokenizer (vocab.json + merges.txt) instead of training one on the corpus. */
   tokenizer?: string;
   outDir: string;
@@ -101,7 +103,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
     cfg = { ...saved, train: { ...saved.train, steps: cfg.train.steps } };
   }
 
-  const docs = o.data ? readTextCorpus(o.data) : loadBrown().map((d) => d.text);
+  const docs = o.docs ?? (o.data ? readTextCorpus(o.data) : loadBrown().map((d) => d.text));
   let tok: BpeTokenizer;
   if (o.resume) tok = BpeTokenizer.load(ckpt);
   else if (o.tokenizer) tok = BpeTokenizer.load(o.tokenizer);

@@ -1,0 +1,133 @@
+/**
+ * Benchmarks (not tests): data2vec training-step throughput for the text presets, the step's effective
+ * GFLOP/s, the same process's 512×512 matmul GFLOP/s, and peak RSS. Each preset runs in its own process
+ * so peak RSS is its own.
+ *   npm run bench            a table
+ *   npm run bench -- --json  one JSON object per line
+ */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { jit, numpy as np, random, tree } from "../src/engine/jax.js";
+import { engineThreads, initEngine } from "../src/engine/runtime.js";
+import { HostRng } from "../src/engine/random.js";
+import { resolveTextConfig, type TextRunConfig } from "../src/text/config.js";
+import { maskTokens } from "../src/text/masking.js";
+import { positionIds, textModality, type TextPretrainBatch } from "../src/text/model.js";
+import { initTextData2Vec } from "../src/text/pretrain.js";
+import { makeData2VecSteps, stepKey } from "../src/data2vec/step.js";
+import { freshPretrainState } from "../src/train/pretrain.js";
+import type { BlockParams } from "../src/nn/encoder.js";
+
+type Row = { name: string; unit: string; value: number; peakRssMB: number; [k: string]: unknown };
+
+const peakRssMB = () => Math.round(process.resourceUsage().maxRSS / 1024);
+
+async function matmulGflops(): Promise<number> {
+  const n = 512;
+  const a = random.normal(random.key(1), [n, n]);
+  const b = random.normal(random.key(2), [n, n]);
+  const mm = jit((x: np.Array, y: np.Array) => np.matmul(x, y));
+  for (let i = 0; i < 3; i++) await mm(a.ref, b.ref).data();
+  const reps = 30;
+  const t = performance.now();
+  for (let i = 0; i < reps; i++) await mm(a.ref, b.ref).data();
+  const ms = (performance.now() - t) / reps;
+  a.dispose();
+  b.dispose();
+  mm.dispose();
+  return (2 * n ** 3) / ms / 1e6;
+}
+
+/** Matmul FLOPs of one data2vec text update: student forward + backward (3×) and teacher forward (1×). */
+export function textStepFlops(c: TextRunConfig): number {
+  const { dim: d, ffnDim: f, layers: l } = c.model;
+  const t = c.train.seqLen;
+  const perTokenLayer = 2 * (4 * d * d + 2 * d * f) + 4 * t * d; // projections + FFN + attention scores/context
+  const head = c.data2vec.headLayers === 2 ? 2 * (d * 2 * d + 2 * d * d) : 2 * d * d;
+  const tokens = c.train.batchSize * t;
+  return tokens * (3 * (l * perTokenLayer + head) + l * perTokenLayer);
+}
+
+function syntheticBatch(c: TextRunConfig, rng: HostRng): TextPretrainBatch {
+  const { batchSize: b, seqLen: t } = c.train;
+  const v = c.model.vocabSize;
+  const ids = new Int32Array(b * t);
+  for (let i = 0; i < b; i++) {
+    ids[i * t] = 0;
+    for (let j = 1; j < t - 1; j++) ids[i * t + j] = rng.int(4, v - 2);
+    ids[i * t + t - 1] = 2;
+  }
+  const source = new Int32Array(ids.length);
+  const weights = new Float32Array(ids.length);
+  for (let i = 0; i < b; i++) {
+    const m = maskTokens(ids.subarray(i * t, (i + 1) * t), c.masking, rng, { maskId: v - 1, isSpecial: (id) => id < 4, vocabSize: v, firstRegularId: 4 });
+    source.set(m.source, i * t);
+    weights.set(m.lossWeights, i * t);
+  }
+  const shape = [b, t];
+  return {
+    source: np.array(source, { dtype: np.int32 }).reshape(shape),
+    target: np.array(ids, { dtype: np.int32 }).reshape(shape),
+    positions: np.array(positionIds(ids, b, t, 1), { dtype: np.int32 }).reshape(shape),
+    padding: np.ones(shape),
+    lossWeights: np.array(weights).reshape(shape),
+  };
+}
+
+async function benchTextStep(preset: string): Promise<Row[]> {
+  const c = resolveTextConfig(preset);
+  const enc = { ...c.model, padId: 1 };
+  let state = freshPretrainState(initTextData2Vec(c, enc, 0));
+  const steps = makeData2VecSteps(textModality(enc), c.data2vec, { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.01, clipNorm: 5 });
+  const rng = HostRng.seeded(0);
+  const run = async (i: number) => {
+    const teacher = steps.ema(state.teacher, tree.ref(state.params.layers as never) as BlockParams[], np.array(0.999));
+    const [params, opt, out] = steps.update(state.params, tree.ref(teacher as never) as BlockParams[], state.opt, syntheticBatch(c, rng), stepKey(0, i), np.array(1e-4));
+    state = { params, teacher, opt, step: i };
+    await out.loss.data();
+    tree.dispose([out.targetVar, out.predVar, out.gradNorm, out.maskedSteps] as never);
+  };
+  await run(0); // compile
+  await run(1);
+  const reps = preset === "tiny" ? 6 : 3;
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await run(2 + i);
+  const sec = (performance.now() - t0) / 1000 / reps;
+  const tokens = c.train.batchSize * c.train.seqLen;
+  const gflops = textStepFlops(c) / sec / 1e9;
+  const mm = await matmulGflops();
+  const shape = { preset, layers: c.model.layers, dim: c.model.dim, ffnDim: c.model.ffnDim, heads: c.model.heads, batchSize: c.train.batchSize, seqLen: c.train.seqLen, vocabSize: c.model.vocabSize, threads: engineThreads() };
+  const rss = peakRssMB();
+  return [
+    { name: `text-${preset}-train-step`, unit: "tokens/s", value: tokens / sec, peakRssMB: rss, stepSeconds: sec, ...shape },
+    { name: `text-${preset}-train-step-effective`, unit: "GFLOP/s", value: gflops, peakRssMB: rss, ...shape },
+    { name: `text-${preset}-matmul-512`, unit: "GFLOP/s", value: mm, peakRssMB: rss, ...shape },
+  ];
+}
+
+const args = process.argv.slice(2);
+const json = args.includes("--json");
+const one = args.indexOf("--one");
+if (one >= 0) {
+  await initEngine();
+  for (const row of await benchTextStep(args[one + 1])) console.log(JSON.stringify(row));
+} else {
+  const self = fileURLToPath(import.meta.url);
+  const rows: Row[] = [];
+  for (const preset of ["tiny", "small"]) {
+    const r = spawnSync(process.execPath, [self, "--one", preset], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+    if (r.status !== 0) throw new Error(`benchmark ${preset} failed`);
+    const got = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Row);
+    rows.push(...got);
+    if (json) got.forEach((row) => console.log(JSON.stringify(row)));
+  }
+  if (!json) {
+    console.log("| benchmark | value | unit | peak RSS (MB) |\n|---|---:|---|---:|");
+    for (const r of rows) console.log(`| ${r.name} | ${r.value.toFixed(1)} | ${r.unit} | ${r.peakRssMB} |`);
+    for (const preset of ["tiny", "small"]) {
+      const eff = rows.find((r) => r.name === `text-${preset}-train-step-effective`)!;
+      const mm = rows.find((r) => r.name === `text-${preset}-matmul-512`)!;
+      console.log(`${preset}: step at ${((100 * eff.value) / mm.value).toFixed(0)}% of the 512×512 matmul rate`);
+    }
+  }
+}
