@@ -13,7 +13,7 @@ import { HostRng } from "../src/engine/random.js";
 import { resolveTextConfig, type TextRunConfig } from "../src/text/config.js";
 import { maskTokens } from "../src/text/masking.js";
 import { positionIds, textModality, type TextPretrainBatch } from "../src/text/model.js";
-import { initTextData2Vec } from "../src/text/pretrain.js";
+import { initTextData2Vec } from "../src/text/model.js";
 import { makeData2VecSteps, stepKey } from "../src/data2vec/step.js";
 import { freshPretrainState } from "../src/train/pretrain.js";
 import type { BlockParams } from "../src/nn/encoder.js";
@@ -75,6 +75,7 @@ function syntheticBatch(c: TextRunConfig, rng: HostRng): TextPretrainBatch {
 }
 
 async function benchTextStep(preset: string): Promise<Row[]> {
+  const matmulBefore = await matmulGflops();
   const c = resolveTextConfig(preset);
   const enc = { ...c.model, padId: 1 };
   let state = freshPretrainState(initTextData2Vec(c, enc, 0));
@@ -95,7 +96,8 @@ async function benchTextStep(preset: string): Promise<Row[]> {
   const sec = (performance.now() - t0) / 1000 / reps;
   const tokens = c.train.batchSize * c.train.seqLen;
   const gflops = textStepFlops(c) / sec / 1e9;
-  const mm = await matmulGflops();
+  // The reference rate is the better of the process's matmul before and after the training steps.
+  const mm = Math.max(matmulBefore, await matmulGflops());
   const shape = { preset, layers: c.model.layers, dim: c.model.dim, ffnDim: c.model.ffnDim, heads: c.model.heads, batchSize: c.train.batchSize, seqLen: c.train.seqLen, vocabSize: c.model.vocabSize, threads: engineThreads() };
   const rss = peakRssMB();
   return [
@@ -110,13 +112,23 @@ const json = args.includes("--json");
 const one = args.indexOf("--one");
 if (one >= 0) {
   await initEngine();
-  for (const row of await benchTextStep(args[one + 1])) console.log(JSON.stringify(row));
+  const what = args[one + 1];
+  if (what === "matmul") {
+    const rss = peakRssMB();
+    console.log(JSON.stringify({ name: `matmul-512-threads-${engineThreads()}`, unit: "GFLOP/s", value: await matmulGflops(), peakRssMB: rss, threads: engineThreads() }));
+  } else for (const row of await benchTextStep(what)) console.log(JSON.stringify(row));
 } else {
   const self = fileURLToPath(import.meta.url);
   const rows: Row[] = [];
-  for (const preset of ["tiny", "small"]) {
-    const r = spawnSync(process.execPath, [self, "--one", preset], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-    if (r.status !== 0) throw new Error(`benchmark ${preset} failed`);
+  const jobs: [string, Record<string, string>][] = [
+    ["matmul", { D2V_THREADS: "1" }],
+    ["matmul", { D2V_THREADS: "2" }],
+    ["tiny", {}],
+    ["small", {}],
+  ];
+  for (const [what, env] of jobs) {
+    const r = spawnSync(process.execPath, [self, "--one", what], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...env } });
+    if (r.status !== 0) throw new Error(`benchmark ${what} failed`);
     const got = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Row);
     rows.push(...got);
     if (json) got.forEach((row) => console.log(JSON.stringify(row)));

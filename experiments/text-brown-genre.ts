@@ -8,6 +8,7 @@
  * Finished pieces are kept (pretraining resumes, fine-tuning results are cached), so an interrupted run
  * continues where it stopped. Results: <out>/results.json and a Markdown table on stdout.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { random, tree } from "../src/engine/jax.js";
@@ -44,7 +45,7 @@ const statePath = join(ckpt, "state.json");
 const done = existsSync(statePath) && (JSON.parse(readFileSync(statePath, "utf8")) as { step: number }).step >= config.train.steps;
 if (!done) {
   const t0 = performance.now();
-  await pretrainText({ config, docs: task.pretrainDocs, outDir: pretrainDir, resume: existsSync(statePath), log });
+  await pretrainText({ config, docs: task.pretrainDocs, outDir: pretrainDir, resume: existsSync(statePath), resumeSteps: config.train.steps, log });
   pretrainSeconds = (performance.now() - t0) / 1000;
 }
 const metrics = readFileSync(join(pretrainDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
@@ -66,23 +67,40 @@ const save = () =>
     resultsPath,
     JSON.stringify({ preset, pretrainUpdates: metrics.length, pretrainMinutes: totalPretrainSeconds / 60, finalPretrainRecord: metrics[metrics.length - 1], epochs, labels: task.labels, trainExamples: task.train.length, testExamples: task.test.length, runs: results }, null, 2),
   );
+// Each fine-tuning run is a child process: jax-js's wasm heap only grows, so runs must not share one.
+const one = process.argv.indexOf("--one");
+if (one >= 0) {
+  const [init, seedText, lrText] = process.argv[one + 1].split(":");
+  const seed = Number(seedText);
+  const lr = Number(lrText);
+  let encoder;
+  if (init === "pretrained") encoder = base.encoder;
+  else {
+    tree.dispose(base.encoder as never);
+    const keys = new KeyStream(random.key(seed));
+    encoder = initTextEncoder(keys, enc);
+    keys.close();
+  }
+  const settings = { epochs, batchSize: 16, lr, warmupFraction: 0.1, weightDecay: 0.01, seed, seqLen };
+  const trained = await finetuneClassifier({ encoder, head: newHead(seed, enc.dim, task.labels.length) }, enc, tok, train, task.labels.length, settings, { quiet: true });
+  // Predict with the training batch size: jax-js's wasm allocator reuses freed buffers only of the same size.
+  const pred = await predictClasses(trained.params, enc, tok, test, task.labels.length, settings.batchSize, seqLen);
+  const r: Result = { init: init as Result["init"], seed, lr, accuracy: accuracy(pred, test.labels), macroF1: macroF1(pred, test.labels, task.labels.length), trainAccuracy: trained.history[trained.history.length - 1].trainAccuracy };
+  console.log(JSON.stringify(r));
+  process.exit(0);
+}
+tree.dispose(base.encoder as never);
 for (const lr of lrs) {
   for (const seed of seeds) {
     for (const init of ["pretrained", "scratch"] as const) {
       if (results.some((r) => r.init === init && r.seed === seed && r.lr === lr)) continue;
-      let encoder;
-      if (init === "pretrained") encoder = tree.ref(base.encoder as never) as typeof base.encoder;
-      else {
-        const keys = new KeyStream(random.key(seed));
-        encoder = initTextEncoder(keys, enc);
-        keys.close();
-      }
-      const settings = { epochs, batchSize: 16, lr, warmupFraction: 0.1, weightDecay: 0.01, seed, seqLen };
       const t0 = performance.now();
-      const trained = await finetuneClassifier({ encoder, head: newHead(seed, enc.dim, task.labels.length) }, enc, tok, train, task.labels.length, settings, { quiet: true });
-      const pred = await predictClasses(trained.params, enc, tok, test, task.labels.length, 32, seqLen);
-      tree.dispose(trained.params as never);
-      const r: Result = { init, seed, lr, accuracy: accuracy(pred, test.labels), macroF1: macroF1(pred, test.labels, task.labels.length), trainAccuracy: trained.history[trained.history.length - 1].trainAccuracy };
+      const child = spawnSync(process.execPath, [...process.argv.slice(1).filter((_, i, a) => a[i - 1] !== "--one" && _ !== "--one"), "--one", `${init}:${seed}:${lr}`], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      if (child.status !== 0) throw new Error(`fine-tuning ${init} seed ${seed} lr ${lr} failed`);
+      const r = JSON.parse(child.stdout.trim().split("\n").pop()!) as Result;
       results.push(r);
       save();
       log(`${init} lr=${lr} seed=${seed}: test accuracy ${(100 * r.accuracy).toFixed(1)}% (${((performance.now() - t0) / 1000).toFixed(0)} s)`);

@@ -41,8 +41,10 @@ export async function runPretrain(o: {
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   const outDir = resolve(o.out ?? join("runs", `pretrain-${o.modality}-${o.preset}`));
   await initEngine();
-  log(`data2vec ${o.modality} pretraining, preset ${config.preset}: ${config.model.layers} layers × ${config.model.dim}, ${config.train.steps} updates of ${config.train.batchSize} × ${config.train.seqLen} tokens → ${outDir}`);
-  const r = await pretrainText({ config, data: o.data, tokenizer: o.tokenizer, outDir, resume: o.resume, force: o.force, quiet: o.quiet, log });
+  if (!o.resume) {
+    log(`data2vec ${o.modality} pretraining, preset ${config.preset}: ${config.model.layers} layers × ${config.model.dim}, ${config.train.steps} updates of ${config.train.batchSize} × ${config.train.seqLen} tokens → ${outDir}`);
+  }
+  const r = await pretrainText({ config, data: o.data, tokenizer: o.tokenizer, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
   const last = r.records[r.records.length - 1];
   if (r.interrupted) log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
   else log(`done: checkpoint in ${r.checkpoint}`);
@@ -116,7 +118,8 @@ export async function runFinetune(o: {
   log(`saved the classifier in ${resolve(o.out)}`);
   const last = trained.history[trained.history.length - 1];
   const result: Record<string, unknown> = { trainLoss: last.loss, trainAccuracy: last.trainAccuracy };
-  if (evalSet) Object.assign(result, await evaluate(trained.params, enc, tok, labels, evalSet, 32, seqLen));
+  // Same batch size as training: jax-js's wasm allocator reuses freed buffers only of the same size.
+  if (evalSet) Object.assign(result, await evaluate(trained.params, enc, tok, labels, evalSet, o.batchSize, seqLen));
   tree.dispose(trained.params as never);
   console.log(JSON.stringify(result));
 }

@@ -7,9 +7,8 @@ import type { ParamTree } from "../engine/tree.js";
 import { loadTree, readCheckpointJson, saveCheckpoint } from "../train/checkpoint.js";
 import { BpeTokenizer } from "./bpe.js";
 import { newHead, type FinetuneSettings, type TextClassifierParams } from "./classify.js";
-import { textRunSchema, type TextRunConfig } from "./config.js";
-import { initTextData2Vec } from "./pretrain.js";
-import type { TextEncoderConfig, TextEncoderParams } from "./model.js";
+import { parseTextRunConfig, type TextRunConfig } from "./config.js";
+import { initTextData2Vec, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
 
 export type ClassifierConfig = {
   kind: "text-classifier";
@@ -34,13 +33,6 @@ function loadTokenizerFor(dir: string, vocabSize: number): BpeTokenizer {
   return tok;
 }
 
-function runConfig(raw: unknown, dir: string): TextRunConfig {
-  const { kind: _kind, ...rest } = raw as { kind?: string };
-  const r = textRunSchema.safeParse(rest);
-  if (!r.success) throw new CheckpointError(`${dir}/config.json is not a valid text run config: ${r.error.issues[0]?.path.join(".")} ${r.error.issues[0]?.message}`);
-  return r.data;
-}
-
 export type LoadedText = {
   kind: "data2vec-pretrain" | "text-classifier";
   dir: string;
@@ -57,7 +49,7 @@ export function loadTextCheckpoint(path: string): LoadedText {
   const dir = resolveCheckpoint(path);
   const raw = readCheckpointJson(dir, "config.json") as { kind?: string };
   if (raw.kind === "data2vec-pretrain") {
-    const run = runConfig(raw, dir);
+    const run = parseTextRunConfig(raw, join(dir, "config.json"));
     const tok = loadTokenizerFor(dir, run.model.vocabSize);
     const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
     const like = initTextData2Vec(run, enc, 0);
@@ -67,7 +59,7 @@ export function loadTextCheckpoint(path: string): LoadedText {
   }
   if (raw.kind === "text-classifier") {
     const config = raw as ClassifierConfig;
-    const run = runConfig(config.run, dir);
+    const run = parseTextRunConfig(config.run, join(dir, "config.json"));
     const tok = loadTokenizerFor(dir, run.model.vocabSize);
     const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
     const init = initTextData2Vec(run, enc, 0);

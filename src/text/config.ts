@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../engine/errors.js";
+import { CheckpointError } from "../engine/errors.js";
 import { deepMerge, validate } from "../config/validate.js";
 
 const norm = z.enum(["layer", "instance", "none"]);
@@ -142,11 +143,12 @@ const tiny: TextRunConfig = {
   },
 };
 
+// Sized so that pretraining fits in 20 minutes on 2 cores (≈3 s per update, see docs/results/bench.md).
 const small: TextRunConfig = deepMerge(tiny, {
   preset: "small",
-  model: { dim: 384, layers: 6, heads: 6, ffnDim: 1536 },
-  data2vec: { topK: 5, ema: { tauStart: 0.99, tauEnd: 0.999, annealSteps: 1500 } },
-  train: { batchSize: 16, steps: 1500, warmupSteps: 150, checkpointEvery: 250 },
+  model: { layers: 6 },
+  data2vec: { topK: 4, ema: { tauStart: 0.99, tauEnd: 0.999, annealSteps: 380 } },
+  train: { steps: 380, warmupSteps: 40, checkpointEvery: 50 },
 });
 
 const base: TextRunConfig = deepMerge(tiny, {
@@ -170,4 +172,15 @@ export function resolveTextConfig(preset: string, fileConfig?: unknown, override
   if (!presetConfig) throw new ConfigError(`unknown preset "${preset}"; choose one of ${Object.keys(TEXT_PRESETS).join(", ")}`);
   const merged = deepMerge(deepMerge(presetConfig, fileConfig), overrides);
   return validate(textRunSchema, merged, source);
+}
+
+/** The run config stored in a checkpoint's config.json (its `kind` field aside), validated. */
+export function parseTextRunConfig(raw: unknown, path: string): TextRunConfig {
+  const { kind: _kind, ...rest } = (raw ?? {}) as { kind?: string };
+  const r = textRunSchema.safeParse(rest);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new CheckpointError(`${path} is not a valid text run config (${issue?.path.join(".") || "top level"}: ${issue?.message}); the checkpoint is corrupt or from another version`);
+  }
+  return r.data;
 }

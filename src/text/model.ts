@@ -3,11 +3,13 @@
  * the first real token sits at position padId + 1), embedding layer norm, dropout, post-LN blocks.
  */
 import { numpy as np } from "../engine/jax.js";
-import type { Modality } from "../data2vec/model.js";
+import { initRegressionHead, type Data2VecParams, type Modality } from "../data2vec/model.js";
+import { random } from "../engine/jax.js";
+import { KeyStream } from "../nn/random.js";
+import type { TextRunConfig } from "./config.js";
 import { initLayerNorm, initNormal, initPostLnBlock } from "../nn/init.js";
 import { dropout, layerNorm, type LayerNormParams } from "../nn/layers.js";
 import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
-import type { KeyStream } from "../nn/random.js";
 
 export type TextEncoderConfig = {
   vocabSize: number;
@@ -110,3 +112,13 @@ export function textModality(c: TextEncoderConfig): Modality<TextShared, TextPre
     lossWeights: (batch) => batch.lossWeights.ref,
   };
 }
+
+/** Fresh data2vec parameters for text: encoder (shared input side + blocks) and regression head. */
+export function initTextData2Vec(cfg: TextRunConfig, enc: TextEncoderConfig, seed: number): Data2VecParams<TextShared> {
+  const keys = new KeyStream(random.key(seed));
+  const { shared, layers } = initTextEncoder(keys, enc);
+  const head = initRegressionHead(keys, enc.dim, cfg.data2vec.headLayers);
+  keys.close();
+  return { shared, layers, head };
+}
+

@@ -1,18 +1,16 @@
 /** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches → `pretrain`. */
 import { existsSync } from "node:fs";
+import { tree } from "../engine/jax.js";
 import { join } from "node:path";
-import { random } from "../engine/jax.js";
-import { initRegressionHead, type Data2VecParams } from "../data2vec/model.js";
 import { ConfigError, DataError, VocabError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { KeyStream } from "../nn/random.js";
 import { checkpointDir, freshPretrainState, loadPretrainState, pretrain, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { readCheckpointJson } from "../train/checkpoint.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
-import type { TextRunConfig } from "./config.js";
+import { parseTextRunConfig, type TextRunConfig } from "./config.js";
 import { makePretrainBatch, packBlocks, readTextCorpus } from "./data.js";
-import { initTextEncoder, textModality, type TextEncoderConfig, type TextPretrainBatch, type TextShared } from "./model.js";
+import { initTextData2Vec, textModality, type TextEncoderConfig, type TextPretrainBatch } from "./model.js";
 
 export type TextPretrainOptions = {
   config: TextRunConfig;
@@ -23,7 +21,10 @@ export type TextPretrainOptions = {
   /** Use this tokenizer (vocab.json + merges.txt) instead of training one on the corpus. */
   tokenizer?: string;
   outDir: string;
+  /** Continue the checkpoint in outDir with its saved configuration (`config` is then ignored). */
   resume?: boolean;
+  /** On resume, train until this many updates instead of the saved total. */
+  resumeSteps?: number;
   /** Start over even if outDir holds a checkpoint. */
   force?: boolean;
   quiet?: boolean;
@@ -78,14 +79,6 @@ export function encoderConfig(cfg: TextRunConfig, tok: BpeTokenizer): TextEncode
   return { ...cfg.model, padId: tok.pad };
 }
 
-export function initTextData2Vec(cfg: TextRunConfig, enc: TextEncoderConfig, seed: number): Data2VecParams<TextShared> {
-  const keys = new KeyStream(random.key(seed));
-  const { shared, layers } = initTextEncoder(keys, enc);
-  const head = initRegressionHead(keys, enc.dim, cfg.data2vec.headLayers);
-  keys.close();
-  return { shared, layers, head };
-}
-
 export async function pretrainText(o: TextPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
   const log = o.log ?? (() => {});
   const ckpt = checkpointDir(o.outDir);
@@ -96,11 +89,8 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
   }
   let cfg = o.config;
   if (o.resume) {
-    const saved = readCheckpointJson(ckpt, "config.json") as TextRunConfig;
-    if (JSON.stringify(saved.model) !== JSON.stringify(cfg.model) || JSON.stringify(saved.data2vec) !== JSON.stringify(cfg.data2vec)) {
-      log("resuming with the checkpoint's saved configuration");
-    }
-    cfg = { ...saved, train: { ...saved.train, steps: cfg.train.steps } };
+    const saved = parseTextRunConfig(readCheckpointJson(ckpt, "config.json"), join(ckpt, "config.json"));
+    cfg = { ...saved, train: { ...saved.train, steps: o.resumeSteps ?? saved.train.steps } };
   }
 
   const docs = o.docs ?? (o.data ? readTextCorpus(o.data) : loadBrown().map((d) => d.text));
@@ -155,5 +145,6 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
     state,
     new BlockStream(blocks, tok, cfg, dataState as StreamState | null),
   );
+  tree.dispose(result.state as never);
   return { records: result.records, checkpoint: ckpt, interrupted: result.interrupted };
 }

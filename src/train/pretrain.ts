@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
 import { emaDecay, emaStepDue } from "../data2vec/ema.js";
-import type { Data2VecParams, Modality } from "../data2vec/model.js";
+import type { Data2VecParams, Modality, StepMetrics } from "../data2vec/model.js";
 import { checkCollapse } from "../data2vec/monitor.js";
 import { makeData2VecSteps, stepKey, type StepOutput } from "../data2vec/step.js";
 import { adamwInit, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
@@ -118,19 +118,19 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
       if (setup.accumSteps === 1) {
         [params, opt, out] = steps.update(params, tree.ref(teacher as never) as BlockParams[], opt, data.next(), stepKey(setup.seed, update), np.array(lr));
       } else {
+        // Gradient accumulation: average the micro-batch gradients, then one AdamW step.
         let gradSum: ParamTree | null = null;
-        const parts: StepOutput[] = [];
+        const parts: (StepMetrics & { loss: np.Array })[] = [];
         for (let micro = 0; micro < setup.accumSteps; micro++) {
           const [grads, m] = steps.microStep(tree.ref(params as never) as Data2VecParams<Shared>, tree.ref(teacher as never) as BlockParams[], data.next(), stepKey(setup.seed, update, micro));
           gradSum = gradSum ? (tree.map((a: np.Array, b: np.Array) => a.add(b), gradSum as never, grads as never) as ParamTree) : (grads as ParamTree);
-          parts.push({ ...m, gradNorm: np.zeros([]) });
+          parts.push(m);
         }
         const meanGrads = tree.map((g: np.Array) => g.div(setup.accumSteps), gradSum as never) as unknown as Data2VecParams<Shared>;
         let gradNorm: np.Array;
         [params, opt, gradNorm] = steps.apply(params, meanGrads, opt, np.array(lr));
-        const avg = (k: "loss" | "targetVar" | "predVar" | "maskedSteps") => parts.map((p) => p[k]).reduce((a, b) => a.add(b)).div(parts.length);
-        out = { loss: avg("loss"), targetVar: avg("targetVar"), predVar: avg("predVar"), maskedSteps: avg("maskedSteps"), gradNorm };
-        for (const p of parts) p.gradNorm.dispose();
+        const mean = (k: keyof StepMetrics | "loss") => parts.map((p) => p[k]).reduce((a, b) => a.add(b)).div(parts.length);
+        out = { loss: mean("loss"), targetVar: mean("targetVar"), predVar: mean("predVar"), maskedSteps: mean("maskedSteps"), gradNorm };
       }
       const [loss, targetVar, predVar, gradNorm, maskedSteps] = await Promise.all(
         [out.loss, out.targetVar, out.predVar, out.gradNorm, out.maskedSteps].map(async (a) => (await a.data())[0]),

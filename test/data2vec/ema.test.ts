@@ -11,7 +11,7 @@ import { decodeSafetensors, toFloat32 } from "../../src/engine/safetensors.js";
 import { readFileSync } from "node:fs";
 import { pretrainText } from "../../src/text/pretrain.js";
 import { freshPretrainState } from "../../src/train/pretrain.js";
-import { initTextData2Vec } from "../../src/text/pretrain.js";
+import { initTextData2Vec } from "../../src/text/model.js";
 import { microConfig, corpusDir } from "../train/fixtures.js";
 import { toHost } from "../jaxutil.js";
 

@@ -8,7 +8,7 @@ import { HostRng } from "../../src/engine/random.js";
 import { BpeTokenizer } from "../../src/text/bpe.js";
 import { makePretrainBatch, packBlocks } from "../../src/text/data.js";
 import { textModality, type TextShared, type TextPretrainBatch } from "../../src/text/model.js";
-import { initTextData2Vec } from "../../src/text/pretrain.js";
+import { initTextData2Vec } from "../../src/text/model.js";
 import type { BlockParams } from "../../src/nn/encoder.js";
 import { loadBrown } from "../../src/text/brown.js";
 import { microConfig } from "../train/fixtures.js";
