@@ -27,9 +27,11 @@ const arg = (name: string, fallback: string) => {
 };
 const preset = arg("preset", "small");
 const out = resolve(arg("out", join("runs", `brown-genre-${preset}`)));
+const pretrainOverrides = arg("pretrain-config", "");
 const seeds = arg("seeds", "1,2,3").split(",").map(Number);
 const lrs = arg("lrs", "1e-4,3e-4").split(",").map(Number);
 const epochs = Number(arg("epochs", "10"));
+const pooling = arg("pool", "first") as "first" | "mean";
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
 await initEngine();
@@ -37,7 +39,9 @@ const task = brownGenreTask();
 log(`task: ${task.labels.length} genres, ${task.train.length} labeled training passages, ${task.test.length} test passages, ${task.pretrainDocs.length} unlabeled documents`);
 
 // 1. Pretraining (resumable).
-const config = resolveTextConfig(preset, undefined, { train: { steps: Number(arg("steps", String(resolveTextConfig(preset).train.steps))) } });
+const config = resolveTextConfig(preset, pretrainOverrides ? JSON.parse(readFileSync(pretrainOverrides, "utf8")) : undefined, {
+  train: { steps: Number(arg("steps", String(resolveTextConfig(preset).train.steps))) },
+});
 const pretrainDir = join(out, "pretrain");
 const ckpt = join(pretrainDir, "checkpoint");
 let pretrainSeconds = 0;
@@ -58,14 +62,14 @@ const { enc, tok, run } = base;
 const seqLen = run.train.seqLen;
 const train = encodeLabeled(task.train, tok, task.labels);
 const test = encodeLabeled(task.test, tok, task.labels);
-const resultsPath = join(out, "results.json");
+const resultsPath = join(out, `results-${pooling}.json`);
 type Result = { init: "pretrained" | "scratch"; seed: number; lr: number; accuracy: number; macroF1: number; trainAccuracy: number };
 const results: Result[] = existsSync(resultsPath) ? JSON.parse(readFileSync(resultsPath, "utf8")).runs : [];
 mkdirSync(out, { recursive: true });
 const save = () =>
   writeFileSync(
     resultsPath,
-    JSON.stringify({ preset, pretrainUpdates: metrics.length, pretrainMinutes: totalPretrainSeconds / 60, finalPretrainRecord: metrics[metrics.length - 1], epochs, labels: task.labels, trainExamples: task.train.length, testExamples: task.test.length, runs: results }, null, 2),
+    JSON.stringify({ preset, pooling, pretrainUpdates: metrics.length, pretrainMinutes: totalPretrainSeconds / 60, finalPretrainRecord: metrics[metrics.length - 1], epochs, labels: task.labels, trainExamples: task.train.length, testExamples: task.test.length, runs: results }, null, 2),
   );
 // Each fine-tuning run is a child process: jax-js's wasm heap only grows, so runs must not share one.
 const one = process.argv.indexOf("--one");
@@ -81,10 +85,10 @@ if (one >= 0) {
     encoder = initTextEncoder(keys, enc);
     keys.close();
   }
-  const settings = { epochs, batchSize: 16, lr, warmupFraction: 0.1, weightDecay: 0.01, seed, seqLen };
+  const settings = { epochs, batchSize: 16, lr, warmupFraction: 0.1, weightDecay: 0.01, seed, seqLen, pooling };
   const trained = await finetuneClassifier({ encoder, head: newHead(seed, enc.dim, task.labels.length) }, enc, tok, train, task.labels.length, settings, { quiet: true });
   // Predict with the training batch size: jax-js's wasm allocator reuses freed buffers only of the same size.
-  const pred = await predictClasses(trained.params, enc, tok, test, task.labels.length, settings.batchSize, seqLen);
+  const pred = await predictClasses(trained.params, enc, tok, test, task.labels.length, settings.batchSize, seqLen, pooling);
   const r: Result = { init: init as Result["init"], seed, lr, accuracy: accuracy(pred, test.labels), macroF1: macroF1(pred, test.labels, task.labels.length), trainAccuracy: trained.history[trained.history.length - 1].trainAccuracy };
   console.log(JSON.stringify(r));
   process.exit(0);

@@ -8,7 +8,7 @@ import { initEngine } from "../engine/runtime.js";
 import { KeyStream } from "../nn/random.js";
 import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
-import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, type TextClassifierParams } from "../text/classify.js";
+import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, type Pooling, type TextClassifierParams } from "../text/classify.js";
 import { loadTextCheckpoint, resolveCheckpoint, saveClassifier, type ClassifierConfig } from "../text/checkpoints.js";
 import { resolveTextConfig, TEXT_PRESETS, type TextRunConfig } from "../text/config.js";
 import { padBatch, readLabeledText } from "../text/data.js";
@@ -79,6 +79,7 @@ export async function runFinetune(o: {
   weightDecay: number;
   maxLen?: number;
   seed: number;
+  pool: Pooling;
   quiet?: boolean;
 }) {
   const train = readLabeledText(o.data);
@@ -109,7 +110,7 @@ export async function runFinetune(o: {
     encoder = freshEncoder(run, enc, o.seed);
   }
   const seqLen = Math.min(o.maxLen ?? run.train.seqLen, run.model.maxPositions);
-  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen };
+  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen, pooling: o.pool };
   const params: TextClassifierParams = { encoder, head: newHead(o.seed, enc.dim, labels.length) };
   log(`fine-tuning ${o.scratch ? "from scratch" : `from ${o.init}`} on ${train.length} examples, ${labels.length} classes, ${o.epochs} epochs`);
   const trained = await finetuneClassifier(params, enc, tok, encodeLabeled(train, tok, labels), labels.length, settings, { quiet: o.quiet });
@@ -119,14 +120,23 @@ export async function runFinetune(o: {
   const last = trained.history[trained.history.length - 1];
   const result: Record<string, unknown> = { trainLoss: last.loss, trainAccuracy: last.trainAccuracy };
   // Same batch size as training: jax-js's wasm allocator reuses freed buffers only of the same size.
-  if (evalSet) Object.assign(result, await evaluate(trained.params, enc, tok, labels, evalSet, o.batchSize, seqLen));
+  if (evalSet) Object.assign(result, await evaluate(trained.params, enc, tok, labels, evalSet, o.batchSize, seqLen, o.pool));
   tree.dispose(trained.params as never);
   console.log(JSON.stringify(result));
 }
 
-async function evaluate(params: TextClassifierParams, enc: TextEncoderConfig, tok: BpeTokenizer, labels: string[], data: { text: string; label: string }[], batchSize: number, seqLen: number) {
+async function evaluate(
+  params: TextClassifierParams,
+  enc: TextEncoderConfig,
+  tok: BpeTokenizer,
+  labels: string[],
+  data: { text: string; label: string }[],
+  batchSize: number,
+  seqLen: number,
+  pooling: Pooling = "first",
+) {
   const encoded = encodeLabeled(data, tok, labels);
-  const pred = await predictClasses(params, enc, tok, encoded, labels.length, batchSize, seqLen);
+  const pred = await predictClasses(params, enc, tok, encoded, labels.length, batchSize, seqLen, pooling);
   return { accuracy: accuracy(pred, encoded.labels), macroF1: macroF1(pred, encoded.labels, labels.length), examples: data.length };
 }
 
@@ -136,7 +146,7 @@ export async function runEval(o: { model: string; data: string; batchSize: numbe
   const loaded = loadTextCheckpoint(o.model);
   if (!loaded.classifier) throw new ConfigError(`${o.model} is a pretrained model without a classifier head; fine-tune it first (\`d2v finetune --init ${o.model} ...\`)`);
   const { params, labels, config } = loaded.classifier;
-  const metrics = await evaluate(params, loaded.enc, loaded.tok, labels, data, o.batchSize, config.finetune.seqLen);
+  const metrics = await evaluate(params, loaded.enc, loaded.tok, labels, data, o.batchSize, config.finetune.seqLen, config.finetune.pooling ?? "first");
   tree.dispose(params as never);
   console.log(JSON.stringify({ task: "classification", ...metrics }));
 }

@@ -60,6 +60,7 @@ program
   .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay"), 0.01)
   .option("--max-len <n>", "truncate examples to this many tokens", int("--max-len"))
   .option("--seed <n>", "random seed (head initialization, order, dropout)", int("--seed"), 1)
+  .addOption(new Option("--pool <how>", "the head reads the <s> state (RoBERTa) or the mean over tokens").choices(["first", "mean"]).default("first"))
   .option("--quiet", "no progress output")
   .action(runFinetune);
 

@@ -32,11 +32,27 @@ export function initClassifierHead(keys: KeyStream, dim: number, classes: number
   return { dense: initLinear(keys, dim, dim), out: initLinear(keys, dim, classes) };
 }
 
+/** What the head reads: the `<s>` state (RoBERTa, Hugging Face) or the mean over real tokens. */
+export type Pooling = "first" | "mean";
+
 /** Logits [B, C]. Consumes params and the batch's ids/positions/padding. */
-export function classifierLogits(p: TextClassifierParams, ids: np.Array, positions: np.Array, padding: np.Array, c: TextEncoderConfig, keys: KeyStream | null): np.Array {
+export function classifierLogits(
+  p: TextClassifierParams,
+  ids: np.Array,
+  positions: np.Array,
+  padding: np.Array,
+  c: TextEncoderConfig,
+  keys: KeyStream | null,
+  pooling: Pooling = "first",
+): np.Array {
+  const mask = padding.ref.reshape([padding.shape[0], padding.shape[1], 1]);
   const h = encodeText(p.encoder, ids, positions, padding, c, keys); // [B, T, D]
-  const first = h.slice([], 0); // [B, D], the <s> state
-  let x = dropout(first, c.dropout, keys);
+  let pooled: np.Array; // [B, D]
+  if (pooling === "first") {
+    mask.dispose();
+    pooled = h.slice([], 0);
+  } else pooled = h.mul(mask.ref).sum(1).div(mask.sum(1));
+  let x = dropout(pooled, c.dropout, keys);
   x = np.tanh(linear(p.head.dense, x));
   x = dropout(x, c.dropout, keys);
   return linear(p.head.out, x);
@@ -92,6 +108,8 @@ export type FinetuneSettings = {
   seed: number;
   /** Sequences are truncated to this many tokens (at most the model's maxPositions). */
   seqLen: number;
+  /** The head reads the `<s>` state (default) or the mean over tokens. */
+  pooling?: Pooling;
 };
 
 export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
@@ -112,7 +130,7 @@ export async function finetuneClassifier(
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
   const lossFn = (p: TextClassifierParams, b: ClassifyBatch, key: np.Array) => {
     const keys = new KeyStream(key);
-    const logits = classifierLogits(p, b.ids, b.positions, b.padding, enc, keys);
+    const logits = classifierLogits(p, b.ids, b.positions, b.padding, enc, keys, s.pooling);
     keys.close();
     const correct = lossCorrect(logits.ref, b.labels.ref, b.weights.ref);
     return [crossEntropy(logits, b.labels, b.weights), correct];
@@ -174,11 +192,12 @@ export async function predictClasses(
   classes: number,
   batchSize: number,
   seqLen: number,
+  pooling: Pooling = "first",
 ): Promise<number[]> {
   const forward = jit((p: TextClassifierParams, b: ClassifyBatch) => {
     b.labels.dispose();
     b.weights.dispose();
-    return np.argmax(classifierLogits(p, b.ids, b.positions, b.padding, enc, null), -1);
+    return np.argmax(classifierLogits(p, b.ids, b.positions, b.padding, enc, null, pooling), -1);
   });
   const out: number[] = [];
   for (let i = 0; i < data.ids.length; i += batchSize) {
