@@ -1,7 +1,7 @@
 /** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches → `pretrain`. */
 import { existsSync } from "node:fs";
 import { tree } from "../engine/jax.js";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { ConfigError, DataError, VocabError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import { checkpointDir, freshPretrainState, loadPretrainState, pretrain, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
@@ -33,7 +33,9 @@ export type TextPretrainOptions = {
   log?: (msg: string) => void;
 };
 
-type StreamState = { order: number[]; cursor: number; epoch: number; rng: number[] };
+/** Where the corpus came from: a path, the Brown corpus, or documents passed by the caller. */
+type CorpusSource = { path: string } | { brown: true } | { caller: true };
+type StreamState = { order: number[]; cursor: number; epoch: number; rng: number[]; source: CorpusSource };
 
 /** Shuffled epochs over packed blocks; masks drawn on the host with a resumable RNG. */
 class BlockStream implements PretrainData<TextPretrainBatch> {
@@ -45,12 +47,13 @@ class BlockStream implements PretrainData<TextPretrainBatch> {
     private tok: BpeTokenizer,
     private cfg: TextRunConfig,
     saved: StreamState | null,
+    source: CorpusSource,
   ) {
     this.unitsPerBatch = cfg.train.batchSize * cfg.train.seqLen;
     if (saved) this.#s = structuredClone(saved);
     else {
       const rng = HostRng.seeded(cfg.train.seed);
-      this.#s = { order: rng.shuffle(blocks.map((_, i) => i)), cursor: 0, epoch: 0, rng: rng.state() };
+      this.#s = { order: rng.shuffle(blocks.map((_, i) => i)), cursor: 0, epoch: 0, rng: rng.state(), source };
     }
   }
   next(): TextPretrainBatch {
@@ -93,7 +96,14 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
     cfg = { ...saved, train: { ...saved.train, steps: o.resumeSteps ?? saved.train.steps } };
   }
 
-  const docs = o.docs ?? (o.data ? readTextCorpus(o.data) : loadBrown().map((d) => d.text));
+  // On resume the corpus is the one the run started with (unless the caller passes it again).
+  const savedSource = o.resume ? ((readCheckpointJson(ckpt, "state.json") as { data?: { source?: CorpusSource } }).data?.source ?? null) : null;
+  const source: CorpusSource = o.docs ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? { brown: true });
+  if ("caller" in source && !o.docs) throw new ConfigError("this run was started with documents passed through the API; pass the same `docs` to resume it");
+  const docs = o.docs ?? ("path" in source ? readTextCorpus(source.path) : loadBrown().map((d) => d.text));
+  if (o.resume && savedSource && JSON.stringify(savedSource) !== JSON.stringify(source)) {
+    log(`note: resuming on ${JSON.stringify(source)} although the run started on ${JSON.stringify(savedSource)}`);
+  }
   let tok: BpeTokenizer;
   if (o.resume) tok = BpeTokenizer.load(ckpt);
   else if (o.tokenizer) tok = BpeTokenizer.load(o.tokenizer);
@@ -116,6 +126,10 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
     const loaded = loadPretrainState(ckpt, fresh);
     state = loaded.state;
     dataState = loaded.data;
+    const savedBlocks = (dataState as StreamState).order.length;
+    if (savedBlocks !== blocks.length) {
+      throw new DataError(`the corpus changed since the checkpoint was written (${savedBlocks} training blocks then, ${blocks.length} now); resume with the original --data or start a new run`);
+    }
     log(`resuming at update ${state.step} of ${cfg.train.steps}`);
   } else state = freshPretrainState(fresh);
 
@@ -143,7 +157,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
       onUpdate: o.onUpdate,
     },
     state,
-    new BlockStream(blocks, tok, cfg, dataState as StreamState | null),
+    new BlockStream(blocks, tok, cfg, dataState as StreamState | null, source),
   );
   tree.dispose(result.state as never);
   return { records: result.records, checkpoint: ckpt, interrupted: result.interrupted };
