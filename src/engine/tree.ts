@@ -24,29 +24,8 @@ export function fillTree<T extends ParamTree>(like: T, byName: (name: string, le
   return go(like, "") as T;
 }
 
-export function countParams(t: ParamTree): number {
-  return namedLeaves(t).reduce((n, [, a]) => n + a.size, 0);
-}
-
-/** A new reference to every leaf (the tree stays usable). */
-export function refTree<T extends ParamTree>(t: T): T {
-  return tree.ref(t as never) as T;
-}
-
-export function disposeTree(t: ParamTree | null | undefined): void {
-  tree.dispose(t as never);
-}
-
 /** Deep copy into fresh buffers (used to create the EMA teacher, which must not alias the student). */
 export function copyTree<T extends ParamTree>(t: T): T {
   return tree.map((a: np.Array) => a.ref.add(0), t as never) as unknown as T;
 }
 
-/** Host copies of every leaf, keyed by name (does not consume the tree). */
-export async function treeToHost(t: ParamTree): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, a] of namedLeaves(t)) {
-    out.set(name, { shape: a.shape, data: (await a.ref.data()) as Float32Array });
-  }
-  return out;
-}

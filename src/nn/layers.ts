@@ -1,6 +1,6 @@
 /**
  * Functional building blocks: `(params, x) => y`. Like every jax-js op, each function consumes its array
- * arguments (params included); callers pass `.ref` / `refTree(...)` for anything they use again.
+ * arguments (params included); callers pass `.ref` / `tree.ref(...)` for anything they use again.
  */
 import { numpy as np } from "../engine/jax.js";
 import type { KeyStream } from "./random.js";

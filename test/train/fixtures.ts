@@ -10,7 +10,7 @@ export function microConfig(overrides: object = {}): TextRunConfig {
   const base = {
     model: { vocabSize: 400, maxPositions: 32, dim: 32, layers: 2, heads: 2, ffnDim: 64 },
     data2vec: { topK: 2, collapseWarmupSteps: 1000 },
-    train: { batchSize: 4, seqLen: 32, steps: 6, warmupSteps: 2, checkpointEvery: 3, logEvery: 1 },
+    train: { batchSize: 4, seqLen: 32, steps: 6, warmupSteps: 2, checkpointEvery: 3 },
   };
   return resolveTextConfig("tiny", deepMerge(base, overrides));
 }
