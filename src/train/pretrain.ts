@@ -94,7 +94,9 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   const onSigint = () => {
     interrupted = true;
   };
+  // Ctrl-C or a polite kill: finish the current update, save a checkpoint, return.
   process.once("SIGINT", onSigint);
+  process.once("SIGTERM", onSigint);
 
   const save = async (step: number) =>
     saveCheckpoint(checkpointDir(setup.outDir), {
@@ -159,6 +161,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   } finally {
     progress.stop();
     process.removeListener("SIGINT", onSigint);
+    process.removeListener("SIGTERM", onSigint);
   }
   return { state: { params, teacher, opt, step: state.step + records.length }, records, interrupted };
 }
