@@ -99,7 +99,7 @@ for (const lr of lrs) {
     for (const init of ["pretrained", "scratch"] as const) {
       if (results.some((r) => r.init === init && r.seed === seed && r.lr === lr)) continue;
       const t0 = performance.now();
-      const child = spawnSync(process.execPath, [...process.argv.slice(1).filter((_, i, a) => a[i - 1] !== "--one" && _ !== "--one"), "--one", `${init}:${seed}:${lr}`], {
+      const child = spawnSync(process.execPath, [...process.argv.slice(1), "--one", `${init}:${seed}:${lr}`], {
         encoding: "utf8",
         stdio: ["ignore", "pipe", "inherit"],
       });

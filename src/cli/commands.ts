@@ -10,7 +10,7 @@ import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
 import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, type Pooling, type TextClassifierParams } from "../text/classify.js";
 import { loadTextCheckpoint, resolveCheckpoint, saveClassifier, type ClassifierConfig } from "../text/checkpoints.js";
-import { resolveTextConfig, TEXT_PRESETS, type TextRunConfig } from "../text/config.js";
+import { resolveTextConfig, type TextRunConfig } from "../text/config.js";
 import { padBatch, readLabeledText } from "../text/data.js";
 import { encodeText, initTextEncoder, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
 import { pretrainText } from "../text/pretrain.js";
@@ -196,8 +196,7 @@ export async function runTokenize(texts: string[], o: { tokenizer: string; speci
 }
 
 export async function runConfig(o: { preset: string; modality: string }) {
-  if (!TEXT_PRESETS[o.preset]) resolveTextConfig(o.preset); // throws the "unknown preset" error
-  console.log(JSON.stringify(TEXT_PRESETS[o.preset], null, 2));
+  console.log(JSON.stringify(resolveTextConfig(o.preset), null, 2));
 }
 
 export async function runData(o: { out: string; perClass: number; testPerClass: number; seed: number }) {
