@@ -1,5 +1,5 @@
 /**
- * Benchmarks (not tests): data2vec training-step throughput for the text presets, the step's effective
+ * Benchmarks (not tests): data2vec training-step throughput for the text and vision presets, the step's effective
  * GFLOP/s, the same process's 512×512 matmul GFLOP/s, and peak RSS. Each preset runs in its own process
  * so peak RSS is its own.
  *   npm run bench            a table
@@ -17,6 +17,10 @@ import { initTextData2Vec } from "../src/text/model.js";
 import { makeData2VecSteps, stepKey } from "../src/data2vec/step.js";
 import { freshPretrainState } from "../src/train/pretrain.js";
 import type { BlockParams } from "../src/nn/encoder.js";
+import { resolveVisionConfig, gridSize, type VisionRunConfig } from "../src/vision/config.js";
+import { initVisionData2Vec, visionModality } from "../src/vision/model.js";
+import { ImageStream } from "../src/vision/pretrain.js";
+import { mnistSplits } from "../src/vision/images.js";
 
 type Row = { name: string; unit: string; value: number; peakRssMB: number; [k: string]: unknown };
 
@@ -107,6 +111,48 @@ async function benchTextStep(preset: string): Promise<Row[]> {
   ];
 }
 
+/** Matmul FLOPs of one data2vec vision update (tokens = CLS + patches; patch embedding and head included). */
+export function visionStepFlops(c: VisionRunConfig): number {
+  const { dim: d, ffnDim: f, layers: l, channels, patchSize: p } = c.model;
+  const t = gridSize(c.model) ** 2 + 1;
+  const perTokenLayer = 2 * (4 * d * d + 2 * d * f) + 4 * t * d;
+  const embed = 2 * channels * p * p * d;
+  const head = 2 * d * d * c.data2vec.headLayers;
+  const tokens = c.train.batchSize * t;
+  return tokens * (3 * (l * perTokenLayer + embed + head) + l * perTokenLayer + embed);
+}
+
+async function benchVisionStep(preset: string): Promise<Row[]> {
+  const matmulBefore = await matmulGflops();
+  const c = resolveVisionConfig(preset);
+  let state = freshPretrainState(initVisionData2Vec(c, 0));
+  const steps = makeData2VecSteps(visionModality(c.model), c.data2vec, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05, clipNorm: 3 });
+  // Real MNIST batches (augmentation and block masks on the host are part of the step's cost).
+  const stream = new ImageStream(mnistSplits().train.images.slice(0, 512), c, null, { mnist: true });
+  const run = async (i: number) => {
+    const teacher = steps.ema(state.teacher, tree.ref(state.params.layers as never) as BlockParams[], np.array(0.999));
+    const [params, opt, out] = steps.update(state.params, tree.ref(teacher as never) as BlockParams[], state.opt, stream.next(), stepKey(0, i), np.array(1e-4));
+    state = { params, teacher, opt, step: i };
+    await out.loss.data();
+    tree.dispose([out.targetVar, out.predVar, out.gradNorm, out.maskedSteps] as never);
+  };
+  await run(0);
+  await run(1);
+  const reps = preset === "tiny" ? 20 : 5;
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await run(2 + i);
+  const sec = (performance.now() - t0) / 1000 / reps;
+  const mm = Math.max(matmulBefore, await matmulGflops());
+  const m = c.model;
+  const shape = { preset, layers: m.layers, dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, batchSize: c.train.batchSize, imageSize: m.imageSize, patchSize: m.patchSize, tokens: gridSize(m) ** 2 + 1, threads: engineThreads() };
+  const rss = peakRssMB();
+  return [
+    { name: `vision-${preset}-train-step`, unit: "images/s", value: c.train.batchSize / sec, peakRssMB: rss, stepSeconds: sec, ...shape },
+    { name: `vision-${preset}-train-step-effective`, unit: "GFLOP/s", value: visionStepFlops(c) / sec / 1e9, peakRssMB: rss, ...shape },
+    { name: `vision-${preset}-matmul-512`, unit: "GFLOP/s", value: mm, peakRssMB: rss, ...shape },
+  ];
+}
+
 const args = process.argv.slice(2);
 const json = args.includes("--json");
 const one = args.indexOf("--one");
@@ -116,6 +162,8 @@ if (one >= 0) {
   if (what === "matmul") {
     const rss = peakRssMB();
     console.log(JSON.stringify({ name: `matmul-512-threads-${engineThreads()}`, unit: "GFLOP/s", value: await matmulGflops(), peakRssMB: rss, threads: engineThreads() }));
+  } else if (what.startsWith("vision-")) {
+    for (const row of await benchVisionStep(what.slice("vision-".length))) console.log(JSON.stringify(row));
   } else for (const row of await benchTextStep(what)) console.log(JSON.stringify(row));
 } else {
   const self = fileURLToPath(import.meta.url);
@@ -125,6 +173,8 @@ if (one >= 0) {
     ["matmul", { D2V_THREADS: "2" }],
     ["tiny", {}],
     ["small", {}],
+    ["vision-tiny", {}],
+    ["vision-small", {}],
   ];
   for (const [what, env] of jobs) {
     const r = spawnSync(process.execPath, [self, "--one", what], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...env } });
@@ -136,10 +186,10 @@ if (one >= 0) {
   if (!json) {
     console.log("| benchmark | value | unit | peak RSS (MB) |\n|---|---:|---|---:|");
     for (const r of rows) console.log(`| ${r.name} | ${r.value.toFixed(1)} | ${r.unit} | ${r.peakRssMB} |`);
-    for (const preset of ["tiny", "small"]) {
-      const eff = rows.find((r) => r.name === `text-${preset}-train-step-effective`)!;
-      const mm = rows.find((r) => r.name === `text-${preset}-matmul-512`)!;
-      console.log(`${preset}: step at ${((100 * eff.value) / mm.value).toFixed(0)}% of the 512×512 matmul rate`);
+    for (const name of ["text-tiny", "text-small", "vision-tiny", "vision-small"]) {
+      const eff = rows.find((r) => r.name === `${name}-train-step-effective`)!;
+      const mm = rows.find((r) => r.name === `${name}-matmul-512`)!;
+      console.log(`${name}: step at ${((100 * eff.value) / mm.value).toFixed(0)}% of the 512×512 matmul rate`);
     }
   }
 }

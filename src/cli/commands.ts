@@ -14,6 +14,9 @@ import { resolveTextConfig, type TextRunConfig } from "../text/config.js";
 import { padBatch, readLabeledText } from "../text/data.js";
 import { encodeText, initTextEncoder, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
 import { pretrainText } from "../text/pretrain.js";
+import { checkpointModality } from "../vision/checkpoints.js";
+import { resolveVisionConfig } from "../vision/config.js";
+import { runVisionEval, runVisionFinetune, runVisionPretrain, type VisionFinetuneOptions } from "./vision-commands.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
@@ -36,6 +39,7 @@ export async function runPretrain(o: {
   force?: boolean;
   quiet?: boolean;
 }) {
+  if (o.modality === "vision") return runVisionPretrain(o);
   const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
   const config = resolveTextConfig(o.preset, loadConfigFile(o.config), overrides, o.config ?? `preset ${o.preset}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
@@ -64,8 +68,9 @@ function freshEncoder(run: TextRunConfig, enc: TextEncoderConfig, seed: number):
   return e;
 }
 
-export async function runFinetune(o: {
-  data: string;
+type FinetuneOptions = {
+  data?: string;
+  modality: string;
   init?: string;
   scratch?: boolean;
   preset: string;
@@ -73,15 +78,21 @@ export async function runFinetune(o: {
   tokenizer?: string;
   evalData?: string;
   out: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  weightDecay: number;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
   maxLen?: number;
   seed: number;
   pool: Pooling;
   quiet?: boolean;
-}) {
+} & Omit<VisionFinetuneOptions, "data" | "init" | "scratch" | "preset" | "config" | "evalData" | "out" | "epochs" | "batchSize" | "lr" | "weightDecay" | "seed" | "quiet">;
+
+export async function runFinetune(opts: FinetuneOptions) {
+  const modality = opts.init ? checkpointModality(opts.init) : opts.modality;
+  if (modality === "vision") return runVisionFinetune(opts);
+  if (!opts.data) throw new ConfigError("text fine-tuning needs --data (labeled .jsonl or a folder per class)");
+  const o = { ...opts, data: opts.data, epochs: opts.epochs ?? 10, batchSize: opts.batchSize ?? 16, lr: opts.lr ?? 1e-4, weightDecay: opts.weightDecay ?? 0.01 };
   const train = readLabeledText(o.data);
   const evalSet = o.evalData ? readLabeledText(o.evalData) : null;
   const labels = labelsOf(train);
@@ -140,7 +151,10 @@ async function evaluate(
   return { accuracy: accuracy(pred, encoded.labels), macroF1: macroF1(pred, encoded.labels, labels.length), examples: data.length };
 }
 
-export async function runEval(o: { model: string; data: string; batchSize: number }) {
+export async function runEval(opts: { model: string; data?: string; batchSize?: number }) {
+  if (checkpointModality(opts.model) === "vision") return runVisionEval(opts);
+  if (!opts.data) throw new ConfigError("evaluating a text model needs --data (labeled .jsonl or a folder per class)");
+  const o = { ...opts, data: opts.data, batchSize: opts.batchSize ?? 32 };
   const data = readLabeledText(o.data);
   await initEngine();
   const loaded = loadTextCheckpoint(o.model);
@@ -196,7 +210,7 @@ export async function runTokenize(texts: string[], o: { tokenizer: string; speci
 }
 
 export async function runConfig(o: { preset: string; modality: string }) {
-  console.log(JSON.stringify(resolveTextConfig(o.preset), null, 2));
+  console.log(JSON.stringify(o.modality === "vision" ? resolveVisionConfig(o.preset) : resolveTextConfig(o.preset), null, 2));
 }
 
 export async function runData(o: { out: string; perClass: number; testPerClass: number; seed: number }) {

@@ -4,6 +4,7 @@ import "../engine/shims.js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { D2vError } from "../engine/errors.js";
 import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
+import { runClassify } from "./vision-commands.js";
 
 function int(name: string) {
   return (v: string) => {
@@ -22,20 +23,20 @@ function num(name: string) {
 
 const program = new Command()
   .name("d2v")
-  .description("data2vec: self-supervised pretraining for text (speech and vision to come), fine-tuning, evaluation and embeddings")
+  .description("data2vec: self-supervised pretraining for text and images (speech to come), fine-tuning, evaluation and embeddings")
   .showHelpAfterError();
 
 program
   .command("pretrain")
-  .description("pretrain a data2vec model on unlabeled data (default: the Brown corpus)")
-  .addOption(new Option("--modality <m>", "input modality").choices(["text"]).default("text"))
-  .option("--data <path>", "a .txt file or a folder of .txt files (recursive); default: the Brown corpus")
-  .option("--preset <name>", "tiny | small | base | large", "tiny")
+  .description("pretrain a data2vec model on unlabeled data (default: the Brown corpus for text, MNIST for vision)")
+  .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision"]).default("text"))
+  .option("--data <path>", "text: a .txt file or a folder of .txt files; vision: a folder of images (both recursive)")
+  .option("--preset <name>", "text: tiny | small | base | large; vision: tiny | small | base", "tiny")
   .option("--config <file.json>", "a JSON file of settings merged over the preset (see `d2v config`)")
   .option("--out <dir>", "run directory (checkpoint/, metrics.jsonl)")
-  .option("--tokenizer <dir>", "use this vocab.json + merges.txt instead of training a vocabulary")
+  .option("--tokenizer <dir>", "text: use this vocab.json + merges.txt instead of training a vocabulary")
   .option("--steps <n>", "optimizer updates", int("--steps"))
-  .option("--batch-size <n>", "sequences per batch", int("--batch-size"))
+  .option("--batch-size <n>", "sequences (images) per batch", int("--batch-size"))
   .option("--lr <x>", "peak learning rate", num("--lr"))
   .option("--seed <n>", "random seed", int("--seed"))
   .option("--resume", "continue the checkpoint in --out exactly where it stopped")
@@ -45,19 +46,23 @@ program
 
 program
   .command("finetune")
-  .description("fine-tune a sequence classifier on labeled text, from a pretrained checkpoint or from scratch")
-  .requiredOption("--data <path>", 'labeled training data: .jsonl lines {"text", "label"} or a folder per class')
+  .description("fine-tune a classifier (text or images), from a pretrained checkpoint or from scratch")
+  .option("--data <path>", 'labeled training data: text .jsonl lines {"text", "label"}, or a folder per class (texts or images); vision default: MNIST')
+  .addOption(new Option("--modality <m>", "for --scratch without --init").choices(["text", "vision"]).default("text"))
   .option("--init <dir>", "pretrained checkpoint (a `d2v pretrain` run directory)")
   .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")
   .option("--preset <name>", "architecture for --scratch without --init", "tiny")
+  .option("--per-class <n>", "vision: train on this many labeled images per class (default with MNIST: 8, i.e. 1% of the labels)", int("--per-class"))
+  .option("--linear-probe", "vision: freeze the encoder and train only the head on its mean-pooled features")
+  .option("--no-augment", "vision: fine-tune on the plain images (default: the run's crop and color jitter)")
   .option("--config <file.json>", "settings merged over --preset (with --scratch and no --init)")
   .option("--tokenizer <dir>", "vocab.json + merges.txt for --scratch without --init")
-  .option("--eval-data <path>", "held-out labeled data evaluated after training")
+  .option("--eval-data <path>", "held-out labeled data evaluated after training (vision default with MNIST: its test split)")
   .requiredOption("--out <dir>", "where the fine-tuned checkpoint is written")
-  .option("--epochs <n>", "passes over the training data", int("--epochs"), 10)
-  .option("--batch-size <n>", "examples per batch", int("--batch-size"), 16)
-  .option("--lr <x>", "peak learning rate", num("--lr"), 1e-4)
-  .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay"), 0.01)
+  .option("--epochs <n>", "passes over the training data (text 10, vision 40)", int("--epochs"))
+  .option("--batch-size <n>", "examples per batch (16)", int("--batch-size"))
+  .option("--lr <x>", "peak learning rate (text 1e-4; vision 1e-3, linear probe 1e-2)", num("--lr"))
+  .option("--weight-decay <x>", "AdamW weight decay (text 0.01; vision 0.05, linear probe 1e-4)", num("--weight-decay"))
   .option("--max-len <n>", "truncate examples to this many tokens", int("--max-len"))
   .option("--seed <n>", "random seed (head initialization, order, dropout)", int("--seed"), 1)
   .addOption(new Option("--pool <how>", "the head reads the <s> state (RoBERTa) or the mean over tokens").choices(["first", "mean"]).default("first"))
@@ -68,8 +73,8 @@ program
   .command("eval")
   .description("evaluate a fine-tuned classifier; the last line is the metrics as JSON")
   .requiredOption("--model <dir>", "a `d2v finetune` checkpoint")
-  .requiredOption("--data <path>", "labeled data (.jsonl or a folder per class)")
-  .option("--batch-size <n>", "examples per batch", int("--batch-size"), 32)
+  .option("--data <path>", "labeled data (.jsonl or a folder per class); vision default: the MNIST test split")
+  .option("--batch-size <n>", "examples per batch (text 32; vision: the fine-tuning batch size)", int("--batch-size"))
   .action(runEval);
 
 program
@@ -82,6 +87,14 @@ program
   .action(runEmbed);
 
 program
+  .command("classify")
+  .description("classify images with a fine-tuned vision model (one JSON line per image)")
+  .requiredOption("--model <dir>", "a `d2v finetune` vision checkpoint")
+  .option("--top <n>", "how many classes to list", int("--top"), 3)
+  .argument("<images...>", "image files (PNG, JPEG, WebP, ...)")
+  .action(runClassify);
+
+program
   .command("tokenize")
   .description("token ids of each text as a JSON array, one line per text")
   .requiredOption("--tokenizer <dir>", "a directory with vocab.json and merges.txt (or a checkpoint)")
@@ -92,8 +105,8 @@ program
 program
   .command("config")
   .description("print the full configuration of a preset (a starting point for --config files)")
-  .option("--preset <name>", "tiny | small | base | large", "tiny")
-  .addOption(new Option("--modality <m>", "input modality").choices(["text"]).default("text"))
+  .option("--preset <name>", "text: tiny | small | base | large; vision: tiny | small | base", "tiny")
+  .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision"]).default("text"))
   .action(runConfig);
 
 program

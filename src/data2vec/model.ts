@@ -11,14 +11,25 @@
 import { lax, numpy as np, tree } from "../engine/jax.js";
 import type { ParamTree } from "../engine/tree.js";
 import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
-import { gelu, linear, type LinearParams } from "../nn/layers.js";
-import { initLinear } from "../nn/init.js";
+import { gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
+import { initLayerNorm, initLinear } from "../nn/init.js";
 import type { KeyStream } from "../nn/random.js";
 import type { Data2VecSettings } from "./config.js";
 import { meanStd, regressionLoss } from "./loss.js";
 import { buildTargets } from "./targets.js";
 
-export type Embedded = { x: np.Array; padding: np.Array | null };
+/**
+ * A modality's embedded view: [B, T, D] states, an optional [B, T] padding mask, and what the blocks need
+ * besides (an additive attention bias such as a shared relative position bias; the relative position index
+ * for blocks that own bias tables). All owned by the caller.
+ */
+export type Embedded = { x: np.Array; padding: np.Array | null; bias?: np.Array | null; relativeIndex?: np.Array | null };
+
+function disposeExtras(e: Embedded): void {
+  e.padding?.dispose();
+  e.bias?.dispose();
+  e.relativeIndex?.dispose();
+}
 
 export interface Modality<Shared extends ParamTree, Batch extends { [k: string]: np.Array }> {
   encoder: EncoderSpec;
@@ -31,16 +42,20 @@ export interface Modality<Shared extends ParamTree, Batch extends { [k: string]:
   lossWeights(batch: Batch): np.Array;
 }
 
-export type RegressionHead = { layers: LinearParams[] };
+/** The regression head; `norm` is a layer norm on its input (BEiT's final norm, used only in pretraining). */
+export type RegressionHead = { norm?: LayerNormParams; layers: LinearParams[] };
 
 /** Student parameters: the shared input side, the transformer blocks, and the regression head. */
 export type Data2VecParams<Shared extends ParamTree> = { shared: Shared; layers: BlockParams[]; head: RegressionHead };
 
-export function initRegressionHead(keys: KeyStream, dim: number, layers: 1 | 2): RegressionHead {
-  return { layers: layers === 1 ? [initLinear(keys, dim, dim)] : [initLinear(keys, dim, 2 * dim), initLinear(keys, 2 * dim, dim)] };
+export function initRegressionHead(keys: KeyStream, dim: number, layers: 1 | 2, opts: { inputNorm?: boolean } = {}): RegressionHead {
+  const head: RegressionHead = { layers: layers === 1 ? [initLinear(keys, dim, dim)] : [initLinear(keys, dim, 2 * dim), initLinear(keys, 2 * dim, dim)] };
+  if (opts.inputNorm) head.norm = initLayerNorm(dim);
+  return head;
 }
 
-export function regressionHead(p: RegressionHead, x: np.Array): np.Array {
+export function regressionHead(p: RegressionHead, x: np.Array, eps = 1e-5): np.Array {
+  if (p.norm) x = layerNorm(p.norm, x, eps);
   p.layers.forEach((layer, i) => {
     x = linear(layer, x);
     if (i < p.layers.length - 1) x = gelu(x);
@@ -64,8 +79,8 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
 ): [np.Array, StepMetrics] {
   // Student: masked view, dropout on.
   const student = modality.embed(tree.ref(params.shared as never) as Shared, batch, "student", keys);
-  const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, keys }).out;
-  student.padding?.dispose();
+  const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, bias: student.bias, relativeIndex: student.relativeIndex, keys }).out;
+  disposeExtras(student);
 
   // Teacher: unmasked view through the shared input side (no gradient) and the EMA blocks, no dropout.
   const frozenShared = tree.map((a: np.Array) => lax.stopGradient(a), params.shared as never) as unknown as Shared;
@@ -73,16 +88,18 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
   const teacherLayerCount = teacherLayers.length;
   const teacher = runEncoder(teacherLayers, teacherIn.x, modality.encoder, {
     padding: teacherIn.padding,
+    bias: teacherIn.bias,
+    relativeIndex: teacherIn.relativeIndex,
     keys: null,
     capture: cfg.targetLayer,
     captureFrom: teacherLayerCount - cfg.topK,
   });
   teacher.out.dispose();
-  teacherIn.padding?.dispose();
+  disposeExtras(teacherIn);
   const target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage));
 
   // Regression at the masked steps.
-  const pred = regressionHead(params.head, h);
+  const pred = regressionHead(params.head, h, modality.encoder.eps);
   const weights = modality.lossWeights(batch);
   const dim = pred.shape[2];
   const scale = cfg.lossScale ?? 1 / Math.sqrt(dim);

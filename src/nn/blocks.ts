@@ -7,6 +7,7 @@ import type { numpy as np } from "../engine/jax.js";
 import { multiHeadAttention, type AttentionParams } from "./attention.js";
 import { dropout, gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from "./layers.js";
 import type { KeyStream } from "./random.js";
+import { relativeBias } from "./relpos.js";
 
 export type Capture = "ffn" | "ffn_residual" | "end" | "attn";
 
@@ -28,6 +29,8 @@ export type PreLnBlockParams = {
   ffn: FeedForwardParams;
   lambda1?: np.Array;
   lambda2?: np.Array;
+  /** This block's own relative position bias table [size, heads] (BEiT without a shared table). */
+  relativeTable?: np.Array;
 };
 
 /** Options shared by every block of a stack; `mask` and `bias` are borrowed (not consumed). */
@@ -39,6 +42,8 @@ export type BlockOptions = {
   activationDropout: number;
   mask?: np.Array | null;
   bias?: np.Array | null;
+  /** Flat relative position index (int32 [T·T]) for blocks that own a relative bias table; borrowed. */
+  relativeIndex?: np.Array | null;
   scaleQueryFirst?: boolean;
   /** Dropout keys; null in evaluation (and always for the teacher). */
   keys: KeyStream | null;
@@ -52,11 +57,17 @@ function feedForward(p: FeedForwardParams, x: np.Array, o: BlockOptions): np.Arr
   return linear(p.fc2, h);
 }
 
-function attention(p: AttentionParams, x: np.Array, o: BlockOptions): np.Array {
+function attention(p: AttentionParams, x: np.Array, o: BlockOptions, relativeTable?: np.Array): np.Array {
+  let bias = o.bias?.ref ?? null;
+  if (relativeTable) {
+    if (!o.relativeIndex) throw new Error("a block with its own relative position table needs BlockOptions.relativeIndex");
+    const own = relativeBias(relativeTable, o.relativeIndex.ref);
+    bias = bias ? bias.add(own) : own;
+  }
   return multiHeadAttention(p, x, {
     heads: o.heads,
     mask: o.mask?.ref ?? null,
-    bias: o.bias?.ref ?? null,
+    bias,
     scaleQueryFirst: o.scaleQueryFirst,
     attentionDropout: o.attentionDropout,
     keys: o.keys,
@@ -77,7 +88,7 @@ export function postLnBlock(p: PostLnBlockParams, x: np.Array, o: BlockOptions):
 }
 
 export function preLnBlock(p: PreLnBlockParams, x: np.Array, o: BlockOptions): BlockResult {
-  let attnOut = dropout(attention(p.attn, layerNorm(p.attnNorm, x.ref, o.eps), o), o.dropout, o.keys);
+  let attnOut = dropout(attention(p.attn, layerNorm(p.attnNorm, x.ref, o.eps), o, p.relativeTable), o.dropout, o.keys);
   let captured: np.Array | null = o.capture === "attn" ? attnOut.ref : null;
   if (p.lambda1) attnOut = attnOut.mul(p.lambda1);
   const h = x.add(attnOut);

@@ -22,6 +22,8 @@ export type EncoderRun = {
   padding?: np.Array | null;
   /** Additive attention bias, borrowed (relative positions, local context windows). */
   bias?: np.Array | null;
+  /** Flat relative position index for blocks with their own bias tables, borrowed. */
+  relativeIndex?: np.Array | null;
   keys: KeyStream | null;
   capture?: Capture | null;
   /** Capture from this block index on (the teacher's top K are blocks L−K … L−1). */
@@ -35,7 +37,7 @@ export function runEncoder(layers: BlockParams[], x: np.Array, spec: EncoderSpec
   const block = spec.kind === "post_ln" ? postLnBlock : preLnBlock;
   layers.forEach((p, i) => {
     const wantCapture = run.capture && i >= (run.captureFrom ?? 0) ? run.capture : null;
-    const r = block(p as never, x, { ...spec, mask, bias: run.bias ?? null, keys: run.keys, capture: wantCapture });
+    const r = block(p as never, x, { ...spec, mask, bias: run.bias ?? null, relativeIndex: run.relativeIndex ?? null, keys: run.keys, capture: wantCapture });
     x = r.out;
     if (r.captured) captured.push(r.captured);
   });

@@ -16,6 +16,9 @@ import type { BpeTokenizer } from "./bpe.js";
 import { padBatch, type LabeledText } from "./data.js";
 import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
 import { Progress } from "../train/progress.js";
+import { correctCount, crossEntropy } from "../train/metrics.js";
+
+export { accuracy, crossEntropy, macroF1 } from "../train/metrics.js";
 
 export type ClassifierHead = { dense: LinearParams; out: LinearParams };
 export type TextClassifierParams = { encoder: TextEncoderParams; head: ClassifierHead };
@@ -56,13 +59,6 @@ export function classifierLogits(
   x = np.tanh(linear(p.head.dense, x));
   x = dropout(x, c.dropout, keys);
   return linear(p.head.out, x);
-}
-
-/** Mean cross-entropy over the weighted rows. Consumes all. */
-export function crossEntropy(logits: np.Array, oneHot: np.Array, weights: np.Array): np.Array {
-  const logp = jnn.logSoftmax(logits, -1);
-  const perRow = logp.mul(oneHot).sum(-1).mul(-1);
-  return perRow.mul(weights.ref).sum().div(np.maximum(weights.sum(), 1));
 }
 
 export type Encoded = { ids: Int32Array[]; labels: number[] };
@@ -132,7 +128,7 @@ export async function finetuneClassifier(
     const keys = new KeyStream(key);
     const logits = classifierLogits(p, b.ids, b.positions, b.padding, enc, keys, s.pooling);
     keys.close();
-    const correct = lossCorrect(logits.ref, b.labels.ref, b.weights.ref);
+    const correct = correctCount(logits.ref, b.labels.ref, b.weights.ref);
     return [crossEntropy(logits, b.labels, b.weights), correct];
   };
   const step = jit((p: TextClassifierParams, o: AdamWState, b: ClassifyBatch, key: np.Array, lr: np.Array) => {
@@ -176,13 +172,6 @@ export async function finetuneClassifier(
   return { params, history };
 }
 
-/** Number of weighted rows whose argmax matches the label. Consumes all. */
-function lossCorrect(logits: np.Array, oneHot: np.Array, weights: np.Array): np.Array {
-  const pred = np.argmax(logits, -1);
-  const gold = np.argmax(oneHot, -1);
-  return pred.equal(gold).astype(np.float32).mul(weights).sum();
-}
-
 /** Class predictions for every example (no dropout). Does not consume params. */
 export async function predictClasses(
   params: TextClassifierParams,
@@ -207,25 +196,6 @@ export async function predictClasses(
   }
   forward.dispose();
   return out;
-}
-
-export function accuracy(pred: number[], gold: number[]): number {
-  return pred.filter((p, i) => p === gold[i]).length / Math.max(1, gold.length);
-}
-
-/** Macro-averaged F1 over the classes present in `gold` or `pred`. */
-export function macroF1(pred: number[], gold: number[], classes: number): number {
-  let sum = 0;
-  let n = 0;
-  for (let c = 0; c < classes; c++) {
-    const tp = pred.filter((p, i) => p === c && gold[i] === c).length;
-    const fp = pred.filter((p, i) => p === c && gold[i] !== c).length;
-    const fn = gold.filter((g, i) => g === c && pred[i] !== c).length;
-    if (tp + fp + fn === 0) continue;
-    sum += (2 * tp) / (2 * tp + fp + fn);
-    n++;
-  }
-  return n ? sum / n : 0;
 }
 
 /** Fresh classifier parameters: a given encoder (pretrained) or a random one (scratch), plus a new head. */

@@ -1,0 +1,178 @@
+/** The `d2v` subcommands for images. Input is validated before any output is written. */
+import { existsSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { random, tree } from "../engine/jax.js";
+import { readJsonFile } from "../config/validate.js";
+import { ConfigError, DataError } from "../engine/errors.js";
+import { HostRng } from "../engine/random.js";
+import { initEngine } from "../engine/runtime.js";
+import { KeyStream } from "../nn/random.js";
+import { accuracy, macroF1 } from "../train/metrics.js";
+import { classProbabilities, finetuneVision, imageFeatures, newVisionHead, predictVision, trainProbe, type VisionClassifierParams } from "../vision/classify.js";
+import { loadVisionCheckpoint, saveVisionClassifier, type VisionClassifierConfig } from "../vision/checkpoints.js";
+import { resolveVisionConfig, type VisionRunConfig } from "../vision/config.js";
+import { balancedSubset, decodeImage, mnistSplits, readImageFolder, withChannels, type LabeledImages } from "../vision/images.js";
+import { initVisionEncoder, type VisionEncoderParams } from "../vision/model.js";
+import { pretrainVision } from "../vision/pretrain.js";
+
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+
+export async function runVisionPretrain(o: {
+  data?: string;
+  preset: string;
+  config?: string;
+  out?: string;
+  steps?: number;
+  batchSize?: number;
+  lr?: number;
+  seed?: number;
+  resume?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+}) {
+  const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
+  const config = resolveVisionConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
+  if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
+  const outDir = resolve(o.out ?? join("runs", `pretrain-vision-${o.preset}`));
+  await initEngine();
+  if (!o.resume) {
+    const m = config.model;
+    log(`data2vec vision pretraining, preset ${config.preset}: ${m.layers} layers × ${m.dim}, ${m.imageSize}² images in ${m.patchSize}² patches, ${config.train.steps} updates of ${config.train.batchSize} images → ${outDir}`);
+  }
+  const r = await pretrainVision({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
+  const last = r.records[r.records.length - 1];
+  if (r.interrupted) log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+  else log(`done: checkpoint in ${r.checkpoint}`);
+  if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
+}
+
+/** Labeled images from an ImageFolder, or the MNIST training pool / test split when no folder is given. */
+async function labeledImages(run: VisionRunConfig, path: string | undefined, split: "train" | "test", classes?: string[]): Promise<LabeledImages> {
+  const m = run.model;
+  const set = path ? await readImageFolder(path, { channels: m.channels, size: m.imageSize, minSide: m.patchSize }, classes) : mnistSplits()[split];
+  if (!path && classes && classes.join() !== set.classes.join()) {
+    throw new DataError(`the model's classes are ${classes.join(", ")}, not MNIST's digits; pass --data with a labeled image folder`);
+  }
+  return { ...set, images: set.images.map((img) => withChannels(img, m.channels)) };
+}
+
+function freshEncoder(run: VisionRunConfig, seed: number): VisionEncoderParams {
+  const keys = new KeyStream(random.key(seed));
+  const e = initVisionEncoder(keys, run.model);
+  keys.close();
+  return e;
+}
+
+export type VisionFinetuneOptions = {
+  data?: string;
+  init?: string;
+  scratch?: boolean;
+  preset: string;
+  config?: string;
+  evalData?: string;
+  out: string;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
+  seed: number;
+  perClass?: number;
+  linearProbe?: boolean;
+  augment: boolean;
+  quiet?: boolean;
+};
+
+export async function runVisionFinetune(o: VisionFinetuneOptions) {
+  if (!o.init && !o.scratch) throw new ConfigError("pass --init <pretrained run> to fine-tune a pretrained model, or --scratch to train from random weights");
+  if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
+  await initEngine();
+  let run: VisionRunConfig;
+  let encoder: VisionEncoderParams;
+  if (o.init) {
+    const loaded = loadVisionCheckpoint(o.init);
+    run = loaded.run;
+    if (loaded.classifier) tree.dispose(loaded.classifier.params.head as never);
+    if (o.scratch) {
+      tree.dispose(loaded.encoder as never);
+      encoder = freshEncoder(run, o.seed);
+    } else encoder = loaded.encoder;
+  } else {
+    run = resolveVisionConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined);
+    encoder = freshEncoder(run, o.seed);
+  }
+  let train = await labeledImages(run, o.data, "train");
+  const perClass = o.perClass ?? (o.data ? undefined : 8);
+  if (perClass) train = balancedSubset(train, perClass, (xs) => HostRng.seeded(1000 + o.seed).shuffle(xs));
+  const evalSet = o.evalData || !o.data ? await labeledImages(run, o.evalData, "test", train.classes) : null;
+  const classes = train.classes.length;
+  const settings = {
+    epochs: o.epochs ?? 40,
+    batchSize: o.batchSize ?? 16,
+    lr: o.lr ?? (o.linearProbe ? 1e-2 : 1e-3),
+    warmupFraction: 0.1,
+    weightDecay: o.weightDecay ?? (o.linearProbe ? 1e-4 : 0.05),
+    seed: o.seed,
+    augment: o.augment && !o.linearProbe,
+  };
+  const source = o.scratch ? "from scratch" : `from ${o.init}`;
+  let params: VisionClassifierParams;
+  const result: Record<string, unknown> = {};
+  if (o.linearProbe) {
+    log(`linear probe ${source} on ${train.images.length} images, ${classes} classes`);
+    const features = await imageFeatures(encoder, run, train.images, settings.batchSize);
+    const probe = await trainProbe(features, train.labels, run.model.dim, classes, { steps: 500, lr: settings.lr, weightDecay: settings.weightDecay, seed: o.seed });
+    params = { encoder, head: probe.head };
+    result.trainAccuracy = probe.trainAccuracy;
+  } else {
+    log(`fine-tuning ${source} on ${train.images.length} images, ${classes} classes, ${settings.epochs} epochs`);
+    const trained = await finetuneVision({ encoder, head: newVisionHead(o.seed, run.model.dim, classes) }, run, train, settings, { quiet: o.quiet });
+    params = trained.params;
+    const last = trained.history[trained.history.length - 1];
+    Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
+  }
+  const config: VisionClassifierConfig = { kind: "vision-classifier", run, labels: train.classes, finetune: { ...settings, linearProbe: !!o.linearProbe }, initializedFrom: o.scratch ? null : (o.init ?? null) };
+  await saveVisionClassifier(resolve(o.out), params, config);
+  log(`saved the classifier in ${resolve(o.out)}`);
+  if (evalSet) Object.assign(result, await evaluateVision(params, run, evalSet, settings.batchSize));
+  tree.dispose(params as never);
+  console.log(JSON.stringify(result));
+}
+
+async function evaluateVision(params: VisionClassifierParams, run: VisionRunConfig, data: LabeledImages, batchSize: number) {
+  const pred = await predictVision(params, run, data.images, batchSize);
+  return { accuracy: accuracy(pred, data.labels), macroF1: macroF1(pred, data.labels, data.classes.length), examples: data.images.length };
+}
+
+export async function runVisionEval(o: { model: string; data?: string; batchSize?: number }) {
+  await initEngine();
+  const loaded = loadVisionCheckpoint(o.model);
+  if (!loaded.classifier) throw new ConfigError(`${o.model} is a pretrained model without a classifier head; fine-tune it first (\`d2v finetune --init ${o.model} ...\`)`);
+  const { params, labels, config } = loaded.classifier;
+  const data = await labeledImages(loaded.run, o.data, "test", labels);
+  const metrics = await evaluateVision(params, loaded.run, data, o.batchSize ?? config.finetune.batchSize);
+  tree.dispose(params as never);
+  console.log(JSON.stringify({ task: "classification", ...metrics }));
+}
+
+/** `d2v classify`: the top classes of each image, one JSON line per image. */
+export async function runClassify(files: string[], o: { model: string; top: number }) {
+  if (files.length === 0) throw new DataError("pass at least one image file");
+  for (const f of files) if (!existsSync(f)) throw new DataError(`${f} does not exist`);
+  await initEngine();
+  const loaded = loadVisionCheckpoint(o.model);
+  if (!loaded.classifier) throw new ConfigError(`${o.model} is a pretrained model without a classifier head; fine-tune it first (\`d2v finetune --init ${o.model} ...\`)`);
+  const { params, labels } = loaded.classifier;
+  const m = loaded.run.model;
+  const images = [];
+  for (const f of files) images.push(await decodeImage(f, { channels: m.channels, size: m.imageSize, minSide: m.patchSize }));
+  const probs = await classProbabilities(params, loaded.run, images, Math.min(16, images.length), labels.length);
+  tree.dispose(params as never);
+  files.forEach((f, i) => {
+    const row = Array.from(probs.subarray(i * labels.length, (i + 1) * labels.length));
+    const top = row
+      .map((p, k) => ({ label: labels[k], probability: Number(p.toFixed(6)) }))
+      .sort((a, b) => b.probability - a.probability)
+      .slice(0, o.top);
+    console.log(JSON.stringify({ file: basename(f), label: top[0].label, top }));
+  });
+}

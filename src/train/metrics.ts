@@ -1,0 +1,36 @@
+/** Classification losses and metrics shared by every modality. */
+import { nn as jnn, numpy as np } from "../engine/jax.js";
+
+/** Mean cross-entropy over the weighted rows. Consumes all. */
+export function crossEntropy(logits: np.Array, oneHot: np.Array, weights: np.Array): np.Array {
+  const logp = jnn.logSoftmax(logits, -1);
+  const perRow = logp.mul(oneHot).sum(-1).mul(-1);
+  return perRow.mul(weights.ref).sum().div(np.maximum(weights.sum(), 1));
+}
+
+/** Number of weighted rows whose argmax matches the label. Consumes all. */
+export function correctCount(logits: np.Array, oneHot: np.Array, weights: np.Array): np.Array {
+  const pred = np.argmax(logits, -1);
+  const gold = np.argmax(oneHot, -1);
+  return pred.equal(gold).astype(np.float32).mul(weights).sum();
+}
+
+export function accuracy(pred: number[], gold: number[]): number {
+  return pred.filter((p, i) => p === gold[i]).length / Math.max(1, gold.length);
+}
+
+/** Macro-averaged F1 over the classes present in `gold` or `pred`. */
+export function macroF1(pred: number[], gold: number[], classes: number): number {
+  let sum = 0;
+  let n = 0;
+  for (let c = 0; c < classes; c++) {
+    const tp = pred.filter((p, i) => p === c && gold[i] === c).length;
+    const fp = pred.filter((p, i) => p === c && gold[i] !== c).length;
+    const fn = gold.filter((g, i) => g === c && pred[i] !== c).length;
+    if (tp + fp + fn === 0) continue;
+    sum += (2 * tp) / (2 * tp + fp + fn);
+    n++;
+  }
+  return n ? sum / n : 0;
+}
+

@@ -1,0 +1,248 @@
+/**
+ * Image classification (BEiT / data2vec fine-tuning): mean of the patch tokens → layer norm → linear,
+ * cross-entropy, accuracy. Full fine-tuning (with the pretraining augmentations), or a linear probe: the
+ * encoder frozen, its mean-pooled features computed once, and only the head trained.
+ */
+import { jit, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
+import { DataError } from "../engine/errors.js";
+import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { HostRng } from "../engine/random.js";
+import type { ParamTree } from "../engine/tree.js";
+import { stepKey } from "../data2vec/step.js";
+import { initLayerNorm, initLinear } from "../nn/init.js";
+import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
+import { KeyStream } from "../nn/random.js";
+import { correctCount, crossEntropy } from "../train/metrics.js";
+import { Progress } from "../train/progress.js";
+import { augmentImage, prepareImage } from "./augment.js";
+import type { VisionRunConfig } from "./config.js";
+import type { Image, LabeledImages } from "./images.js";
+import { encodeImages, relativeIndexArray, type VisionEncoderParams } from "./model.js";
+
+export type VisionClassifierHead = { norm: LayerNormParams; out: LinearParams };
+export type VisionClassifierParams = { encoder: VisionEncoderParams; head: VisionClassifierHead };
+
+export function newVisionHead(seed: number, dim: number, classes: number): VisionClassifierHead {
+  const keys = new KeyStream(random.key(seed + 7919));
+  const head = { norm: initLayerNorm(dim), out: initLinear(keys, dim, classes) };
+  keys.close();
+  return head;
+}
+
+/** Mean over the patch tokens (the CLS token left out), [B, D]. Consumes `states` [B, 1 + N, D]. */
+export function meanPatchTokens(states: np.Array): np.Array {
+  const [, t] = states.shape;
+  return states.slice([], [1, t]).mean(1);
+}
+
+function headLogits(head: VisionClassifierHead, pooled: np.Array, eps: number): np.Array {
+  return linear(head.out, layerNorm(head.norm, pooled, eps));
+}
+
+/** Logits [B, C]. Consumes params and images; borrows the index. */
+export function visionLogits(p: VisionClassifierParams, images: np.Array, relativeIndex: np.Array | null, cfg: VisionRunConfig, keys: KeyStream | null): np.Array {
+  return headLogits(p.head, meanPatchTokens(encodeImages(p.encoder, images, relativeIndex, cfg.model, keys)), cfg.model.layerNormEps);
+}
+
+type Batch = { images: np.Array; labels: np.Array; weights: np.Array; relativeIndex?: np.Array };
+
+/** A batch of normalized images (augmented when `rng` is given); filler rows of a partial batch get weight 0. */
+function makeBatch(images: Image[], labels: number[], rows: number[], batchSize: number, classes: number, cfg: VisionRunConfig, rng: HostRng | null, differentiable: boolean): Batch {
+  const { imageSize: s, channels } = cfg.model;
+  const per = channels * s * s;
+  const pixels = new Float32Array(batchSize * per);
+  const oneHot = new Float32Array(batchSize * classes);
+  const weights = new Float32Array(batchSize);
+  rows.forEach((r, i) => {
+    pixels.set(rng ? augmentImage(images[r], s, cfg.augment, rng) : prepareImage(images[r], s, cfg.augment), i * per);
+    if (labels.length) oneHot[i * classes + labels[r]] = 1;
+    weights[i] = 1;
+  });
+  const batch: Batch = {
+    images: np.array(pixels).reshape([batchSize, channels, s, s]),
+    labels: np.array(oneHot).reshape([batchSize, classes]),
+    weights: np.array(weights),
+  };
+  const index = relativeIndexArray(cfg.model, differentiable);
+  if (index) batch.relativeIndex = index;
+  return batch;
+}
+
+export type VisionFinetuneSettings = {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  warmupFraction: number;
+  weightDecay: number;
+  seed: number;
+  /** Train on augmented views (the run config's augmentations). */
+  augment: boolean;
+};
+
+export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
+
+const FINETUNE_OPT = (weightDecay: number): AdamWConfig => ({ beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, clipNorm: 3 });
+
+function checkLabeled(data: LabeledImages): void {
+  if (data.images.length === 0) throw new DataError("no labeled training images");
+  if (data.labels.length !== data.images.length) throw new DataError("every training image needs a label");
+}
+
+export async function finetuneVision(
+  params: VisionClassifierParams,
+  cfg: VisionRunConfig,
+  train: LabeledImages,
+  s: VisionFinetuneSettings,
+  opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
+): Promise<{ params: VisionClassifierParams; history: EpochRecord[] }> {
+  checkLabeled(train);
+  const classes = train.classes.length;
+  const stepsPerEpoch = Math.ceil(train.images.length / s.batchSize);
+  const total = stepsPerEpoch * s.epochs;
+  const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
+  const opt = FINETUNE_OPT(s.weightDecay);
+  const lossFn = (p: VisionClassifierParams, b: Batch, key: np.Array) => {
+    const keys = new KeyStream(key);
+    const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, keys);
+    b.relativeIndex?.dispose();
+    keys.close();
+    const correct = correctCount(logits.ref, b.labels.ref, b.weights.ref);
+    return [crossEntropy(logits, b.labels, b.weights), correct];
+  };
+  const step = jit((p: VisionClassifierParams, o: AdamWState, b: Batch, key: np.Array, lr: np.Array) => {
+    const [[loss, correct], grads] = (valueAndGrad(lossFn, { hasAux: true }) as unknown as (p: VisionClassifierParams, b: Batch, k: np.Array) => [[np.Array, np.Array], ParamTree])(
+      tree.ref(p as never) as VisionClassifierParams,
+      b,
+      key,
+    );
+    const [p2, o2] = adamwUpdate(grads, o, p as ParamTree, lr, opt);
+    return [p2, o2, loss, correct] as never;
+  }) as unknown as (p: VisionClassifierParams, o: AdamWState, b: Batch, k: np.Array, lr: np.Array) => [VisionClassifierParams, AdamWState, np.Array, np.Array];
+
+  let optState = adamwInit(params as ParamTree);
+  const rng = HostRng.seeded(s.seed);
+  const progress = new Progress("finetune", total, 0, { quiet: opts.quiet });
+  const history: EpochRecord[] = [];
+  let update = 0;
+  try {
+    for (let epoch = 0; epoch < s.epochs; epoch++) {
+      const order = rng.shuffle(train.images.map((_, i) => i));
+      let lossSum = 0;
+      let correctSum = 0;
+      for (let i = 0; i < order.length; i += s.batchSize) {
+        const rows = order.slice(i, i + s.batchSize);
+        const batch = makeBatch(train.images, train.labels, rows, s.batchSize, classes, cfg, s.augment ? rng : null, true);
+        let loss: np.Array, correct: np.Array;
+        [params, optState, loss, correct] = step(params, optState, batch, stepKey(s.seed, update), np.array(learningRate(schedule, update)));
+        lossSum += (await loss.data())[0] * rows.length;
+        correctSum += (await correct.data())[0];
+        update++;
+        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
+      }
+      const record = { epoch: epoch + 1, step: update, loss: lossSum / order.length, trainAccuracy: correctSum / order.length };
+      history.push(record);
+      opts.onEpoch?.(record);
+    }
+  } finally {
+    progress.stop();
+    tree.dispose(optState as never);
+  }
+  return { params, history };
+}
+
+/** Runs `forward` over every image in fixed-size batches and collects its per-row outputs. */
+async function mapBatches(images: Image[], batchSize: number, cfg: VisionRunConfig, forward: (b: Batch) => np.Array, width: number): Promise<Float32Array> {
+  const out = new Float32Array(images.length * width);
+  for (let i = 0; i < images.length; i += batchSize) {
+    const rows = Array.from({ length: Math.min(batchSize, images.length - i) }, (_, k) => i + k);
+    const values = (await forward(makeBatch(images, [], rows, batchSize, 1, cfg, null, false)).data()) as Float32Array | Int32Array;
+    out.set(Float32Array.from(values.subarray(0, rows.length * width)), i * width);
+  }
+  return out;
+}
+
+/** Predicted class of every image (no augmentation, no dropout). Does not consume params. */
+export async function predictVision(params: VisionClassifierParams, cfg: VisionRunConfig, images: Image[], batchSize: number): Promise<number[]> {
+  const forward = jit((p: VisionClassifierParams, b: Batch) => {
+    b.labels.dispose();
+    b.weights.dispose();
+    const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, null);
+    b.relativeIndex?.dispose();
+    return np.argmax(logits, -1);
+  });
+  const pred = await mapBatches(images, batchSize, cfg, (b) => forward(tree.ref(params as never) as VisionClassifierParams, b), 1);
+  forward.dispose();
+  return Array.from(pred);
+}
+
+/** Class probabilities [images × classes]. Does not consume params. */
+export async function classProbabilities(params: VisionClassifierParams, cfg: VisionRunConfig, images: Image[], batchSize: number, classes: number): Promise<Float32Array> {
+  const forward = jit((p: VisionClassifierParams, b: Batch) => {
+    b.labels.dispose();
+    b.weights.dispose();
+    const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, null);
+    b.relativeIndex?.dispose();
+    const e = np.exp(logits.ref.sub(logits.max(-1, { keepdims: true })));
+    return e.ref.div(e.sum(-1, { keepdims: true }));
+  });
+  const probs = await mapBatches(images, batchSize, cfg, (b) => forward(tree.ref(params as never) as VisionClassifierParams, b), classes);
+  forward.dispose();
+  return probs;
+}
+
+/** Mean-pooled final-block features [images × D] of a frozen encoder. Does not consume the encoder. */
+export async function imageFeatures(encoder: VisionEncoderParams, cfg: VisionRunConfig, images: Image[], batchSize: number): Promise<Float32Array> {
+  const forward = jit((e: VisionEncoderParams, b: Batch) => {
+    b.labels.dispose();
+    b.weights.dispose();
+    const states = encodeImages(e, b.images, b.relativeIndex ?? null, cfg.model, null);
+    b.relativeIndex?.dispose();
+    return meanPatchTokens(states);
+  });
+  const feats = await mapBatches(images, batchSize, cfg, (b) => forward(tree.ref(encoder as never) as VisionEncoderParams, b), cfg.model.dim);
+  forward.dispose();
+  return feats;
+}
+
+export type ProbeSettings = { steps: number; lr: number; weightDecay: number; seed: number };
+
+/**
+ * Linear probe: layer norm + linear head trained on frozen features (full batch, AdamW, cosine schedule).
+ * Returns the head and its accuracy on the training features.
+ */
+export async function trainProbe(features: Float32Array, labels: number[], dim: number, classes: number, s: ProbeSettings): Promise<{ head: VisionClassifierHead; trainAccuracy: number; eps: number }> {
+  const n = labels.length;
+  const eps = 1e-6;
+  const oneHot = new Float32Array(n * classes);
+  labels.forEach((l, i) => (oneHot[i * classes + l] = 1));
+  const x = np.array(features).reshape([n, dim]);
+  const y = np.array(oneHot).reshape([n, classes]);
+  const w = np.ones([n]);
+  const opt = FINETUNE_OPT(s.weightDecay);
+  const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(0.1 * s.steps), totalSteps: s.steps };
+  const lossFn = (h: VisionClassifierHead, xb: np.Array, yb: np.Array, wb: np.Array) => crossEntropy(headLogits(h, xb, eps), yb, wb);
+  const step = jit((h: VisionClassifierHead, o: AdamWState, xb: np.Array, yb: np.Array, wb: np.Array, lr: np.Array) => {
+    const [loss, grads] = (valueAndGrad(lossFn) as unknown as (h: VisionClassifierHead, x: np.Array, y: np.Array, w: np.Array) => [np.Array, ParamTree])(tree.ref(h as never) as VisionClassifierHead, xb, yb, wb);
+    const [h2, o2] = adamwUpdate(grads, o, h as ParamTree, lr, opt);
+    return [h2, o2, loss] as never;
+  }) as unknown as (h: VisionClassifierHead, o: AdamWState, x: np.Array, y: np.Array, w: np.Array, lr: np.Array) => [VisionClassifierHead, AdamWState, np.Array];
+  let head = newVisionHead(s.seed, dim, classes);
+  let optState = adamwInit(head as ParamTree);
+  for (let i = 0; i < s.steps; i++) {
+    let loss: np.Array;
+    [head, optState, loss] = step(head, optState, x.ref, y.ref, w.ref, np.array(learningRate(schedule, i)));
+    loss.dispose();
+  }
+  tree.dispose(optState as never);
+  const pred = (await np.argmax(headLogits(tree.ref(head as never) as VisionClassifierHead, x, eps), -1).data()) as Int32Array;
+  y.dispose();
+  w.dispose();
+  return { head, trainAccuracy: Array.from(pred).filter((p, i) => p === labels[i]).length / n, eps };
+}
+
+/** Probe predictions on frozen features. Does not consume the head. */
+export async function probePredict(head: VisionClassifierHead, features: Float32Array, dim: number, eps: number): Promise<number[]> {
+  const n = features.length / dim;
+  const pred = (await np.argmax(headLogits(tree.ref(head as never) as VisionClassifierHead, np.array(features).reshape([n, dim]), eps), -1).data()) as Int32Array;
+  return Array.from(pred);
+}

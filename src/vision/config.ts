@@ -1,0 +1,216 @@
+/**
+ * The vision run configuration (ViT with BEiT blocks, data2vec settings, block masking, augmentation,
+ * training) and its presets. `tiny` is for tests and quick runs, `small` for MNIST demos on 2 cores,
+ * `base` follows the paper's ViT-B/16 setup (K = 6 of 12 block outputs, layer norm per layer and after the
+ * average, Smooth L1 β = 2, shared relative position bias, ~60% of the patches masked in blocks).
+ */
+import { z } from "zod";
+import { CheckpointError, ConfigError } from "../engine/errors.js";
+import { deepMerge, validate } from "../config/validate.js";
+
+const norm = z.enum(["layer", "instance", "none"]);
+const range = z.tuple([z.number(), z.number()]);
+
+export const visionRunSchema = z
+  .object({
+    modality: z.literal("vision"),
+    preset: z.string(),
+    model: z
+      .object({
+        imageSize: z.number().int().min(4),
+        patchSize: z.number().int().min(1),
+        channels: z.union([z.literal(1), z.literal(3)]),
+        dim: z.number().int().min(8),
+        layers: z.number().int().min(1),
+        heads: z.number().int().min(1),
+        ffnDim: z.number().int().min(8),
+        /** Initial value of the per-channel layer scale λ (0 turns layer scale off). */
+        layerScale: z.number().min(0),
+        relativePositionBias: z.enum(["shared", "per_layer", "none"]),
+        absolutePositions: z.boolean(),
+        dropout: z.number().min(0).max(0.9),
+        attentionDropout: z.number().min(0).max(0.9),
+        layerNormEps: z.number().positive(),
+      })
+      .strict(),
+    data2vec: z
+      .object({
+        topK: z.number().int().min(1),
+        targetLayer: z.enum(["ffn", "ffn_residual", "end", "attn"]),
+        targetNorm: norm,
+        targetNormAfterAverage: norm,
+        loss: z.enum(["l2", "smooth_l1"]),
+        lossBeta: z.number().min(0),
+        lossScale: z.number().positive().nullable(),
+        headLayers: z.union([z.literal(1), z.literal(2)]),
+        ema: z
+          .object({
+            tauStart: z.number().min(0).max(1),
+            tauEnd: z.number().min(0).max(1),
+            annealSteps: z.number().int().min(0),
+          })
+          .strict(),
+        minTargetVar: z.number().min(0),
+        minPredVar: z.number().min(0),
+        collapseWarmupSteps: z.number().int().min(0),
+      })
+      .strict(),
+    masking: z
+      .object({
+        /** Fraction of the patches to mask (BEiT: 120 of 196 ≈ 0.6). */
+        ratio: z.number().gt(0).lt(1),
+        /** Smallest block in patches; null scales BEiT's 16 (of a 14×14 grid) to the grid. */
+        minBlockPatches: z.number().int().min(1).nullable(),
+        minAspect: z.number().gt(0).max(1),
+      })
+      .strict(),
+    augment: z
+      .object({
+        /** Random resized crop: area fraction and aspect ratio ranges (null turns the crop off). */
+        cropScale: range.nullable(),
+        cropRatio: range,
+        flipProb: z.number().min(0).max(1),
+        /** Color jitter strengths: factors drawn uniformly in [1 − s, 1 + s]. */
+        brightness: z.number().min(0).max(1),
+        contrast: z.number().min(0).max(1),
+        saturation: z.number().min(0).max(1),
+        mean: z.array(z.number()),
+        std: z.array(z.number().positive()),
+      })
+      .strict(),
+    train: z
+      .object({
+        batchSize: z.number().int().min(1),
+        steps: z.number().int().min(1),
+        accumSteps: z.number().int().min(1),
+        lr: z.number().positive(),
+        schedule: z.enum(["cosine", "tri_stage", "constant"]),
+        warmupSteps: z.number().int().min(0),
+        minLr: z.number().min(0),
+        weightDecay: z.number().min(0),
+        beta1: z.number().min(0).lt(1),
+        beta2: z.number().min(0).lt(1),
+        eps: z.number().positive(),
+        clipNorm: z.number().min(0),
+        seed: z.number().int(),
+        checkpointEvery: z.number().int().min(1),
+      })
+      .strict(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+    const m = c.model;
+    if (m.dim % m.heads !== 0) issue(["model", "heads"], `width ${m.dim} must be divisible by heads (${m.heads})`);
+    if (m.imageSize % m.patchSize !== 0) issue(["model", "patchSize"], `image size ${m.imageSize} must be a multiple of the patch size ${m.patchSize}`);
+    if (c.data2vec.topK > m.layers) issue(["data2vec", "topK"], `K = ${c.data2vec.topK} exceeds the ${m.layers} layers`);
+    if (c.data2vec.ema.tauStart > c.data2vec.ema.tauEnd) issue(["data2vec", "ema", "tauStart"], "τ0 must not exceed τe (τ rises)");
+    for (const k of ["mean", "std"] as const) {
+      if (c.augment[k].length !== m.channels) issue(["augment", k], `needs one value per channel (${m.channels})`);
+    }
+    const s = c.augment.cropScale;
+    if (s && !(s[0] > 0 && s[0] <= s[1] && s[1] <= 1)) issue(["augment", "cropScale"], "needs 0 < min ≤ max ≤ 1");
+    const r = c.augment.cropRatio;
+    if (!(r[0] > 0 && r[0] <= r[1])) issue(["augment", "cropRatio"], "needs 0 < min ≤ max");
+  });
+
+export type VisionRunConfig = z.infer<typeof visionRunSchema>;
+export type AugmentConfig = VisionRunConfig["augment"];
+
+// MNIST statistics (mean and std of the pixel values in [0, 1]).
+const MNIST_MEAN = 0.1307;
+const MNIST_STD = 0.3081;
+
+const tiny: VisionRunConfig = {
+  modality: "vision",
+  preset: "tiny",
+  model: {
+    imageSize: 28,
+    patchSize: 7,
+    channels: 1,
+    dim: 64,
+    layers: 2,
+    heads: 2,
+    ffnDim: 256,
+    layerScale: 0.1,
+    relativePositionBias: "shared",
+    absolutePositions: false,
+    dropout: 0,
+    attentionDropout: 0,
+    layerNormEps: 1e-6,
+  },
+  data2vec: {
+    topK: 2,
+    targetLayer: "end",
+    targetNorm: "layer",
+    targetNormAfterAverage: "layer",
+    loss: "smooth_l1",
+    lossBeta: 2,
+    lossScale: null,
+    headLayers: 1,
+    // Short runs need a faster teacher than the paper's constant 0.9998 over 800 epochs.
+    ema: { tauStart: 0.99, tauEnd: 0.999, annealSteps: 300 },
+    minTargetVar: 0,
+    minPredVar: 0,
+    collapseWarmupSteps: 0,
+  },
+  masking: { ratio: 0.6, minBlockPatches: null, minAspect: 0.3 },
+  // Digits: no flips (a mirrored 2 is not a 2), mild crops, brightness/contrast jitter.
+  augment: { cropScale: [0.7, 1], cropRatio: [3 / 4, 4 / 3], flipProb: 0, brightness: 0.2, contrast: 0.2, saturation: 0, mean: [MNIST_MEAN], std: [MNIST_STD] },
+  train: {
+    batchSize: 32,
+    steps: 300,
+    accumSteps: 1,
+    lr: 1e-3,
+    schedule: "cosine",
+    warmupSteps: 30,
+    minLr: 0,
+    weightDecay: 0.05,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    clipNorm: 3,
+    seed: 1,
+    checkpointEvery: 100,
+  },
+};
+
+// A 7×7 patch grid on MNIST; sized so that pretraining takes about 20 minutes on 2 cores.
+const small: VisionRunConfig = deepMerge(tiny, {
+  preset: "small",
+  model: { patchSize: 4, dim: 128, layers: 6, heads: 4, ffnDim: 512 },
+  data2vec: { topK: 3, ema: { tauStart: 0.99, tauEnd: 0.999, annealSteps: 1500 } },
+  train: { steps: 1500, warmupSteps: 100, checkpointEvery: 100 },
+});
+
+const base: VisionRunConfig = {
+  ...tiny,
+  preset: "base",
+  model: { ...tiny.model, imageSize: 224, patchSize: 16, channels: 3, dim: 768, layers: 12, heads: 12, ffnDim: 3072, layerScale: 1e-4, attentionDropout: 0.05 },
+  data2vec: { ...tiny.data2vec, topK: 6, ema: { tauStart: 0.9998, tauEnd: 0.9998, annealSteps: 0 } },
+  augment: { cropScale: [0.08, 1], cropRatio: [3 / 4, 4 / 3], flipProb: 0.5, brightness: 0.4, contrast: 0.4, saturation: 0.4, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+  train: { ...tiny.train, batchSize: 2048, steps: 500000, lr: 2e-3, warmupSteps: 6250, checkpointEvery: 5000 },
+};
+
+export const VISION_PRESETS: Record<string, VisionRunConfig> = { tiny, small, base };
+
+export function resolveVisionConfig(preset: string, fileConfig?: unknown, overrides?: unknown, source = "the configuration"): VisionRunConfig {
+  const presetConfig = VISION_PRESETS[preset];
+  if (!presetConfig) throw new ConfigError(`unknown vision preset "${preset}"; choose one of ${Object.keys(VISION_PRESETS).join(", ")}`);
+  return validate(visionRunSchema, deepMerge(deepMerge(presetConfig, fileConfig), overrides), source);
+}
+
+export function parseVisionRunConfig(raw: unknown, path: string): VisionRunConfig {
+  const { kind: _kind, ...rest } = (raw ?? {}) as { kind?: string };
+  const r = visionRunSchema.safeParse(rest);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new CheckpointError(`${path} is not a valid vision run config (${issue?.path.join(".") || "top level"}: ${issue?.message}); the checkpoint is corrupt or from another version`);
+  }
+  return r.data;
+}
+
+/** Patches per side. */
+export function gridSize(m: VisionRunConfig["model"]): number {
+  return m.imageSize / m.patchSize;
+}

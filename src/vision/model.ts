@@ -1,0 +1,144 @@
+/**
+ * The vision transformer (BEiT layout): non-overlapping patches embedded by one matmul (a convolution with
+ * stride = kernel = patch size), a CLS token, a learned mask token, optional absolute position embeddings,
+ * and pre-LN blocks with layer scale and a relative position bias (shared by all blocks or one per block).
+ */
+import { numpy as np, random } from "../engine/jax.js";
+import { initRegressionHead, type Data2VecParams, type Embedded, type Modality } from "../data2vec/model.js";
+import type { PreLnBlockParams } from "../nn/blocks.js";
+import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
+import { initLinear, initNormal, initPreLnBlock } from "../nn/init.js";
+import { dropout, linear, type LinearParams } from "../nn/layers.js";
+import { KeyStream } from "../nn/random.js";
+import { relativeBias, relativeIndexInput, relativeTableSize } from "../nn/relpos.js";
+import { gridSize, type VisionRunConfig } from "./config.js";
+
+export type VisionModelConfig = VisionRunConfig["model"];
+
+/** The input side shared by student and teacher (never EMA-averaged). */
+export type VisionShared = {
+  /** Patch embedding: weight [C·p·p, D] (rows in (channel, y, x) order, like a conv kernel), bias [D]. */
+  patch: LinearParams;
+  cls: np.Array; // [1, 1, D]
+  maskToken: np.Array; // [1, 1, D]
+  positions?: np.Array; // [1, 1 + N, D]
+  /** The shared relative position bias table [size, heads]. */
+  relativeTable?: np.Array;
+};
+
+export type VisionEncoderParams = { shared: VisionShared; layers: BlockParams[] };
+
+export function visionEncoderSpec(c: VisionModelConfig): EncoderSpec {
+  return { kind: "pre_ln", heads: c.heads, eps: c.layerNormEps, dropout: c.dropout, attentionDropout: c.attentionDropout, activationDropout: 0 };
+}
+
+export function patchCount(c: VisionModelConfig): number {
+  return gridSize(c) ** 2;
+}
+
+export function initVisionEncoder(keys: KeyStream, c: VisionModelConfig): VisionEncoderParams {
+  const g = gridSize(c);
+  const shared: VisionShared = {
+    patch: initLinear(keys, c.channels * c.patchSize * c.patchSize, c.dim),
+    cls: initNormal(keys, [1, 1, c.dim]),
+    maskToken: initNormal(keys, [1, 1, c.dim]),
+  };
+  if (c.absolutePositions) shared.positions = initNormal(keys, [1, 1 + g * g, c.dim]);
+  // BEiT initializes relative bias tables to zero: attention starts position-agnostic.
+  if (c.relativePositionBias === "shared") shared.relativeTable = np.zeros([relativeTableSize(g, g), c.heads]);
+  const layers = Array.from({ length: c.layers }, () => {
+    const b: PreLnBlockParams = initPreLnBlock(keys, c.dim, c.ffnDim, { layerScale: c.layerScale });
+    if (c.relativePositionBias === "per_layer") b.relativeTable = np.zeros([relativeTableSize(g, g), c.heads]);
+    return b;
+  });
+  return { shared, layers };
+}
+
+/** [B, C, H, W] → [B, N, C·p·p], patches in row-major grid order, each flattened as (channel, y, x). */
+export function patchify(images: np.Array, patchSize: number): np.Array {
+  const [b, ch, h, w] = images.shape;
+  const gh = h / patchSize;
+  const gw = w / patchSize;
+  return images
+    .reshape([b, ch, gh, patchSize, gw, patchSize])
+    .transpose([0, 2, 4, 1, 3, 5])
+    .reshape([b, gh * gw, ch * patchSize * patchSize]);
+}
+
+/**
+ * Patch embeddings with CLS (and positions): [B, 1 + N, D]. `mask` [B, N] (1 = masked) replaces masked
+ * patches by the mask token. `relativeIndex` is the flat relative position index (int32, see
+ * `relativeIndexArray`); it must come in as a function argument, since jax-js cannot differentiate a gather
+ * through an index built inside a jitted function. Consumes `shared` and `images`; borrows the rest.
+ */
+export function embedImages(
+  shared: VisionShared,
+  images: np.Array,
+  c: VisionModelConfig,
+  mask: np.Array | null,
+  relativeIndex: np.Array | null,
+  keys: KeyStream | null,
+): Embedded {
+  let x = linear(shared.patch, patchify(images, c.patchSize)); // [B, N, D]
+  const [b, n] = x.shape;
+  if (mask) {
+    const m = mask.ref.reshape([b, n, 1]);
+    x = x.mul(np.negative(m.ref).add(1)).add(m.mul(shared.maskToken));
+  } else shared.maskToken.dispose();
+  x = np.concatenate([np.broadcastTo(shared.cls, [b, 1, c.dim]), x], 1);
+  if (shared.positions) x = x.add(shared.positions);
+  x = dropout(x, c.dropout, keys);
+  if (c.relativePositionBias !== "none" && !relativeIndex) throw new Error("embedImages: this model needs the relative position index");
+  const bias = shared.relativeTable ? relativeBias(shared.relativeTable, relativeIndex!.ref) : null;
+  return { x, padding: null, bias, relativeIndex: c.relativePositionBias === "per_layer" ? relativeIndex!.ref : null };
+}
+
+/**
+ * The model's relative position index (null when the model has no relative bias): one-hot where the bias
+ * tables are trained, int32 for inference (see `relativeIndexInput`).
+ */
+export function relativeIndexArray(c: VisionModelConfig, differentiable: boolean): np.Array | null {
+  if (c.relativePositionBias === "none") return null;
+  const g = gridSize(c);
+  return relativeIndexInput(g, g, differentiable);
+}
+
+/** Final block states [B, 1 + N, D] (CLS first). Consumes the params and the images; borrows the index. */
+export function encodeImages(p: VisionEncoderParams, images: np.Array, relativeIndex: np.Array | null, c: VisionModelConfig, keys: KeyStream | null): np.Array {
+  const e = embedImages(p.shared, images, c, null, relativeIndex, keys);
+  const out = runEncoder(p.layers, e.x, visionEncoderSpec(c), { bias: e.bias, relativeIndex: e.relativeIndex, keys }).out;
+  e.bias?.dispose();
+  e.relativeIndex?.dispose();
+  return out;
+}
+
+/** A data2vec batch of images: both views see the same augmented images; the student's has masked patches. */
+export type VisionPretrainBatch = {
+  images: np.Array; // [B, C, H, W], normalized
+  mask: np.Array; // [B, N] float32, 1 = masked patch
+  /** The relative position index (see `relativeIndexArray`); absent when the model has no relative bias. */
+  relativeIndex?: np.Array;
+};
+
+export function visionModality(c: VisionModelConfig): Modality<VisionShared, VisionPretrainBatch> {
+  return {
+    encoder: visionEncoderSpec(c),
+    embed(shared, batch, view, keys) {
+      return embedImages(shared, batch.images.ref, c, view === "student" ? batch.mask : null, batch.relativeIndex ?? null, keys);
+    },
+    // The CLS step is never masked, so it never enters the loss.
+    lossWeights(batch) {
+      const [b] = batch.mask.shape;
+      return np.concatenate([np.zeros([b, 1]), batch.mask.ref], 1);
+    },
+  };
+}
+
+/** Fresh data2vec parameters for vision; the regression head starts with BEiT's final layer norm. */
+export function initVisionData2Vec(cfg: VisionRunConfig, seed: number): Data2VecParams<VisionShared> {
+  const keys = new KeyStream(random.key(seed));
+  const { shared, layers } = initVisionEncoder(keys, cfg.model);
+  const head = initRegressionHead(keys, cfg.model.dim, cfg.data2vec.headLayers, { inputNorm: true });
+  keys.close();
+  return { shared, layers, head };
+}

@@ -1,0 +1,157 @@
+/** data2vec pretraining on unlabeled images: folder (or MNIST) → augmented views + block masks → `pretrain`. */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { numpy as np, tree } from "../engine/jax.js";
+import { ConfigError, DataError } from "../engine/errors.js";
+import { HostRng } from "../engine/random.js";
+import { readCheckpointJson } from "../train/checkpoint.js";
+import { checkpointDir, freshPretrainState, loadPretrainState, pretrain, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { augmentImage } from "./augment.js";
+import { gridSize, parseVisionRunConfig, type VisionRunConfig } from "./config.js";
+import { mnistSplits, readImageDir, withChannels, type Image } from "./images.js";
+import { blockMask } from "./masking.js";
+import { initVisionData2Vec, relativeIndexArray, visionModality, type VisionPretrainBatch } from "./model.js";
+
+export type VisionPretrainOptions = {
+  config: VisionRunConfig;
+  /** A folder of images (recursive); the MNIST training digits when absent. */
+  data?: string;
+  /** Images given directly (instead of `data`). */
+  images?: Image[];
+  outDir: string;
+  resume?: boolean;
+  resumeSteps?: number;
+  force?: boolean;
+  quiet?: boolean;
+  stopAfter?: number;
+  onUpdate?: (record: PretrainRecord) => void;
+  log?: (msg: string) => void;
+};
+
+type ImageSource = { path: string } | { mnist: true } | { caller: true };
+type StreamState = { order: number[]; cursor: number; epoch: number; rng: number[]; source: ImageSource };
+
+/** Shuffled epochs of augmented images with one block mask each; everything drawn from a resumable RNG. */
+export class ImageStream implements PretrainData<VisionPretrainBatch> {
+  unitName = "img";
+  unitsPerBatch: number;
+  #s: StreamState;
+  constructor(
+    private images: Image[],
+    private cfg: VisionRunConfig,
+    saved: StreamState | null,
+    source: ImageSource,
+  ) {
+    this.unitsPerBatch = cfg.train.batchSize;
+    if (saved) this.#s = structuredClone(saved);
+    else {
+      const rng = HostRng.seeded(cfg.train.seed);
+      this.#s = { order: rng.shuffle(images.map((_, i) => i)), cursor: 0, epoch: 0, rng: rng.state(), source };
+    }
+  }
+  next(): VisionPretrainBatch {
+    const { batchSize } = this.cfg.train;
+    const { imageSize, channels } = this.cfg.model;
+    const g = gridSize(this.cfg.model);
+    const rng = HostRng.fromState(this.#s.rng);
+    if (this.#s.cursor + batchSize > this.#s.order.length) {
+      this.#s.order = rng.shuffle(this.images.map((_, i) => i));
+      this.#s.cursor = 0;
+      this.#s.epoch++;
+    }
+    const rows = this.#s.order.slice(this.#s.cursor, this.#s.cursor + batchSize);
+    this.#s.cursor += batchSize;
+    const pixels = new Float32Array(batchSize * channels * imageSize * imageSize);
+    const mask = new Float32Array(batchSize * g * g);
+    rows.forEach((r, i) => {
+      pixels.set(augmentImage(this.images[r], imageSize, this.cfg.augment, rng), i * channels * imageSize * imageSize);
+      mask.set(blockMask(g, g, this.cfg.masking, rng), i * g * g);
+    });
+    this.#s.rng = rng.state();
+    const batch: VisionPretrainBatch = {
+      images: np.array(pixels).reshape([batchSize, channels, imageSize, imageSize]),
+      mask: np.array(mask).reshape([batchSize, g * g]),
+    };
+    const index = relativeIndexArray(this.cfg.model, true);
+    if (index) batch.relativeIndex = index;
+    return batch;
+  }
+  state(): StreamState {
+    return structuredClone(this.#s);
+  }
+}
+
+/** The unlabeled training images of a source, at the model's channels (MNIST: the training pool only). */
+export async function loadPretrainImages(cfg: VisionRunConfig, source: ImageSource, images?: Image[]): Promise<Image[]> {
+  const m = cfg.model;
+  let out: Image[];
+  if ("caller" in source) {
+    if (!images) throw new ConfigError("this run was started with images passed through the API; pass the same `images` to resume it");
+    out = images;
+  } else if ("path" in source) out = await readImageDir(source.path, { channels: m.channels, size: m.imageSize, minSide: m.patchSize });
+  else out = mnistSplits().train.images;
+  return out.map((img) => withChannels(img, m.channels));
+}
+
+export async function pretrainVision(o: VisionPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
+  const log = o.log ?? (() => {});
+  const ckpt = checkpointDir(o.outDir);
+  const hasCheckpoint = existsSync(join(ckpt, "state.json"));
+  if (o.resume && !hasCheckpoint) throw new DataError(`--resume: ${o.outDir} holds no checkpoint to resume from`);
+  if (!o.resume && hasCheckpoint && !o.force) {
+    throw new ConfigError(`${o.outDir} already holds a checkpoint; pass --resume to continue it or --force to start over`);
+  }
+  let cfg = o.config;
+  if (o.resume) {
+    const saved = parseVisionRunConfig(readCheckpointJson(ckpt, "config.json"), join(ckpt, "config.json"));
+    cfg = { ...saved, train: { ...saved.train, steps: o.resumeSteps ?? saved.train.steps } };
+  }
+  const savedSource = o.resume ? ((readCheckpointJson(ckpt, "state.json") as { data?: { source?: ImageSource } }).data?.source ?? null) : null;
+  const source: ImageSource = o.images ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? { mnist: true });
+  const images = await loadPretrainImages(cfg, source, o.images);
+  if (images.length < cfg.train.batchSize) {
+    throw new DataError(`${images.length} images are fewer than one batch (${cfg.train.batchSize}); add images or lower train.batchSize`);
+  }
+  log(`${images.length} unlabeled images (${"mnist" in source ? "MNIST training digits" : "path" in source ? source.path : "given by the caller"})`);
+
+  const fresh = initVisionData2Vec(cfg, cfg.train.seed);
+  let state;
+  let dataState: StreamState | null = null;
+  if (o.resume) {
+    const loaded = loadPretrainState(ckpt, fresh);
+    state = loaded.state;
+    dataState = loaded.data as StreamState;
+    if (dataState.order.length !== images.length) {
+      throw new DataError(`the image set changed since the checkpoint was written (${dataState.order.length} images then, ${images.length} now); resume with the original --data or start a new run`);
+    }
+    log(`resuming at update ${state.step} of ${cfg.train.steps}`);
+  } else state = freshPretrainState(fresh);
+
+  const t = cfg.train;
+  const result = await pretrain(
+    {
+      modality: visionModality(cfg.model),
+      d2v: cfg.data2vec,
+      optim: { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay, clipNorm: t.clipNorm },
+      schedule:
+        t.schedule === "tri_stage"
+          ? { kind: "tri_stage", peakLr: t.lr, totalSteps: t.steps, phases: [0.05, 0.8, 0.15] }
+          : t.schedule === "constant"
+            ? { kind: "constant", peakLr: t.lr, warmupSteps: t.warmupSteps }
+            : { kind: "cosine", peakLr: t.lr, warmupSteps: t.warmupSteps, totalSteps: t.steps, minLr: t.minLr },
+      steps: t.steps,
+      accumSteps: t.accumSteps,
+      seed: t.seed,
+      checkpointEvery: t.checkpointEvery,
+      outDir: o.outDir,
+      config: { kind: "data2vec-pretrain", ...cfg },
+      quiet: o.quiet,
+      stopAfter: o.stopAfter,
+      onUpdate: o.onUpdate,
+    },
+    state,
+    new ImageStream(images, cfg, dataState, source),
+  );
+  tree.dispose(result.state as never);
+  return { records: result.records, checkpoint: ckpt, interrupted: result.interrupted };
+}
