@@ -4,7 +4,7 @@ import { tree } from "../engine/jax.js";
 import { join, resolve } from "node:path";
 import { ConfigError, DataError, VocabError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { checkpointDir, freshPretrainState, loadPretrainState, pretrain, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { checkpointDir, freshPretrainState, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { readCheckpointJson } from "../train/checkpoint.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
@@ -138,13 +138,8 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
     {
       modality: textModality(enc),
       d2v: cfg.data2vec,
-      optim: { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay, clipNorm: t.clipNorm },
-      schedule:
-        t.schedule === "tri_stage"
-          ? { kind: "tri_stage", peakLr: t.lr, totalSteps: t.steps, phases: [0.05, 0.8, 0.15] }
-          : t.schedule === "constant"
-            ? { kind: "constant", peakLr: t.lr, warmupSteps: t.warmupSteps }
-            : { kind: "cosine", peakLr: t.lr, warmupSteps: t.warmupSteps, totalSteps: t.steps, minLr: t.minLr },
+      optim: optimizerSettings(t),
+      schedule: scheduleSettings(t),
       steps: t.steps,
       accumSteps: t.accumSteps,
       seed: t.seed,

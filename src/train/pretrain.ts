@@ -57,6 +57,31 @@ export type PretrainState<Shared extends ParamTree> = {
 
 export type PretrainRecord = { step: number; loss: number; targetVar: number; predVar: number; gradNorm: number; lr: number; tau: number; maskedSteps: number; sec: number };
 
+/** The training fields every modality's run config shares. */
+export type TrainSettings = {
+  lr: number;
+  steps: number;
+  schedule: "cosine" | "tri_stage" | "constant";
+  warmupSteps: number;
+  minLr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  clipNorm: number;
+};
+
+export function optimizerSettings(t: TrainSettings): AdamWConfig {
+  return { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay, clipNorm: t.clipNorm };
+}
+
+/** The learning-rate schedule of a run (tri-stage uses the paper's 5/80/15% phases). */
+export function scheduleSettings(t: TrainSettings): ScheduleConfig {
+  if (t.schedule === "tri_stage") return { kind: "tri_stage", peakLr: t.lr, totalSteps: t.steps, phases: [0.05, 0.8, 0.15] };
+  if (t.schedule === "constant") return { kind: "constant", peakLr: t.lr, warmupSteps: t.warmupSteps };
+  return { kind: "cosine", peakLr: t.lr, warmupSteps: t.warmupSteps, totalSteps: t.steps, minLr: t.minLr };
+}
+
 export function checkpointDir(outDir: string): string {
   return join(outDir, "checkpoint");
 }

@@ -7,8 +7,8 @@
 import { z } from "zod";
 import { CheckpointError, ConfigError } from "../engine/errors.js";
 import { deepMerge, validate } from "../config/validate.js";
+import { data2vecSchema, trainFields } from "../config/schemas.js";
 
-const norm = z.enum(["layer", "instance", "none"]);
 const range = z.tuple([z.number(), z.number()]);
 
 export const visionRunSchema = z
@@ -33,28 +33,7 @@ export const visionRunSchema = z
         layerNormEps: z.number().positive(),
       })
       .strict(),
-    data2vec: z
-      .object({
-        topK: z.number().int().min(1),
-        targetLayer: z.enum(["ffn", "ffn_residual", "end", "attn"]),
-        targetNorm: norm,
-        targetNormAfterAverage: norm,
-        loss: z.enum(["l2", "smooth_l1"]),
-        lossBeta: z.number().min(0),
-        lossScale: z.number().positive().nullable(),
-        headLayers: z.union([z.literal(1), z.literal(2)]),
-        ema: z
-          .object({
-            tauStart: z.number().min(0).max(1),
-            tauEnd: z.number().min(0).max(1),
-            annealSteps: z.number().int().min(0),
-          })
-          .strict(),
-        minTargetVar: z.number().min(0),
-        minPredVar: z.number().min(0),
-        collapseWarmupSteps: z.number().int().min(0),
-      })
-      .strict(),
+    data2vec: data2vecSchema,
     masking: z
       .object({
         /** Fraction of the patches to mask (BEiT: 120 of 196 ≈ 0.6). */
@@ -78,24 +57,7 @@ export const visionRunSchema = z
         std: z.array(z.number().positive()),
       })
       .strict(),
-    train: z
-      .object({
-        batchSize: z.number().int().min(1),
-        steps: z.number().int().min(1),
-        accumSteps: z.number().int().min(1),
-        lr: z.number().positive(),
-        schedule: z.enum(["cosine", "tri_stage", "constant"]),
-        warmupSteps: z.number().int().min(0),
-        minLr: z.number().min(0),
-        weightDecay: z.number().min(0),
-        beta1: z.number().min(0).lt(1),
-        beta2: z.number().min(0).lt(1),
-        eps: z.number().positive(),
-        clipNorm: z.number().min(0),
-        seed: z.number().int(),
-        checkpointEvery: z.number().int().min(1),
-      })
-      .strict(),
+    train: z.object(trainFields).strict(),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -1,0 +1,46 @@
+/** zod schemas shared by every modality's run configuration. */
+import { z } from "zod";
+
+const targetNorm = z.enum(["layer", "instance", "none"]);
+
+/** The modality-agnostic data2vec settings (`Data2VecSettings`). */
+export const data2vecSchema = z
+  .object({
+    topK: z.number().int().min(1),
+    targetLayer: z.enum(["ffn", "ffn_residual", "end", "attn"]),
+    targetNorm,
+    targetNormAfterAverage: targetNorm,
+    loss: z.enum(["l2", "smooth_l1"]),
+    lossBeta: z.number().min(0),
+    lossScale: z.number().positive().nullable(),
+    headLayers: z.union([z.literal(1), z.literal(2)]),
+    ema: z
+      .object({
+        tauStart: z.number().min(0).max(1),
+        tauEnd: z.number().min(0).max(1),
+        annealSteps: z.number().int().min(0),
+      })
+      .strict(),
+    minTargetVar: z.number().min(0),
+    minPredVar: z.number().min(0),
+    collapseWarmupSteps: z.number().int().min(0),
+  })
+  .strict();
+
+/** Optimization and bookkeeping of a pretraining run. */
+export const trainFields = {
+  batchSize: z.number().int().min(1),
+  steps: z.number().int().min(1),
+  accumSteps: z.number().int().min(1),
+  lr: z.number().positive(),
+  schedule: z.enum(["cosine", "tri_stage", "constant"]),
+  warmupSteps: z.number().int().min(0),
+  minLr: z.number().min(0),
+  weightDecay: z.number().min(0),
+  beta1: z.number().min(0).lt(1),
+  beta2: z.number().min(0).lt(1),
+  eps: z.number().positive(),
+  clipNorm: z.number().min(0),
+  seed: z.number().int(),
+  checkpointEvery: z.number().int().min(1),
+};
