@@ -44,17 +44,14 @@ const config = resolveTextConfig(preset, pretrainOverrides ? JSON.parse(readFile
 });
 const pretrainDir = join(out, "pretrain");
 const ckpt = join(pretrainDir, "checkpoint");
-let pretrainSeconds = 0;
 const statePath = join(ckpt, "state.json");
 const done = existsSync(statePath) && (JSON.parse(readFileSync(statePath, "utf8")) as { step: number }).step >= config.train.steps;
 if (!done) {
-  const t0 = performance.now();
   const r = await pretrainText({ config, docs: task.pretrainDocs, outDir: pretrainDir, resume: existsSync(statePath), resumeSteps: config.train.steps, log });
   if (r.interrupted) {
     log(`interrupted; run the same command again to continue`);
     process.exit(130);
   }
-  pretrainSeconds = (performance.now() - t0) / 1000;
 }
 const metrics = readFileSync(join(pretrainDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
 const totalPretrainSeconds = metrics.reduce((s: number, r: { sec: number }) => s + r.sec, 0);

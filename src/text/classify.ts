@@ -3,20 +3,15 @@
  * (RoBERTa's classification head), cross-entropy, accuracy. Fine-tuning starts from a data2vec checkpoint
  * or from scratch with the same architecture.
  */
-import { jit, nn as jnn, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
-import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
-import type { ParamTree } from "../engine/tree.js";
+import { jit, numpy as np, random, tree } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
-import { HostRng } from "../engine/random.js";
 import { initLinear } from "../nn/init.js";
 import { dropout, linear, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
-import { stepKey } from "../data2vec/step.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { padBatch, type LabeledText } from "./data.js";
 import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
-import { Progress } from "../train/progress.js";
-import { correctCount, crossEntropy } from "../train/metrics.js";
+import { trainClassifier, type EpochRecord } from "../train/finetune.js";
 
 export { accuracy, crossEntropy, macroF1 } from "../train/metrics.js";
 
@@ -108,7 +103,7 @@ export type FinetuneSettings = {
   pooling?: Pooling;
 };
 
-export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
+export type { EpochRecord } from "../train/finetune.js";
 
 export async function finetuneClassifier(
   params: TextClassifierParams,
@@ -119,57 +114,19 @@ export async function finetuneClassifier(
   s: FinetuneSettings,
   opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
 ): Promise<{ params: TextClassifierParams; history: EpochRecord[] }> {
-  if (train.ids.length === 0) throw new DataError("no training examples");
-  const opt: AdamWConfig = { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: s.weightDecay, clipNorm: 1 };
-  const stepsPerEpoch = Math.ceil(train.ids.length / s.batchSize);
-  const total = stepsPerEpoch * s.epochs;
-  const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
-  const lossFn = (p: TextClassifierParams, b: ClassifyBatch, key: np.Array) => {
-    const keys = new KeyStream(key);
-    const logits = classifierLogits(p, b.ids, b.positions, b.padding, enc, keys, s.pooling);
-    keys.close();
-    const correct = correctCount(logits.ref, b.labels.ref, b.weights.ref);
-    return [crossEntropy(logits, b.labels, b.weights), correct];
-  };
-  const step = jit((p: TextClassifierParams, o: AdamWState, b: ClassifyBatch, key: np.Array, lr: np.Array) => {
-    const [[loss, correct], grads] = (valueAndGrad(lossFn, { hasAux: true }) as unknown as (p: TextClassifierParams, b: ClassifyBatch, k: np.Array) => [[np.Array, np.Array], ParamTree])(
-      tree.ref(p as never) as TextClassifierParams,
-      b,
-      key,
-    );
-    const [np2, o2] = adamwUpdate(grads, o, p as ParamTree, lr, opt);
-    return [np2, o2, loss, correct] as never;
-  }) as unknown as (p: TextClassifierParams, o: AdamWState, b: ClassifyBatch, k: np.Array, lr: np.Array) => [TextClassifierParams, AdamWState, np.Array, np.Array];
-
-  let optState = adamwInit(params as ParamTree);
-  const rng = HostRng.seeded(s.seed);
-  const progress = new Progress("finetune", total, 0, { quiet: opts.quiet });
-  const history: EpochRecord[] = [];
-  let update = 0;
-  try {
-    for (let epoch = 0; epoch < s.epochs; epoch++) {
-      const order = rng.shuffle(train.ids.map((_, i) => i));
-      let lossSum = 0;
-      let correctSum = 0;
-      for (let i = 0; i < order.length; i += s.batchSize) {
-        const rows = order.slice(i, i + s.batchSize);
-        const batch = makeBatch(train, rows, s.batchSize, s.seqLen, classes, tok);
-        let loss: np.Array, correct: np.Array;
-        [params, optState, loss, correct] = step(params, optState, batch, stepKey(s.seed, update), np.array(learningRate(schedule, update)));
-        lossSum += (await loss.data())[0] * rows.length;
-        correctSum += (await correct.data())[0];
-        update++;
-        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
-      }
-      const record = { epoch: epoch + 1, step: update, loss: lossSum / order.length, trainAccuracy: correctSum / order.length };
-      history.push(record);
-      opts.onEpoch?.(record);
-    }
-  } finally {
-    progress.stop();
-    tree.dispose(optState as never);
-  }
-  return { params, history };
+  return trainClassifier<TextClassifierParams, ClassifyBatch>({
+    params,
+    examples: train.ids.length,
+    epochs: s.epochs,
+    batchSize: s.batchSize,
+    lr: s.lr,
+    warmupFraction: s.warmupFraction,
+    seed: s.seed,
+    opt: { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: s.weightDecay, clipNorm: 1 },
+    batch: (rows) => makeBatch(train, rows, s.batchSize, s.seqLen, classes, tok),
+    logits: (p, b, keys) => classifierLogits(p, b.ids, b.positions, b.padding, enc, keys, s.pooling),
+    ...opts,
+  });
 }
 
 /** Class predictions for every example (no dropout). Does not consume params. */

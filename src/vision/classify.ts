@@ -8,12 +8,11 @@ import { DataError } from "../engine/errors.js";
 import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
 import type { ParamTree } from "../engine/tree.js";
-import { stepKey } from "../data2vec/step.js";
 import { initLayerNorm, initLinear } from "../nn/init.js";
 import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
-import { correctCount, crossEntropy } from "../train/metrics.js";
-import { Progress } from "../train/progress.js";
+import { crossEntropy } from "../train/metrics.js";
+import { trainClassifier, type EpochRecord } from "../train/finetune.js";
 import { augmentImage, prepareImage } from "./augment.js";
 import type { VisionRunConfig } from "./config.js";
 import type { Image, LabeledImages } from "./images.js";
@@ -79,14 +78,7 @@ export type VisionFinetuneSettings = {
   augment: boolean;
 };
 
-export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
-
 const FINETUNE_OPT = (weightDecay: number): AdamWConfig => ({ beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, clipNorm: 3 });
-
-function checkLabeled(data: LabeledImages): void {
-  if (data.images.length === 0) throw new DataError("no labeled training images");
-  if (data.labels.length !== data.images.length) throw new DataError("every training image needs a label");
-}
 
 export async function finetuneVision(
   params: VisionClassifierParams,
@@ -95,59 +87,24 @@ export async function finetuneVision(
   s: VisionFinetuneSettings,
   opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
 ): Promise<{ params: VisionClassifierParams; history: EpochRecord[] }> {
-  checkLabeled(train);
-  const classes = train.classes.length;
-  const stepsPerEpoch = Math.ceil(train.images.length / s.batchSize);
-  const total = stepsPerEpoch * s.epochs;
-  const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
-  const opt = FINETUNE_OPT(s.weightDecay);
-  const lossFn = (p: VisionClassifierParams, b: Batch, key: np.Array) => {
-    const keys = new KeyStream(key);
-    const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, keys);
-    b.relativeIndex?.dispose();
-    keys.close();
-    const correct = correctCount(logits.ref, b.labels.ref, b.weights.ref);
-    return [crossEntropy(logits, b.labels, b.weights), correct];
-  };
-  const step = jit((p: VisionClassifierParams, o: AdamWState, b: Batch, key: np.Array, lr: np.Array) => {
-    const [[loss, correct], grads] = (valueAndGrad(lossFn, { hasAux: true }) as unknown as (p: VisionClassifierParams, b: Batch, k: np.Array) => [[np.Array, np.Array], ParamTree])(
-      tree.ref(p as never) as VisionClassifierParams,
-      b,
-      key,
-    );
-    const [p2, o2] = adamwUpdate(grads, o, p as ParamTree, lr, opt);
-    return [p2, o2, loss, correct] as never;
-  }) as unknown as (p: VisionClassifierParams, o: AdamWState, b: Batch, k: np.Array, lr: np.Array) => [VisionClassifierParams, AdamWState, np.Array, np.Array];
-
-  let optState = adamwInit(params as ParamTree);
-  const rng = HostRng.seeded(s.seed);
-  const progress = new Progress("finetune", total, 0, { quiet: opts.quiet });
-  const history: EpochRecord[] = [];
-  let update = 0;
-  try {
-    for (let epoch = 0; epoch < s.epochs; epoch++) {
-      const order = rng.shuffle(train.images.map((_, i) => i));
-      let lossSum = 0;
-      let correctSum = 0;
-      for (let i = 0; i < order.length; i += s.batchSize) {
-        const rows = order.slice(i, i + s.batchSize);
-        const batch = makeBatch(train.images, train.labels, rows, s.batchSize, classes, cfg, s.augment ? rng : null, true);
-        let loss: np.Array, correct: np.Array;
-        [params, optState, loss, correct] = step(params, optState, batch, stepKey(s.seed, update), np.array(learningRate(schedule, update)));
-        lossSum += (await loss.data())[0] * rows.length;
-        correctSum += (await correct.data())[0];
-        update++;
-        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
-      }
-      const record = { epoch: epoch + 1, step: update, loss: lossSum / order.length, trainAccuracy: correctSum / order.length };
-      history.push(record);
-      opts.onEpoch?.(record);
-    }
-  } finally {
-    progress.stop();
-    tree.dispose(optState as never);
-  }
-  return { params, history };
+  if (train.labels.length !== train.images.length) throw new DataError("every training image needs a label");
+  return trainClassifier<VisionClassifierParams, Batch>({
+    params,
+    examples: train.images.length,
+    epochs: s.epochs,
+    batchSize: s.batchSize,
+    lr: s.lr,
+    warmupFraction: s.warmupFraction,
+    seed: s.seed,
+    opt: FINETUNE_OPT(s.weightDecay),
+    batch: (rows, rng) => makeBatch(train.images, train.labels, rows, s.batchSize, train.classes.length, cfg, s.augment ? rng : null, true),
+    logits: (p, b, keys) => {
+      const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, keys);
+      b.relativeIndex?.dispose();
+      return logits;
+    },
+    ...opts,
+  });
 }
 
 /** Runs `forward` over every image in fixed-size batches and collects its per-row outputs. */

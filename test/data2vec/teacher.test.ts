@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { grad, numpy as np, random, tree } from "../../src/engine/jax.js";
+import { grad, numpy as np, tree } from "../../src/engine/jax.js";
 import { initEngine } from "../../src/engine/runtime.js";
 import { data2vecLoss, type Data2VecParams } from "../../src/data2vec/model.js";
 import { copyTree, namedLeaves, type ParamTree } from "../../src/engine/tree.js";

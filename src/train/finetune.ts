@@ -1,0 +1,87 @@
+/**
+ * The supervised fine-tuning loop shared by the modalities: shuffled epochs of fixed-size batches, one jitted
+ * AdamW step per batch (cross-entropy on the weighted rows, warm-up + cosine schedule), a progress bar, and
+ * per-epoch loss and training accuracy.
+ */
+import { jit, numpy as np, tree, valueAndGrad } from "../engine/jax.js";
+import { DataError } from "../engine/errors.js";
+import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { HostRng } from "../engine/random.js";
+import type { ParamTree } from "../engine/tree.js";
+import { stepKey } from "../data2vec/step.js";
+import { KeyStream } from "../nn/random.js";
+import { correctCount, crossEntropy } from "./metrics.js";
+import { Progress } from "./progress.js";
+
+/** A classification batch: model inputs plus one-hot labels [B, C] and row weights [B] (0 for filler rows). */
+export type LabeledBatch = { labels: np.Array; weights: np.Array; [input: string]: np.Array };
+
+export type ClassifierTraining<P, B extends LabeledBatch> = {
+  params: P;
+  examples: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  warmupFraction: number;
+  seed: number;
+  opt: AdamWConfig;
+  /** The batch of these example indices (fewer than batchSize in the last batch: pad with weight-0 rows). */
+  batch: (rows: number[], rng: HostRng) => B;
+  /** Logits [B, C] with dropout from `keys`. Consumes params and the batch's inputs (not labels or weights). */
+  logits: (params: P, batch: B, keys: KeyStream) => np.Array;
+  quiet?: boolean;
+  onEpoch?: (r: EpochRecord) => void;
+};
+
+export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
+
+export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTraining<P, B>): Promise<{ params: P; history: EpochRecord[] }> {
+  if (o.examples === 0) throw new DataError("no training examples");
+  const stepsPerEpoch = Math.ceil(o.examples / o.batchSize);
+  const total = stepsPerEpoch * o.epochs;
+  const schedule: ScheduleConfig = { kind: "cosine", peakLr: o.lr, warmupSteps: Math.round(o.warmupFraction * total), totalSteps: total };
+  const lossFn = (p: P, b: B, key: np.Array) => {
+    const keys = new KeyStream(key);
+    const { labels, weights } = b;
+    const logits = o.logits(p, b, keys);
+    keys.close();
+    const correct = correctCount(logits.ref, labels.ref, weights.ref);
+    return [crossEntropy(logits, labels, weights), correct];
+  };
+  const gradFn = valueAndGrad(lossFn, { hasAux: true }) as unknown as (p: P, b: B, k: np.Array) => [[np.Array, np.Array], ParamTree];
+  const step = jit((p: P, s: AdamWState, b: B, key: np.Array, lr: np.Array) => {
+    const [[loss, correct], grads] = gradFn(tree.ref(p as never) as P, b, key);
+    const [p2, s2] = adamwUpdate(grads, s, p as ParamTree, lr, o.opt);
+    return [p2, s2, loss, correct] as never;
+  }) as unknown as (p: P, s: AdamWState, b: B, k: np.Array, lr: np.Array) => [P, AdamWState, np.Array, np.Array];
+
+  let params = o.params;
+  let optState = adamwInit(params as ParamTree);
+  const rng = HostRng.seeded(o.seed);
+  const progress = new Progress("finetune", total, 0, { quiet: o.quiet });
+  const history: EpochRecord[] = [];
+  let update = 0;
+  try {
+    for (let epoch = 0; epoch < o.epochs; epoch++) {
+      const order = rng.shuffle(Array.from({ length: o.examples }, (_, i) => i));
+      let lossSum = 0;
+      let correctSum = 0;
+      for (let i = 0; i < order.length; i += o.batchSize) {
+        const rows = order.slice(i, i + o.batchSize);
+        let loss: np.Array, correct: np.Array;
+        [params, optState, loss, correct] = step(params, optState, o.batch(rows, rng), stepKey(o.seed, update), np.array(learningRate(schedule, update)));
+        lossSum += (await loss.data())[0] * rows.length;
+        correctSum += (await correct.data())[0];
+        update++;
+        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
+      }
+      const record = { epoch: epoch + 1, step: update, loss: lossSum / order.length, trainAccuracy: correctSum / order.length };
+      history.push(record);
+      o.onEpoch?.(record);
+    }
+  } finally {
+    progress.stop();
+    tree.dispose(optState as never);
+  }
+  return { params, history };
+}
