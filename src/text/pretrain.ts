@@ -1,11 +1,9 @@
 /** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches → `pretrain`. */
-import { existsSync } from "node:fs";
 import { tree } from "../engine/jax.js";
 import { join, resolve } from "node:path";
 import { ConfigError, DataError, VocabError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { checkpointDir, freshPretrainState, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
-import { readCheckpointJson } from "../train/checkpoint.js";
+import { freshPretrainState, openPretrainRun, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
 import { parseTextRunConfig, type TextRunConfig } from "./config.js";
@@ -84,20 +82,14 @@ export function encoderConfig(cfg: TextRunConfig, tok: BpeTokenizer): TextEncode
 
 export async function pretrainText(o: TextPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
   const log = o.log ?? (() => {});
-  const ckpt = checkpointDir(o.outDir);
-  const hasCheckpoint = existsSync(join(ckpt, "state.json"));
-  if (o.resume && !hasCheckpoint) throw new DataError(`--resume: ${o.outDir} holds no checkpoint to resume from`);
-  if (!o.resume && hasCheckpoint && !o.force) {
-    throw new ConfigError(`${o.outDir} already holds a checkpoint; pass --resume to continue it or --force to start over`);
-  }
+  const { ckpt, saved } = openPretrainRun(o.outDir, o);
   let cfg = o.config;
-  if (o.resume) {
-    const saved = parseTextRunConfig(readCheckpointJson(ckpt, "config.json"), join(ckpt, "config.json"));
-    cfg = { ...saved, train: { ...saved.train, steps: o.resumeSteps ?? saved.train.steps } };
+  if (saved) {
+    const savedConfig = parseTextRunConfig(saved.config, join(ckpt, "config.json"));
+    cfg = { ...savedConfig, train: { ...savedConfig.train, steps: o.resumeSteps ?? savedConfig.train.steps } };
   }
-
-  // On resume the corpus is the one the run started with (unless the caller passes it again).
-  const savedSource = o.resume ? ((readCheckpointJson(ckpt, "state.json") as { data?: { source?: CorpusSource } }).data?.source ?? null) : null;
+  // On resume the data is what the run started with (unless the caller passes it again).
+  const savedSource = (saved?.source ?? null) as CorpusSource | null;
   const source: CorpusSource = o.docs ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? { brown: true });
   if ("caller" in source && !o.docs) throw new ConfigError("this run was started with documents passed through the API; pass the same `docs` to resume it");
   const docs = o.docs ?? ("path" in source ? readTextCorpus(source.path) : loadBrown().map((d) => d.text));

@@ -4,7 +4,7 @@
  * optimizer moments, data order and masking RNG are restored, and per-update dropout keys depend only on
  * (seed, update).
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
@@ -14,6 +14,7 @@ import { checkCollapse } from "../data2vec/monitor.js";
 import { makeData2VecSteps, stepKey, type StepOutput } from "../data2vec/step.js";
 import { adamwInit, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { copyTree, type ParamTree } from "../engine/tree.js";
+import { ConfigError, DataError } from "../engine/errors.js";
 import type { BlockParams } from "../nn/encoder.js";
 import { loadTree, readCheckpointJson, saveCheckpoint } from "./checkpoint.js";
 import { MetricsLog, Progress } from "./progress.js";
@@ -84,6 +85,23 @@ export function scheduleSettings(t: TrainSettings): ScheduleConfig {
 
 export function checkpointDir(outDir: string): string {
   return join(outDir, "checkpoint");
+}
+
+/**
+ * Opens a run directory for pretraining: `resume` needs a checkpoint there, a fresh start refuses to overwrite
+ * one unless `force`. On resume, returns the saved run config (for the caller to validate) and where the
+ * data came from.
+ */
+export function openPretrainRun(outDir: string, o: { resume?: boolean; force?: boolean }): { ckpt: string; saved: { config: unknown; source: unknown } | null } {
+  const ckpt = checkpointDir(outDir);
+  const hasCheckpoint = existsSync(join(ckpt, "state.json"));
+  if (o.resume && !hasCheckpoint) throw new DataError(`--resume: ${outDir} holds no checkpoint to resume from`);
+  if (!o.resume && hasCheckpoint && !o.force) {
+    throw new ConfigError(`${outDir} already holds a checkpoint; pass --resume to continue it or --force to start over`);
+  }
+  if (!o.resume) return { ckpt, saved: null };
+  const state = readCheckpointJson(ckpt, "state.json") as { data?: { source?: unknown } };
+  return { ckpt, saved: { config: readCheckpointJson(ckpt, "config.json"), source: state.data?.source ?? null } };
 }
 
 /** A fresh state: the teacher starts as a copy of the student's blocks. */

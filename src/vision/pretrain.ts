@@ -1,11 +1,9 @@
 /** data2vec pretraining on unlabeled images: folder (or MNIST) → augmented views + block masks → `pretrain`. */
-import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { readCheckpointJson } from "../train/checkpoint.js";
-import { checkpointDir, freshPretrainState, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { freshPretrainState, openPretrainRun, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { augmentImage } from "./augment.js";
 import { gridSize, parseVisionRunConfig, type VisionRunConfig } from "./config.js";
 import { mnistSplits, readImageDir, withChannels, type Image } from "./images.js";
@@ -95,18 +93,14 @@ export async function loadPretrainImages(cfg: VisionRunConfig, source: ImageSour
 
 export async function pretrainVision(o: VisionPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
   const log = o.log ?? (() => {});
-  const ckpt = checkpointDir(o.outDir);
-  const hasCheckpoint = existsSync(join(ckpt, "state.json"));
-  if (o.resume && !hasCheckpoint) throw new DataError(`--resume: ${o.outDir} holds no checkpoint to resume from`);
-  if (!o.resume && hasCheckpoint && !o.force) {
-    throw new ConfigError(`${o.outDir} already holds a checkpoint; pass --resume to continue it or --force to start over`);
-  }
+  const { ckpt, saved } = openPretrainRun(o.outDir, o);
   let cfg = o.config;
-  if (o.resume) {
-    const saved = parseVisionRunConfig(readCheckpointJson(ckpt, "config.json"), join(ckpt, "config.json"));
-    cfg = { ...saved, train: { ...saved.train, steps: o.resumeSteps ?? saved.train.steps } };
+  if (saved) {
+    const savedConfig = parseVisionRunConfig(saved.config, join(ckpt, "config.json"));
+    cfg = { ...savedConfig, train: { ...savedConfig.train, steps: o.resumeSteps ?? savedConfig.train.steps } };
   }
-  const savedSource = o.resume ? ((readCheckpointJson(ckpt, "state.json") as { data?: { source?: ImageSource } }).data?.source ?? null) : null;
+  // On resume the data is what the run started with (unless the caller passes it again).
+  const savedSource = (saved?.source ?? null) as ImageSource | null;
   const source: ImageSource = o.images ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? { mnist: true });
   const images = await loadPretrainImages(cfg, source, o.images);
   if (images.length < cfg.train.batchSize) {
