@@ -54,7 +54,7 @@ program
   .option("--preset <name>", "architecture for --scratch without --init", "tiny")
   .option("--per-class <n>", "vision: train on this many labeled images per class (default with MNIST: 8, i.e. 1% of the labels)", int("--per-class"))
   .option("--linear-probe", "vision: freeze the encoder and train only the head on its mean-pooled features")
-  .option("--no-augment", "vision: fine-tune on the plain images (default: the run's crop and color jitter)")
+  .option("--augment", "vision: fine-tune on augmented views (the run's crop and color jitter); needs more epochs")
   .option("--config <file.json>", "settings merged over --preset (with --scratch and no --init)")
   .option("--tokenizer <dir>", "vocab.json + merges.txt for --scratch without --init")
   .option("--eval-data <path>", "held-out labeled data evaluated after training (vision default with MNIST: its test split)")

@@ -78,7 +78,7 @@ export type VisionFinetuneOptions = {
   seed: number;
   perClass?: number;
   linearProbe?: boolean;
-  augment: boolean;
+  augment?: boolean;
   quiet?: boolean;
 };
 
@@ -112,7 +112,7 @@ export async function runVisionFinetune(o: VisionFinetuneOptions) {
     warmupFraction: 0.1,
     weightDecay: o.weightDecay ?? (o.linearProbe ? 1e-4 : 0.05),
     seed: o.seed,
-    augment: o.augment && !o.linearProbe,
+    augment: !!o.augment && !o.linearProbe,
   };
   const source = o.scratch ? "from scratch" : `from ${o.init}`;
   let params: VisionClassifierParams;
