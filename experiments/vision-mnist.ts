@@ -44,7 +44,8 @@ const config = resolveVisionConfig(preset, pretrainOverrides ? JSON.parse(readFi
 const pretrainDir = join(out, "pretrain");
 const statePath = join(pretrainDir, "checkpoint", "state.json");
 
-type Result = { mode: "finetune" | "probe"; init: "pretrained" | "scratch"; seed: number; accuracy: number; trainAccuracy: number };
+/** `lr` is the fine-tuning learning rate (probes always use theirs). */
+type Result = { mode: "finetune" | "probe"; init: "pretrained" | "scratch"; seed: number; lr?: number; accuracy: number; trainAccuracy: number };
 
 const one = process.argv.indexOf("--one");
 if (one >= 0) {
@@ -73,7 +74,7 @@ if (one >= 0) {
     const settings = { epochs, batchSize, lr, warmupFraction: 0.1, weightDecay: 0.05, seed, augment };
     const trained = await finetuneVision({ encoder, head: newVisionHead(seed, loaded.run.model.dim, 10) }, loaded.run, train, settings, { quiet: true });
     const pred = await predictVision(trained.params, loaded.run, test.images, batchSize);
-    r = { mode: "finetune", init: init as Result["init"], seed, accuracy: accuracy(pred, test.labels), trainAccuracy: trained.history[trained.history.length - 1].trainAccuracy };
+    r = { mode: "finetune", init: init as Result["init"], seed, lr, accuracy: accuracy(pred, test.labels), trainAccuracy: trained.history[trained.history.length - 1].trainAccuracy };
   }
   console.log(JSON.stringify(r));
   process.exit(0);
@@ -101,7 +102,8 @@ const save = () =>
 for (const mode of ["probe", "finetune"] as const) {
   for (const seed of seeds) {
     for (const init of ["pretrained", "scratch"] as const) {
-      if (results.some((r) => r.mode === mode && r.init === init && r.seed === seed)) continue;
+      const sameLr = (r: Result) => mode === "probe" || (r.lr ?? 1e-3) === lr;
+      if (results.some((r) => r.mode === mode && r.init === init && r.seed === seed && sameLr(r))) continue;
       const t0 = performance.now();
       const child = spawnSync(process.execPath, [...process.argv.slice(1), "--one", `${mode}:${init}:${seed}`], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
       if (child.status !== 0) throw new Error(`${mode} ${init} seed ${seed} failed`);
@@ -122,8 +124,9 @@ const stat = (xs: number[]) => {
 };
 console.log(`| evaluation | pretrained: test accuracy (%) | scratch: test accuracy (%) |`);
 console.log(`|---|---|---|`);
-for (const mode of ["finetune", "probe"] as const) {
-  const sel = (init: string) => results.filter((r) => r.mode === mode && r.init === init).map((r) => r.accuracy);
-  console.log(`| ${mode === "finetune" ? "fine-tuning" : "linear probe"} | ${stat(sel("pretrained"))} | ${stat(sel("scratch"))} |`);
+const lrs = [...new Set(results.filter((r) => r.mode === "finetune").map((r) => r.lr ?? 1e-3))].sort((a, b) => a - b);
+for (const [mode, rowLr] of [...lrs.map((l) => ["finetune", l] as const), ["probe", 0] as const]) {
+  const sel = (init: string) => results.filter((r) => r.mode === mode && r.init === init && (mode === "probe" || (r.lr ?? 1e-3) === rowLr) && seeds.includes(r.seed)).map((r) => r.accuracy);
+  console.log(`| ${mode === "finetune" ? `fine-tuning, lr ${rowLr}` : "linear probe"} | ${stat(sel("pretrained"))} | ${stat(sel("scratch"))} |`);
 }
 console.log(`\n${seeds.length} seeds; ${perClass * 10} labeled training images; 2,000 test images; pretraining: preset ${preset}, ${metrics.length} updates in ${pretrainMinutes.toFixed(1)} min.`);
