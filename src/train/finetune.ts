@@ -53,7 +53,7 @@ export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTr
     const [[loss, correct], grads] = gradFn(tree.ref(p as never) as P, b, key);
     const [p2, s2] = adamwUpdate(grads, s, p as ParamTree, lr, o.opt);
     return [p2, s2, loss, correct] as never;
-  }) as unknown as (p: P, s: AdamWState, b: B, k: np.Array, lr: np.Array) => [P, AdamWState, np.Array, np.Array];
+  });
 
   let params = o.params;
   let optState = adamwInit(params as ParamTree);
@@ -69,7 +69,7 @@ export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTr
       for (let i = 0; i < order.length; i += o.batchSize) {
         const rows = order.slice(i, i + o.batchSize);
         let loss: np.Array, correct: np.Array;
-        [params, optState, loss, correct] = step(params, optState, o.batch(rows, rng), stepKey(o.seed, update), np.array(learningRate(schedule, update)));
+        [params, optState, loss, correct] = step(params as never, optState, o.batch(rows, rng) as never, stepKey(o.seed, update), np.array(learningRate(schedule, update))) as unknown as [P, AdamWState, np.Array, np.Array];
         lossSum += (await loss.data())[0] * rows.length;
         correctSum += (await correct.data())[0];
         update++;
@@ -82,6 +82,7 @@ export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTr
   } finally {
     progress.stop();
     tree.dispose(optState as never);
+    step.dispose(); // the compiled step holds constants of its own
   }
   return { params, history };
 }
