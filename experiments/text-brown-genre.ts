@@ -32,6 +32,7 @@ const seeds = arg("seeds", "1,2,3").split(",").map(Number);
 const lrs = arg("lrs", "1e-4,3e-4").split(",").map(Number);
 const epochs = Number(arg("epochs", "10"));
 const pooling = arg("pool", "first") as "first" | "mean";
+const poolNorm = process.argv.includes("--pool-norm");
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
 await initEngine();
@@ -63,7 +64,7 @@ const { enc, tok, run } = base;
 const seqLen = run.train.seqLen;
 const train = encodeLabeled(task.train, tok, task.labels);
 const test = encodeLabeled(task.test, tok, task.labels);
-const resultsPath = join(out, `results-${pooling}.json`);
+const resultsPath = join(out, `results-${pooling}${poolNorm ? "-norm" : ""}.json`);
 type Result = { init: "pretrained" | "scratch"; seed: number; lr: number; accuracy: number; macroF1: number; trainAccuracy: number };
 const results: Result[] = existsSync(resultsPath) ? JSON.parse(readFileSync(resultsPath, "utf8")).runs : [];
 mkdirSync(out, { recursive: true });
@@ -86,8 +87,8 @@ if (one >= 0) {
     encoder = initTextEncoder(keys, enc);
     keys.close();
   }
-  const settings = { epochs, batchSize: 16, lr, warmupFraction: 0.1, weightDecay: 0.01, seed, seqLen, pooling };
-  const trained = await finetuneClassifier({ encoder, head: newHead(seed, enc.dim, task.labels.length) }, enc, tok, train, task.labels.length, settings, { quiet: true });
+  const settings = { epochs, batchSize: 16, lr, warmupFraction: 0.1, weightDecay: 0.01, seed, seqLen, pooling, poolNorm };
+  const trained = await finetuneClassifier({ encoder, head: newHead(seed, enc.dim, task.labels.length, { poolNorm }) }, enc, tok, train, task.labels.length, settings, { quiet: true });
   // Predict with the training batch size: jax-js's wasm allocator reuses freed buffers only of the same size.
   const pred = await predictClasses(trained.params, enc, tok, test, task.labels.length, settings.batchSize, seqLen, pooling);
   const r: Result = { init: init as Result["init"], seed, lr, accuracy: accuracy(pred, test.labels), macroF1: macroF1(pred, test.labels, task.labels.length), trainAccuracy: trained.history[trained.history.length - 1].trainAccuracy };

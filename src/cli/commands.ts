@@ -85,6 +85,7 @@ type FinetuneOptions = {
   maxLen?: number;
   seed: number;
   pool: Pooling;
+  poolNorm?: boolean;
   quiet?: boolean;
 } & Omit<VisionFinetuneOptions, "data" | "init" | "scratch" | "preset" | "config" | "evalData" | "out" | "epochs" | "batchSize" | "lr" | "weightDecay" | "seed" | "quiet">;
 
@@ -121,8 +122,8 @@ export async function runFinetune(opts: FinetuneOptions) {
     encoder = freshEncoder(run, enc, o.seed);
   }
   const seqLen = Math.min(o.maxLen ?? run.train.seqLen, run.model.maxPositions);
-  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen, pooling: o.pool };
-  const params: TextClassifierParams = { encoder, head: newHead(o.seed, enc.dim, labels.length) };
+  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen, pooling: o.pool, poolNorm: !!o.poolNorm };
+  const params: TextClassifierParams = { encoder, head: newHead(o.seed, enc.dim, labels.length, { poolNorm: settings.poolNorm }) };
   log(`fine-tuning ${o.scratch ? "from scratch" : `from ${o.init}`} on ${train.length} examples, ${labels.length} classes, ${o.epochs} epochs`);
   const trained = await finetuneClassifier(params, enc, tok, encodeLabeled(train, tok, labels), labels.length, settings, { quiet: o.quiet });
   const config: ClassifierConfig = { kind: "text-classifier", run, labels, finetune: settings, initializedFrom: o.scratch ? null : (o.init ?? null) };

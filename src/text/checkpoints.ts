@@ -64,7 +64,7 @@ export function loadTextCheckpoint(path: string): LoadedText {
     const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
     const init = initTextData2Vec(run, enc, 0);
     tree.dispose(init.head as never);
-    const like: TextClassifierParams = { encoder: { shared: init.shared, layers: init.layers }, head: newHead(0, enc.dim, config.labels.length) };
+    const like: TextClassifierParams = { encoder: { shared: init.shared, layers: init.layers }, head: newHead(0, enc.dim, config.labels.length, { poolNorm: config.finetune.poolNorm }) };
     const params = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as TextClassifierParams;
     return { kind: "text-classifier", dir, run, enc, tok, encoder: params.encoder, classifier: { params, labels: config.labels, config } };
   }

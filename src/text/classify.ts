@@ -5,8 +5,8 @@
  */
 import { jit, numpy as np, random, tree } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
-import { initLinear } from "../nn/init.js";
-import { dropout, linear, type LinearParams } from "../nn/layers.js";
+import { initLayerNorm, initLinear } from "../nn/init.js";
+import { dropout, layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { padBatch, type LabeledText } from "./data.js";
@@ -15,7 +15,8 @@ import { trainClassifier, type EpochRecord } from "../train/finetune.js";
 
 export { accuracy, crossEntropy, macroF1 } from "../train/metrics.js";
 
-export type ClassifierHead = { dense: LinearParams; out: LinearParams };
+/** `norm`: an optional layer norm on the pooled state (it removes the large offset all pretrained pooled states share). */
+export type ClassifierHead = { norm?: LayerNormParams; dense: LinearParams; out: LinearParams };
 export type TextClassifierParams = { encoder: TextEncoderParams; head: ClassifierHead };
 
 export type ClassifyBatch = {
@@ -50,6 +51,7 @@ export function classifierLogits(
     mask.dispose();
     pooled = h.slice([], 0);
   } else pooled = h.mul(mask.ref).sum(1).div(mask.sum(1));
+  if (p.head.norm) pooled = layerNorm(p.head.norm, pooled, c.layerNormEps);
   let x = dropout(pooled, c.dropout, keys);
   x = np.tanh(linear(p.head.dense, x));
   x = dropout(x, c.dropout, keys);
@@ -101,6 +103,8 @@ export type FinetuneSettings = {
   seqLen: number;
   /** The head reads the `<s>` state (default) or the mean over tokens. */
   pooling?: Pooling;
+  /** Layer norm on the pooled state before the head. */
+  poolNorm?: boolean;
 };
 
 export type { EpochRecord } from "../train/finetune.js";
@@ -156,9 +160,9 @@ export async function predictClasses(
 }
 
 /** Fresh classifier parameters: a given encoder (pretrained) or a random one (scratch), plus a new head. */
-export function newHead(seed: number, dim: number, classes: number): ClassifierHead {
+export function newHead(seed: number, dim: number, classes: number, opts: { poolNorm?: boolean } = {}): ClassifierHead {
   const keys = new KeyStream(random.key(seed + 7919));
-  const head = initClassifierHead(keys, dim, classes);
+  const head: ClassifierHead = initClassifierHead(keys, dim, classes);
   keys.close();
-  return head;
+  return opts.poolNorm ? { norm: initLayerNorm(dim), ...head } : head;
 }

@@ -81,7 +81,8 @@ test("pretrain → finetune (pretrained and scratch) → eval → embed, end to 
   const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ text: i % 2 ? `the jury said the election was fair ${i}` : `the recipe needs sugar and butter ${i}`, label: i % 2 ? "news" : "food" }));
   writeFileSync(train, rows.join("\n") + "\n");
   const ft = join(dir, "ft");
-  const fine = d2v("finetune", "--init", run, "--data", train, "--eval-data", train, "--out", ft, "--epochs", "2", "--batch-size", "4", "--quiet");
+  // Mean pooling with a layer norm on the pooled state: eval must rebuild the same head from the checkpoint.
+  const fine = d2v("finetune", "--init", run, "--data", train, "--eval-data", train, "--out", ft, "--epochs", "2", "--batch-size", "4", "--pool", "mean", "--pool-norm", "--quiet");
   assert.equal(fine.code, 0, fine.stderr);
   const ftMetrics = JSON.parse(fine.stdout.trim().split("\n").pop()!);
   assert.equal(ftMetrics.examples, 12);
