@@ -9,12 +9,12 @@ import { KeyStream } from "../nn/random.js";
 import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
 import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, type Pooling, type TextClassifierParams } from "../text/classify.js";
-import { loadTextCheckpoint, resolveCheckpoint, saveClassifier, type ClassifierConfig } from "../text/checkpoints.js";
+import { loadTextCheckpoint, saveClassifier, type ClassifierConfig } from "../text/checkpoints.js";
+import { checkpointModality, resolveCheckpoint } from "../train/checkpoint.js";
 import { resolveTextConfig, type TextRunConfig } from "../text/config.js";
 import { padBatch, readLabeledText } from "../text/data.js";
 import { encodeText, initTextEncoder, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
 import { pretrainText } from "../text/pretrain.js";
-import { checkpointModality } from "../vision/checkpoints.js";
 import { resolveVisionConfig } from "../vision/config.js";
 import { runVisionEval, runVisionFinetune, runVisionPretrain, type VisionFinetuneOptions } from "./vision-commands.js";
 

@@ -38,10 +38,23 @@ export function relativePositionIndex(gh: number, gw: number): Int32Array {
 export function relativeIndexInput(gh: number, gw: number, differentiable: boolean): np.Array {
   const index = relativePositionIndex(gh, gw);
   if (!differentiable) return np.array(index, { dtype: np.int32 });
-  const size = relativeTableSize(gh, gw);
-  const oneHot = new Float32Array(index.length * size);
-  index.forEach((k, i) => (oneHot[i * size + k] = 1));
-  return np.array(oneHot).reshape([index.length, size]);
+  return np.array(oneHotIndex(gh, gw)).reshape([index.length, relativeTableSize(gh, gw)]);
+}
+
+// Every training batch carries the index, so the host-side one-hot matrix is built once per grid.
+const oneHotCache = new Map<string, Float32Array>();
+
+function oneHotIndex(gh: number, gw: number): Float32Array {
+  const key = `${gh}x${gw}`;
+  let oneHot = oneHotCache.get(key);
+  if (!oneHot) {
+    const index = relativePositionIndex(gh, gw);
+    const size = relativeTableSize(gh, gw);
+    oneHot = new Float32Array(index.length * size);
+    index.forEach((k, i) => (oneHot![i * size + k] = 1));
+    oneHotCache.set(key, oneHot);
+  }
+  return oneHot;
 }
 
 /** Additive attention bias [1, H, T, T] from a table [size, H] and an index from `relativeIndexInput`. Consumes both. */

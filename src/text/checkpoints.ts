@@ -1,10 +1,9 @@
 /** Text checkpoints: the pretrained data2vec model and the fine-tuned classifier, each with its tokenizer. */
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { tree } from "../engine/jax.js";
 import { CheckpointError, VocabError } from "../engine/errors.js";
 import type { ParamTree } from "../engine/tree.js";
-import { loadTree, readCheckpointJson, saveCheckpoint } from "../train/checkpoint.js";
+import { loadTree, readCheckpointJson, resolveCheckpoint, saveCheckpoint } from "../train/checkpoint.js";
 import { BpeTokenizer } from "./bpe.js";
 import { newHead, type FinetuneSettings, type TextClassifierParams } from "./classify.js";
 import { parseTextRunConfig, type TextRunConfig } from "./config.js";
@@ -17,13 +16,6 @@ export type ClassifierConfig = {
   finetune: FinetuneSettings;
   initializedFrom: string | null;
 };
-
-/** `runs/x` and `runs/x/checkpoint` both name the checkpoint of a run directory. */
-export function resolveCheckpoint(path: string): string {
-  if (existsSync(join(path, "config.json"))) return path;
-  if (existsSync(join(path, "checkpoint", "config.json"))) return join(path, "checkpoint");
-  throw new CheckpointError(`${path} is not a checkpoint: it has no config.json (pass a directory written by \`d2v pretrain\` or \`d2v finetune\`)`);
-}
 
 function loadTokenizerFor(dir: string, vocabSize: number): BpeTokenizer {
   const tok = BpeTokenizer.load(dir);

@@ -11,7 +11,7 @@ import { KeyStream } from "../nn/random.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { padBatch, type LabeledText } from "./data.js";
 import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
-import { trainClassifier, type EpochRecord } from "../train/finetune.js";
+import { labelArrays, trainClassifier, type EpochRecord } from "../train/finetune.js";
 
 export { accuracy, crossEntropy, macroF1 } from "../train/metrics.js";
 
@@ -76,19 +76,12 @@ function makeBatch(d: Encoded, rows: number[], batchSize: number, seqLen: number
   const seqs = rows.map((r) => d.ids[r]);
   while (seqs.length < batchSize) seqs.push(Int32Array.from([tok.bos, tok.eos])); // filler rows, weight 0
   const { ids, padding, positions } = padBatch(seqs, seqLen, tok.pad, tok.eos);
-  const oneHot = new Float32Array(batchSize * classes);
-  const weights = new Float32Array(batchSize);
-  rows.forEach((r, i) => {
-    oneHot[i * classes + d.labels[r]] = 1;
-    weights[i] = 1;
-  });
   const shape = [batchSize, seqLen];
   return {
     ids: np.array(ids, { dtype: np.int32 }).reshape(shape),
     positions: np.array(positions, { dtype: np.int32 }).reshape(shape),
     padding: np.array(padding).reshape(shape),
-    labels: np.array(oneHot).reshape([batchSize, classes]),
-    weights: np.array(weights),
+    ...labelArrays(d.labels, rows, batchSize, classes),
   };
 }
 

@@ -3,7 +3,7 @@ import { tree } from "../engine/jax.js";
 import { join, resolve } from "node:path";
 import { ConfigError, DataError, VocabError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { freshPretrainState, openPretrainRun, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
 import { parseTextRunConfig, type TextRunConfig } from "./config.js";
@@ -33,7 +33,7 @@ export type TextPretrainOptions = {
 
 /** Where the corpus came from: a path, the Brown corpus, or documents passed by the caller. */
 type CorpusSource = { path: string } | { brown: true } | { caller: true };
-type StreamState = { order: number[]; cursor: number; epoch: number; rng: number[]; source: CorpusSource };
+type StreamState = EpochOrder & { rng: number[]; source: CorpusSource };
 
 /** Shuffled epochs over packed blocks; masks drawn on the host with a resumable RNG. */
 class BlockStream implements PretrainData<TextPretrainBatch> {
@@ -51,19 +51,12 @@ class BlockStream implements PretrainData<TextPretrainBatch> {
     if (saved) this.#s = structuredClone(saved);
     else {
       const rng = HostRng.seeded(cfg.train.seed);
-      this.#s = { order: rng.shuffle(blocks.map((_, i) => i)), cursor: 0, epoch: 0, rng: rng.state(), source };
+      this.#s = { ...firstEpoch(blocks.length, rng), rng: rng.state(), source };
     }
   }
   next(): TextPretrainBatch {
-    const b = this.cfg.train.batchSize;
     const rng = HostRng.fromState(this.#s.rng);
-    if (this.#s.cursor + b > this.#s.order.length) {
-      this.#s.order = rng.shuffle(this.blocks.map((_, i) => i));
-      this.#s.cursor = 0;
-      this.#s.epoch++;
-    }
-    const picked = this.#s.order.slice(this.#s.cursor, this.#s.cursor + b).map((i) => this.blocks[i]);
-    this.#s.cursor += b;
+    const picked = nextRows(this.#s, this.cfg.train.batchSize, rng).map((i) => this.blocks[i]);
     const batch = makePretrainBatch(picked, this.tok, this.cfg.masking, rng);
     this.#s.rng = rng.state();
     return batch;

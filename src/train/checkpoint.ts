@@ -87,3 +87,17 @@ export function loadTree<T extends ParamTree>(dir: string, name: string, like: T
     return np.array(toFloat32(t)).reshape(shape);
   });
 }
+
+/** `runs/x` and `runs/x/checkpoint` both name the checkpoint of a run directory. */
+export function resolveCheckpoint(path: string): string {
+  if (existsSync(join(path, "config.json"))) return path;
+  if (existsSync(join(path, "checkpoint", "config.json"))) return join(path, "checkpoint");
+  throw new CheckpointError(`${path} is not a checkpoint: it has no config.json (pass a directory written by \`d2v pretrain\` or \`d2v finetune\`)`);
+}
+
+/** The modality a checkpoint directory holds ("text" or "vision"), from its config.json. */
+export function checkpointModality(path: string): string {
+  const dir = resolveCheckpoint(path);
+  const raw = readCheckpointJson(dir, "config.json") as { kind?: string; modality?: string; run?: { modality?: string } };
+  return raw.modality ?? raw.run?.modality ?? "unknown";
+}

@@ -16,6 +16,17 @@ import { Progress } from "./progress.js";
 /** A classification batch: model inputs plus one-hot labels [B, C] and row weights [B] (0 for filler rows). */
 export type LabeledBatch = { labels: np.Array; weights: np.Array; [input: string]: np.Array };
 
+/** One-hot labels [B, C] of the given example rows and row weights [B]: 1 per example, 0 for filler rows. */
+export function labelArrays(labels: number[], rows: number[], batchSize: number, classes: number): { labels: np.Array; weights: np.Array } {
+  const oneHot = new Float32Array(batchSize * classes);
+  const weights = new Float32Array(batchSize);
+  rows.forEach((r, i) => {
+    oneHot[i * classes + labels[r]] = 1;
+    weights[i] = 1;
+  });
+  return { labels: np.array(oneHot).reshape([batchSize, classes]), weights: np.array(weights) };
+}
+
 export type ClassifierTraining<P, B extends LabeledBatch> = {
   params: P;
   examples: number;

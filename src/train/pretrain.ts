@@ -14,6 +14,7 @@ import { checkCollapse } from "../data2vec/monitor.js";
 import { makeData2VecSteps, stepKey, type StepOutput } from "../data2vec/step.js";
 import { adamwInit, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { copyTree, type ParamTree } from "../engine/tree.js";
+import type { HostRng } from "../engine/random.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import type { BlockParams } from "../nn/encoder.js";
 import { loadTree, readCheckpointJson, saveCheckpoint } from "./checkpoint.js";
@@ -27,6 +28,25 @@ export type PretrainData<Batch> = {
   unitsPerBatch: number;
   unitName: string;
 };
+
+/** Shuffled passes over a dataset's examples: the part of a data stream's state that orders them. */
+export type EpochOrder = { order: number[]; cursor: number; epoch: number };
+
+export function firstEpoch(count: number, rng: HostRng): EpochOrder {
+  return { order: rng.shuffle(Array.from({ length: count }, (_, i) => i)), cursor: 0, epoch: 0 };
+}
+
+/** The next batch's example indices (mutates `s`); a new shuffled epoch starts when the current one cannot fill a batch. */
+export function nextRows(s: EpochOrder, batchSize: number, rng: HostRng): number[] {
+  if (s.cursor + batchSize > s.order.length) {
+    s.order = rng.shuffle(Array.from({ length: s.order.length }, (_, i) => i));
+    s.cursor = 0;
+    s.epoch++;
+  }
+  const rows = s.order.slice(s.cursor, s.cursor + batchSize);
+  s.cursor += batchSize;
+  return rows;
+}
 
 export type PretrainSetup<Shared extends ParamTree, Batch extends { [k: string]: np.Array }> = {
   modality: Modality<Shared, Batch>;

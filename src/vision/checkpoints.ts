@@ -3,8 +3,7 @@ import { join } from "node:path";
 import { tree } from "../engine/jax.js";
 import { CheckpointError } from "../engine/errors.js";
 import type { ParamTree } from "../engine/tree.js";
-import { loadTree, readCheckpointJson, saveCheckpoint } from "../train/checkpoint.js";
-import { resolveCheckpoint } from "../text/checkpoints.js";
+import { loadTree, readCheckpointJson, resolveCheckpoint, saveCheckpoint } from "../train/checkpoint.js";
 import { newVisionHead, type VisionClassifierParams, type VisionFinetuneSettings } from "./classify.js";
 import { parseVisionRunConfig, type VisionRunConfig } from "./config.js";
 import { initVisionData2Vec, type VisionEncoderParams } from "./model.js";
@@ -24,13 +23,6 @@ export type LoadedVision = {
   encoder: VisionEncoderParams;
   classifier?: { params: VisionClassifierParams; labels: string[]; config: VisionClassifierConfig };
 };
-
-/** The modality a checkpoint directory holds ("text" or "vision"), from its config.json. */
-export function checkpointModality(path: string): string {
-  const dir = resolveCheckpoint(path);
-  const raw = readCheckpointJson(dir, "config.json") as { kind?: string; modality?: string; run?: { modality?: string } };
-  return raw.modality ?? raw.run?.modality ?? "unknown";
-}
 
 export function loadVisionCheckpoint(path: string): LoadedVision {
   const dir = resolveCheckpoint(path);

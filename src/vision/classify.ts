@@ -3,7 +3,7 @@
  * cross-entropy, accuracy. Full fine-tuning (with the pretraining augmentations), or a linear probe: the
  * encoder frozen, its mean-pooled features computed once, and only the head trained.
  */
-import { jit, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
+import { jit, nn as jnn, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
@@ -12,7 +12,7 @@ import { initLayerNorm, initLinear } from "../nn/init.js";
 import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import { crossEntropy } from "../train/metrics.js";
-import { trainClassifier, type EpochRecord } from "../train/finetune.js";
+import { labelArrays, trainClassifier, type EpochRecord } from "../train/finetune.js";
 import { augmentImage, prepareImage } from "./augment.js";
 import type { VisionRunConfig } from "./config.js";
 import type { Image, LabeledImages } from "./images.js";
@@ -43,28 +43,19 @@ export function visionLogits(p: VisionClassifierParams, images: np.Array, relati
   return headLogits(p.head, meanPatchTokens(encodeImages(p.encoder, images, relativeIndex, cfg.model, keys)), cfg.model.layerNormEps);
 }
 
-type Batch = { images: np.Array; labels: np.Array; weights: np.Array; relativeIndex?: np.Array };
+type Inputs = { images: np.Array; relativeIndex?: np.Array };
+type Batch = Inputs & { labels: np.Array; weights: np.Array };
 
-/** A batch of normalized images (augmented when `rng` is given); filler rows of a partial batch get weight 0. */
-function makeBatch(images: Image[], labels: number[], rows: number[], batchSize: number, classes: number, cfg: VisionRunConfig, rng: HostRng | null, differentiable: boolean): Batch {
+/** Normalized images (augmented when `rng` is given) and the relative index; rows past `rows` stay zero. */
+function imageInputs(images: Image[], rows: number[], batchSize: number, cfg: VisionRunConfig, rng: HostRng | null, differentiable: boolean): Inputs {
   const { imageSize: s, channels } = cfg.model;
   const per = channels * s * s;
   const pixels = new Float32Array(batchSize * per);
-  const oneHot = new Float32Array(batchSize * classes);
-  const weights = new Float32Array(batchSize);
-  rows.forEach((r, i) => {
-    pixels.set(rng ? augmentImage(images[r], s, cfg.augment, rng) : prepareImage(images[r], s, cfg.augment), i * per);
-    if (labels.length) oneHot[i * classes + labels[r]] = 1;
-    weights[i] = 1;
-  });
-  const batch: Batch = {
-    images: np.array(pixels).reshape([batchSize, channels, s, s]),
-    labels: np.array(oneHot).reshape([batchSize, classes]),
-    weights: np.array(weights),
-  };
+  rows.forEach((r, i) => pixels.set(rng ? augmentImage(images[r], s, cfg.augment, rng) : prepareImage(images[r], s, cfg.augment), i * per));
+  const inputs: Inputs = { images: np.array(pixels).reshape([batchSize, channels, s, s]) };
   const index = relativeIndexArray(cfg.model, differentiable);
-  if (index) batch.relativeIndex = index;
-  return batch;
+  if (index) inputs.relativeIndex = index;
+  return inputs;
 }
 
 export type VisionFinetuneSettings = {
@@ -97,7 +88,10 @@ export async function finetuneVision(
     warmupFraction: s.warmupFraction,
     seed: s.seed,
     opt: FINETUNE_OPT(s.weightDecay),
-    batch: (rows, rng) => makeBatch(train.images, train.labels, rows, s.batchSize, train.classes.length, cfg, s.augment ? rng : null, true),
+    batch: (rows, rng) => ({
+      ...imageInputs(train.images, rows, s.batchSize, cfg, s.augment ? rng : null, true),
+      ...labelArrays(train.labels, rows, s.batchSize, train.classes.length),
+    }),
     logits: (p, b, keys) => {
       const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, keys);
       b.relativeIndex?.dispose();
@@ -107,58 +101,40 @@ export async function finetuneVision(
   });
 }
 
-/** Runs `forward` over every image in fixed-size batches and collects its per-row outputs. */
-async function mapBatches(images: Image[], batchSize: number, cfg: VisionRunConfig, forward: (b: Batch) => np.Array, width: number): Promise<Float32Array> {
+/**
+ * Runs a jitted `forward(params, images, relativeIndex)` over every image in fixed-size batches (no
+ * augmentation, no dropout) and collects its first `width` outputs per image. Does not consume params.
+ */
+async function mapImages<P>(params: P, cfg: VisionRunConfig, images: Image[], batchSize: number, width: number, forward: (p: P, images: np.Array, relativeIndex: np.Array | null) => np.Array): Promise<Float32Array> {
+  const compiled = jit((p: P, b: Inputs) => {
+    const y = forward(p, b.images, b.relativeIndex ?? null);
+    b.relativeIndex?.dispose();
+    return y;
+  }) as unknown as ((p: P, b: Inputs) => np.Array) & { dispose(): void };
   const out = new Float32Array(images.length * width);
   for (let i = 0; i < images.length; i += batchSize) {
     const rows = Array.from({ length: Math.min(batchSize, images.length - i) }, (_, k) => i + k);
-    const values = (await forward(makeBatch(images, [], rows, batchSize, 1, cfg, null, false)).data()) as Float32Array | Int32Array;
+    const values = (await compiled(tree.ref(params as never) as P, imageInputs(images, rows, batchSize, cfg, null, false)).data()) as Float32Array | Int32Array;
     out.set(Float32Array.from(values.subarray(0, rows.length * width)), i * width);
   }
+  compiled.dispose();
   return out;
 }
 
-/** Predicted class of every image (no augmentation, no dropout). Does not consume params. */
+/** Predicted class of every image. Does not consume params. */
 export async function predictVision(params: VisionClassifierParams, cfg: VisionRunConfig, images: Image[], batchSize: number): Promise<number[]> {
-  const forward = jit((p: VisionClassifierParams, b: Batch) => {
-    b.labels.dispose();
-    b.weights.dispose();
-    const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, null);
-    b.relativeIndex?.dispose();
-    return np.argmax(logits, -1);
-  });
-  const pred = await mapBatches(images, batchSize, cfg, (b) => forward(tree.ref(params as never) as VisionClassifierParams, b), 1);
-  forward.dispose();
+  const pred = await mapImages(params, cfg, images, batchSize, 1, (p, x, index) => np.argmax(visionLogits(p, x, index, cfg, null), -1));
   return Array.from(pred);
 }
 
 /** Class probabilities [images × classes]. Does not consume params. */
-export async function classProbabilities(params: VisionClassifierParams, cfg: VisionRunConfig, images: Image[], batchSize: number, classes: number): Promise<Float32Array> {
-  const forward = jit((p: VisionClassifierParams, b: Batch) => {
-    b.labels.dispose();
-    b.weights.dispose();
-    const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, null);
-    b.relativeIndex?.dispose();
-    const e = np.exp(logits.ref.sub(logits.max(-1, { keepdims: true })));
-    return e.ref.div(e.sum(-1, { keepdims: true }));
-  });
-  const probs = await mapBatches(images, batchSize, cfg, (b) => forward(tree.ref(params as never) as VisionClassifierParams, b), classes);
-  forward.dispose();
-  return probs;
+export function classProbabilities(params: VisionClassifierParams, cfg: VisionRunConfig, images: Image[], batchSize: number, classes: number): Promise<Float32Array> {
+  return mapImages(params, cfg, images, batchSize, classes, (p, x, index) => jnn.softmax(visionLogits(p, x, index, cfg, null), -1));
 }
 
 /** Mean-pooled final-block features [images × D] of a frozen encoder. Does not consume the encoder. */
-export async function imageFeatures(encoder: VisionEncoderParams, cfg: VisionRunConfig, images: Image[], batchSize: number): Promise<Float32Array> {
-  const forward = jit((e: VisionEncoderParams, b: Batch) => {
-    b.labels.dispose();
-    b.weights.dispose();
-    const states = encodeImages(e, b.images, b.relativeIndex ?? null, cfg.model, null);
-    b.relativeIndex?.dispose();
-    return meanPatchTokens(states);
-  });
-  const feats = await mapBatches(images, batchSize, cfg, (b) => forward(tree.ref(encoder as never) as VisionEncoderParams, b), cfg.model.dim);
-  forward.dispose();
-  return feats;
+export function imageFeatures(encoder: VisionEncoderParams, cfg: VisionRunConfig, images: Image[], batchSize: number): Promise<Float32Array> {
+  return mapImages(encoder, cfg, images, batchSize, cfg.model.dim, (e, x, index) => meanPatchTokens(encodeImages(e, x, index, cfg.model, null)));
 }
 
 export type ProbeSettings = { steps: number; lr: number; weightDecay: number; seed: number };

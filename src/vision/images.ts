@@ -9,7 +9,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
-import { extname, join, relative } from "node:path";
+import { extname, join } from "node:path";
 import sharp from "sharp";
 import { DataError } from "../engine/errors.js";
 
@@ -17,7 +17,7 @@ import { DataError } from "../engine/errors.js";
 export type Image = { channels: number; height: number; width: number; data: Uint8Array };
 export type LabeledImages = { images: Image[]; labels: number[]; classes: string[] };
 
-export const IMAGE_EXTENSIONS = new Set([".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".avif"]);
+const IMAGE_EXTENSIONS = new Set([".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".avif"]);
 const FORMATS = new Set(["png", "jpeg", "webp", "gif", "tiff", "heif"]);
 
 export type DecodeOptions = {
@@ -135,18 +135,21 @@ export async function readImageFolder(dir: string, o: DecodeOptions, classes?: s
   return { images, labels, classes: names };
 }
 
-/** Relative paths of an ImageFolder's files (for reports). */
-export function listImages(dir: string): string[] {
-  return imageFiles(dir).map((f) => relative(dir, f));
-}
-
 type MnistDigit = { length: number; get(i: number): number[] };
 
 /**
  * The 10,000 MNIST digits of the `mnist` package, split deterministically: for each digit the first 80% of
- * its samples are the training pool, the rest the test set (2,000 images in all).
+ * its samples are the training pool (7,996 images), the rest the test set (2,004). Built once per process;
+ * callers must not modify the returned sets.
  */
 export function mnistSplits(): { train: LabeledImages; test: LabeledImages } {
+  mnistCache ??= buildMnistSplits();
+  return mnistCache;
+}
+
+let mnistCache: { train: LabeledImages; test: LabeledImages } | undefined;
+
+function buildMnistSplits(): { train: LabeledImages; test: LabeledImages } {
   const digits = createRequire(import.meta.url)("mnist") as MnistDigit[];
   const classes = Array.from({ length: 10 }, (_, d) => String(d));
   const train: LabeledImages = { images: [], labels: [], classes };
@@ -165,7 +168,7 @@ export function mnistSplits(): { train: LabeledImages; test: LabeledImages } {
   return { train, test };
 }
 
-/** A class-balanced labeled subset: `perClass` examples of every class, chosen by `pick` (a seeded shuffle). */
+/** A class-balanced labeled subset: `perClass` examples of every class, chosen by `shuffle` (a seeded shuffle). */
 export function balancedSubset(set: LabeledImages, perClass: number, shuffle: (xs: number[]) => number[]): LabeledImages {
   const chosen: number[] = [];
   for (let c = 0; c < set.classes.length; c++) {

@@ -32,10 +32,6 @@ export function visionEncoderSpec(c: VisionModelConfig): EncoderSpec {
   return { kind: "pre_ln", heads: c.heads, eps: c.layerNormEps, dropout: c.dropout, attentionDropout: c.attentionDropout, activationDropout: 0 };
 }
 
-export function patchCount(c: VisionModelConfig): number {
-  return gridSize(c) ** 2;
-}
-
 export function initVisionEncoder(keys: KeyStream, c: VisionModelConfig): VisionEncoderParams {
   const g = gridSize(c);
   const shared: VisionShared = {

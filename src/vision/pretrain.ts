@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { freshPretrainState, openPretrainRun, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { augmentImage } from "./augment.js";
 import { gridSize, parseVisionRunConfig, type VisionRunConfig } from "./config.js";
 import { mnistSplits, readImageDir, withChannels, type Image } from "./images.js";
@@ -27,7 +27,7 @@ export type VisionPretrainOptions = {
 };
 
 type ImageSource = { path: string } | { mnist: true } | { caller: true };
-type StreamState = { order: number[]; cursor: number; epoch: number; rng: number[]; source: ImageSource };
+type StreamState = EpochOrder & { rng: number[]; source: ImageSource };
 
 /** Shuffled epochs of augmented images with one block mask each; everything drawn from a resumable RNG. */
 export class ImageStream implements PretrainData<VisionPretrainBatch> {
@@ -44,7 +44,7 @@ export class ImageStream implements PretrainData<VisionPretrainBatch> {
     if (saved) this.#s = structuredClone(saved);
     else {
       const rng = HostRng.seeded(cfg.train.seed);
-      this.#s = { order: rng.shuffle(images.map((_, i) => i)), cursor: 0, epoch: 0, rng: rng.state(), source };
+      this.#s = { ...firstEpoch(images.length, rng), rng: rng.state(), source };
     }
   }
   next(): VisionPretrainBatch {
@@ -52,13 +52,7 @@ export class ImageStream implements PretrainData<VisionPretrainBatch> {
     const { imageSize, channels } = this.cfg.model;
     const g = gridSize(this.cfg.model);
     const rng = HostRng.fromState(this.#s.rng);
-    if (this.#s.cursor + batchSize > this.#s.order.length) {
-      this.#s.order = rng.shuffle(this.images.map((_, i) => i));
-      this.#s.cursor = 0;
-      this.#s.epoch++;
-    }
-    const rows = this.#s.order.slice(this.#s.cursor, this.#s.cursor + batchSize);
-    this.#s.cursor += batchSize;
+    const rows = nextRows(this.#s, batchSize, rng);
     const pixels = new Float32Array(batchSize * channels * imageSize * imageSize);
     const mask = new Float32Array(batchSize * g * g);
     rows.forEach((r, i) => {
