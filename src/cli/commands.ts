@@ -16,6 +16,8 @@ import { padBatch, readLabeledText } from "../text/data.js";
 import { encodeText, initTextEncoder, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
 import { pretrainText } from "../text/pretrain.js";
 import { resolveVisionConfig } from "../vision/config.js";
+import { isHfModelDir } from "../hf/model.js";
+import { runHfEmbed } from "./hf-commands.js";
 import { runVisionEval, runVisionFinetune, runVisionPretrain, type VisionFinetuneOptions } from "./vision-commands.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -169,6 +171,7 @@ export async function runEval(opts: { model: string; data?: string; batchSize?: 
 export async function runEmbed(texts: string[], o: { model: string; file?: string; pool: "mean" | "first" }) {
   const all = [...texts];
   if (o.file) all.push(...readFileSync(o.file, "utf8").split("\n").filter((l) => l.trim()));
+  if (isHfModelDir(o.model)) return runHfEmbed(all, o);
   if (all.length === 0) throw new DataError("nothing to embed: pass texts as arguments or --file");
   await initEngine();
   const loaded = loadTextCheckpoint(o.model);

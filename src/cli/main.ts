@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { D2vError } from "../engine/errors.js";
 import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runClassify } from "./vision-commands.js";
+import { runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
 
 function int(name: string) {
   return (v: string) => {
@@ -80,20 +81,44 @@ program
 
 program
   .command("embed")
-  .description("embeddings of texts (one JSON array per line)")
-  .requiredOption("--model <dir>", "a pretrained or fine-tuned checkpoint")
+  .description("embeddings (one JSON array per line): texts with our text checkpoints; texts, images or WAV files with a Hugging Face directory")
+  .requiredOption("--model <dir>", "a pretrained or fine-tuned checkpoint, or a Hugging Face data2vec directory")
   .option("--file <path>", "read texts from this file, one per line")
-  .addOption(new Option("--pool <how>", "mean over tokens, or the <s> state").choices(["mean", "first"]).default("mean"))
-  .argument("[texts...]", "texts to embed")
+  .addOption(new Option("--pool <how>", "our text checkpoints: mean over tokens, or the <s> state").choices(["mean", "first"]).default("mean"))
+  .argument("[inputs...]", "texts (or, for Hugging Face vision/audio models, image/WAV files)")
   .action(runEmbed);
 
 program
   .command("classify")
-  .description("classify images with a fine-tuned vision model (one JSON line per image)")
-  .requiredOption("--model <dir>", "a `d2v finetune` vision checkpoint")
+  .description("classify inputs with a fine-tuned model (one JSON line per input)")
+  .requiredOption("--model <dir>", "a `d2v finetune` vision checkpoint, or a Hugging Face *ForImageClassification / *ForSequenceClassification directory")
   .option("--top <n>", "how many classes to list", int("--top"), 3)
-  .argument("<images...>", "image files (PNG, JPEG, WebP, ...)")
+  .argument("<inputs...>", "image files (PNG, JPEG, WebP, ...); texts or WAV files for Hugging Face text/audio classifiers")
   .action(runClassify);
+
+program
+  .command("transcribe")
+  .description("transcribe WAV files with a CTC speech model (one JSON line per file)")
+  .requiredOption("--model <dir>", "a Hugging Face Data2VecAudioForCTC directory (e.g. facebook/data2vec-audio-base-960h)")
+  .argument("<files...>", "WAV files (any rate; resampled to the model's)")
+  .action(runHfTranscribe);
+
+program
+  .command("fill-mask")
+  .description("predict the tokens at <mask> (one JSON line per text)")
+  .requiredOption("--model <dir>", "a Hugging Face Data2VecTextForMaskedLM directory (e.g. facebook/data2vec-text-base)")
+  .option("--top <n>", "predictions per <mask>", int("--top"), 5)
+  .argument("<texts...>", 'texts with <mask>, e.g. "Paris is the <mask> of France."')
+  .action(runHfFillMask);
+
+program
+  .command("run")
+  .description("run inputs as one batch through a Hugging Face model's processor and model, exactly as transformers does, and save every output")
+  .requiredOption("--model <dir>", "a Hugging Face data2vec directory (config.json + model.safetensors or pytorch_model.bin)")
+  .requiredOption("--out <file.safetensors>", "where the outputs go (input ids/values/pixels, masks, hidden_states, last_hidden_state, pooler_output, logits)")
+  .addOption(new Option("--weights <format>", "which weights file to read when both exist").choices(["safetensors", "bin"]))
+  .argument("<inputs...>", "texts, image files or WAV files, by the model's modality")
+  .action(runHfRun);
 
 program
   .command("tokenize")

@@ -1,4 +1,6 @@
 /** The `d2v` subcommands for images. Input is validated before any output is written. */
+import { isHfModelDir } from "../hf/model.js";
+import { runHfClassify } from "./hf-commands.js";
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { random, tree } from "../engine/jax.js";
@@ -156,6 +158,7 @@ export async function runVisionEval(o: { model: string; data?: string; batchSize
 
 /** `d2v classify`: the top classes of each image, one JSON line per image. */
 export async function runClassify(files: string[], o: { model: string; top: number }) {
+  if (isHfModelDir(o.model)) return runHfClassify(files, o);
   if (files.length === 0) throw new DataError("pass at least one image file");
   for (const f of files) if (!existsSync(f)) throw new DataError(`${f} does not exist`);
   await initEngine();
