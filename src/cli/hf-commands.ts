@@ -6,6 +6,7 @@ import { ConfigError, DataError } from "../engine/errors.js";
 import { initEngine } from "../engine/runtime.js";
 import { encodeSafetensors, toFloat32 } from "../engine/safetensors.js";
 import { audioForward, ctcGreedyDecode } from "../hf/audio.js";
+import { exportHf } from "../hf/export.js";
 import { ctcVocabulary, loadHfModel, loadTokenizer, processAudio, runHfModel, type HfModel } from "../hf/model.js";
 import { textForward } from "../hf/text.js";
 import { tokenizeBatch } from "../hf/processors.js";
@@ -122,4 +123,13 @@ function meanLast(shape: number[], h: Float32Array, skipFirst: boolean): Float32
   const start = skipFirst ? 1 : 0;
   for (let i = start; i < t; i++) for (let k = 0; k < d; k++) out[k] += h[i * d + k] / (t - start);
   return out;
+}
+
+/** `d2v export --hf DIR`: one of our checkpoints as a Hugging Face directory. */
+export async function runHfExport(o: { model: string; hf: string }) {
+  await initEngine();
+  const r = await exportHf(o.model, o.hf);
+  for (const n of r.notes) log(`note: ${n}`);
+  log(`wrote ${r.outDir}: ${r.architecture}, ${r.tensors} tensors (load with transformers: AutoModel.from_pretrained("${r.outDir}"))`);
+  console.log(JSON.stringify({ architecture: r.architecture, out: r.outDir, tensors: r.tensors }));
 }

@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { D2vError } from "../engine/errors.js";
 import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runClassify } from "./vision-commands.js";
-import { runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
+import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
 
 function int(name: string) {
   return (v: string) => {
@@ -110,6 +110,13 @@ program
   .option("--top <n>", "predictions per <mask>", int("--top"), 5)
   .argument("<texts...>", 'texts with <mask>, e.g. "Paris is the <mask> of France."')
   .action(runHfFillMask);
+
+program
+  .command("export")
+  .description("write a trained checkpoint as a Hugging Face model directory (config.json + model.safetensors + tokenizer/processor files)")
+  .requiredOption("--model <dir>", "a `d2v pretrain` or `d2v finetune` checkpoint (text or vision)")
+  .requiredOption("--hf <dir>", "the Hugging Face directory to write (replaced atomically)")
+  .action(runHfExport);
 
 program
   .command("run")
