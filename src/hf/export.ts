@@ -171,14 +171,11 @@ async function exportVision(checkpoint: string, outDir: string): Promise<ExportR
     await sink.layerNorm(`${l}.layernorm_before`, b.attnNorm);
     await sink.layerNorm(`${l}.layernorm_after`, b.ffnNorm);
   }
-  // Our classifier is LN(mean of patch tokens) → linear: HF's mean-pooling pooler and classifier. A
-  // pretrained-only model gets a pooler with an identity layer norm (LN without learned scale or shift).
+  // Our classifier is LN(mean of patch tokens) → linear: HF's mean-pooling pooler and classifier. The bare
+  // model (pretrained only) has neither, and with mean pooling no final layer norm either.
   if (classifier) {
     await sink.layerNorm("pooler.layernorm", classifier.params.head.norm);
     await sink.linear("classifier", classifier.params.head.out, { raw: true });
-  } else {
-    await sink.put("pooler.layernorm.weight", np.ones([m.dim]));
-    await sink.put("pooler.layernorm.bias", np.zeros([m.dim]));
   }
   const a = loaded.run.augment;
   const config = {

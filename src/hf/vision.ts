@@ -121,10 +121,13 @@ export function loadHfVision(d: HfDirectory, architecture: Architecture): HfVisi
     encoder.layers.push(block);
   }
   const model: HfVisionModel = { modality: "vision", architecture, hf, config, encoder, labels: labelNames(hf.id2label), unusedKeys: [] };
+  // The bare Data2VecVisionModel has no pooler (HF builds it with add_pooling_layer=False); the classifier
+  // pools with LN(mean of patch tokens), or takes CLS after the final layer norm.
+  const classifies = architecture === "Data2VecVisionForImageClassification";
   if (hf.use_mean_pooling) {
-    if (sd.has("pooler.layernorm.weight")) model.poolerNorm = sd.layerNorm("pooler.layernorm", D);
+    if (classifies) model.poolerNorm = sd.layerNorm("pooler.layernorm", D);
   } else model.finalNorm = sd.layerNorm("layernorm", D);
-  if (architecture === "Data2VecVisionForImageClassification") {
+  if (classifies) {
     const classes = model.labels?.length ?? ((d.config.num_labels as number | undefined) || 2);
     model.classifier = sd.linear("classifier", D, classes);
   }
@@ -154,7 +157,7 @@ export function visionForward(m: HfVisionModel, pixels: np.Array): VisionOutputs
   const out: VisionOutputs = { hiddenStates: np.stack([e.x, ...run.captured]), lastHiddenState: last };
   if (m.poolerNorm) {
     out.poolerOutput = layerNorm(tree.ref(m.poolerNorm), meanPatchTokens(out.lastHiddenState.ref), c.layerNormEps);
-  } else if (m.finalNorm) out.poolerOutput = out.lastHiddenState.ref.slice([], 0);
+  } else if (m.classifier) out.poolerOutput = out.lastHiddenState.ref.slice([], 0);
   if (m.classifier && out.poolerOutput) out.logits = linear(tree.ref(m.classifier), out.poolerOutput.ref);
   return out;
 }

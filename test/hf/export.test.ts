@@ -16,7 +16,7 @@ import { loadTextCheckpoint } from "../../src/text/checkpoints.js";
 import { encodeText, positionIds } from "../../src/text/model.js";
 import { visionLogits } from "../../src/vision/classify.js";
 import { loadVisionCheckpoint } from "../../src/vision/checkpoints.js";
-import { relativeIndexArray } from "../../src/vision/model.js";
+import { encodeImages, relativeIndexArray } from "../../src/vision/model.js";
 import { mnistSplits } from "../../src/vision/images.js";
 import { corpusDir } from "../train/fixtures.js";
 import { ROOT } from "../helpers.js";
@@ -86,6 +86,19 @@ test("vision: a fine-tuned classifier exports to HF; loader and CLI give the sam
   writeFileSync(cfg, JSON.stringify({ model: { dim: 16, layers: 2, heads: 2, ffnDim: 32 }, train: { batchSize: 4, steps: 2, warmupSteps: 1 } }));
   d2v("pretrain", "--modality", "vision", "--data", data, "--config", cfg, "--out", join(dir, "pre"), "--quiet");
   d2v("finetune", "--init", join(dir, "pre"), "--data", data, "--out", join(dir, "clf"), "--epochs", "1", "--batch-size", "4", "--quiet");
+  // The pretrained encoder → the bare Data2VecVisionModel (no pooler, no final layer norm with mean pooling).
+  assert.equal(JSON.parse(d2v("export", "--model", join(dir, "pre"), "--hf", join(dir, "hf-pre")).stdout.trim()).architecture, "Data2VecVisionModel");
+  const bare = loadHfModel(join(dir, "hf-pre")) as HfVisionModel;
+  assert.deepEqual(bare.unusedKeys, []);
+  const pre = loadVisionCheckpoint(join(dir, "pre"));
+  const rb = visionForward(bare, np.array(Float32Array.from({ length: 28 * 28 }, (_, i) => Math.cos(i))).reshape([1, 1, 28, 28]));
+  rb.hiddenStates.dispose();
+  assert.equal(rb.poolerOutput, undefined);
+  const preIndex = relativeIndexArray(pre.run.model, false);
+  const states = encodeImages(pre.encoder, np.array(Float32Array.from({ length: 28 * 28 }, (_, i) => Math.cos(i))).reshape([1, 1, 28, 28]), preIndex, pre.run.model, null);
+  preIndex?.dispose();
+  assert.ok((await maxDiff(rb.lastHiddenState, states)) < 1e-5);
+  tree.dispose(bare.encoder as never);
   const out = JSON.parse(d2v("export", "--model", join(dir, "clf"), "--hf", join(dir, "hf")).stdout.trim());
   assert.equal(out.architecture, "Data2VecVisionForImageClassification");
   const hf = loadHfModel(join(dir, "hf")) as HfVisionModel;

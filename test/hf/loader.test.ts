@@ -7,7 +7,8 @@ import { numpy as np, tree } from "../../src/engine/jax.js";
 import { CheckpointError, ConfigError } from "../../src/engine/errors.js";
 import type { PreLnBlockParams } from "../../src/nn/blocks.js";
 import { conv1d, convWeightFromTorch } from "../../src/nn/conv.js";
-import { loadHfModel } from "../../src/hf/model.js";
+import { loadHfModel, runHfModel } from "../../src/hf/model.js";
+import { decodeSafetensors, encodeSafetensors, f32Tensor, toFloat32 } from "../../src/engine/safetensors.js";
 import { visionForward, type HfVisionModel } from "../../src/hf/vision.js";
 import { HF_FIXTURES } from "../helpers.js";
 
@@ -109,4 +110,46 @@ test("a shared relative position bias equals the same table given to every layer
     o.poolerOutput?.dispose();
   }
   tree.dispose([perLayer.encoder, shared.encoder] as never);
+});
+
+test("Data2VecAudioForSequenceClassification: projector → mean over real frames → classifier, on the fixture's hidden states", async () => {
+  const src = join(HF_FIXTURES, "audio-ctc");
+  const dir = withConfig("audio-ctc", (c) => {
+    c.architectures = ["Data2VecAudioForSequenceClassification"];
+    c.classifier_proj_size = 8;
+    c.id2label = { 0: "a", 1: "b", 2: "c" };
+  }, "");
+  const tensors = decodeSafetensors(new Uint8Array(readFileSync(join(src, "model.safetensors")))).tensors;
+  tensors.delete("lm_head.weight");
+  tensors.delete("lm_head.bias");
+  const values = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => Math.cos(i * 1.3) * scale);
+  const [P, Pb, C, Cb] = [values(8 * 32, 0.3), values(8, 0.1), values(3 * 8, 0.5), values(3, 0.2)];
+  tensors.set("projector.weight", f32Tensor([8, 32], P));
+  tensors.set("projector.bias", f32Tensor([8], Pb));
+  tensors.set("classifier.weight", f32Tensor([3, 8], C));
+  tensors.set("classifier.bias", f32Tensor([3], Cb));
+  writeFileSync(join(dir, "model.safetensors"), encodeSafetensors(tensors));
+  copyFileSync(join(src, "preprocessor_config.json"), join(dir, "preprocessor_config.json"));
+  const m = loadHfModel(dir);
+  assert.deepEqual(m.unusedKeys, []);
+  const { tensors: out, summary } = await runHfModel(m, dir, [0, 1].map((i) => join(src, `input_${i}.wav`)));
+  // By hand from HF's own last hidden states and frame lengths.
+  const expected = decodeSafetensors(new Uint8Array(readFileSync(join(src, "expected.safetensors")))).tensors;
+  const h = toFloat32(expected.get("last_hidden_state")!);
+  const lengths: number[] = JSON.parse(readFileSync(join(src, "expected.json"), "utf8")).frame_lengths;
+  const T = expected.get("last_hidden_state")!.shape[1];
+  const logits = toFloat32(out.get("logits")!);
+  assert.deepEqual(out.get("logits")!.shape, [2, 3]);
+  lengths.forEach((len, b) => {
+    const pooled = new Array(8).fill(0);
+    for (let t = 0; t < len; t++)
+      for (let o = 0; o < 8; o++) {
+        let s = Pb[o];
+        for (let k = 0; k < 32; k++) s += h[(b * T + t) * 32 + k] * P[o * 32 + k];
+        pooled[o] += s / len;
+      }
+    const want = [0, 1, 2].map((c) => Cb[c] + pooled.reduce((s, v, o) => s + v * C[c * 8 + o], 0));
+    want.forEach((v, c) => assert.ok(Math.abs(v - logits[b * 3 + c]) < 1e-4, `clip ${b} class ${c}: ${logits[b * 3 + c]} vs ${v}`));
+    assert.equal(summary[b], ["a", "b", "c"][want.indexOf(Math.max(...want))]);
+  });
 });
