@@ -86,8 +86,7 @@ export async function runHfFillMask(texts: string[], o: { model: string; top: nu
 export async function runHfClassify(inputs: string[], o: { model: string; top: number }) {
   const m = await load(o.model);
   checkFiles(m, inputs);
-  const headless = (m.modality === "text" && !m.classifier) || (m.modality === "vision" && !m.classifier) || (m.modality === "audio" && !m.classifier);
-  if (headless) throw new ConfigError(`${o.model} is a ${m.architecture}, which has no classification head; use a *ForSequenceClassification or *ForImageClassification model`);
+  if (!m.classifier) throw new ConfigError(`${o.model} is a ${m.architecture}, which has no classification head; use a *ForSequenceClassification or *ForImageClassification model`);
   for (const input of inputs) {
     const { tensors } = await runHfModel(m, o.model, [input]);
     const logits = toFloat32(tensors.get("logits")!);

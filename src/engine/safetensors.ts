@@ -8,10 +8,17 @@ import { CheckpointError } from "./errors.js";
 export type SafeDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 export type HostTensor = { dtype: SafeDType; shape: number[]; data: Uint8Array };
 
-const BYTES: Record<SafeDType, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Record<SafeDType, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 export function f32Tensor(shape: number[], values: Float32Array): HostTensor {
   return { dtype: "F32", shape, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+}
+
+/** An int64 tensor from (safe) integers. */
+export function i64Tensor(shape: number[], values: ArrayLike<number>): HostTensor {
+  const a = BigInt64Array.from(Array.from(values, (v) => BigInt(v)));
+  return { dtype: "I64", shape, data: new Uint8Array(a.buffer) };
 }
 
 export function i32Tensor(shape: number[], values: Int32Array): HostTensor {
@@ -26,7 +33,7 @@ export function encodeSafetensors(tensors: Map<string, HostTensor>, metadata?: R
   let offset = 0;
   for (const name of names) {
     const t = tensors.get(name)!;
-    const expected = t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype];
+    const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
     if (t.data.byteLength !== expected) {
       throw new Error(`safetensors: ${name} has ${t.data.byteLength} bytes, shape [${t.shape}] ${t.dtype} needs ${expected}`);
     }
@@ -77,10 +84,10 @@ export function decodeSafetensors(
       continue;
     }
     const { dtype, shape, data_offsets } = entry as { dtype: SafeDType; shape: number[]; data_offsets: [number, number] };
-    if (!(dtype in BYTES)) throw fail(`tensor ${name} has unsupported dtype ${dtype}`);
+    if (!(dtype in DTYPE_BYTES)) throw fail(`tensor ${name} has unsupported dtype ${dtype}`);
     if (!Array.isArray(shape) || !Array.isArray(data_offsets)) throw fail(`tensor ${name} lacks shape or data_offsets`);
     const [b, e] = data_offsets;
-    const size = shape.reduce((a, c) => a * c, 1) * BYTES[dtype];
+    const size = shape.reduce((a, c) => a * c, 1) * DTYPE_BYTES[dtype];
     if (!(b >= 0 && e >= b && e <= dataLen)) throw fail(`tensor ${name} data [${b}, ${e}) lies outside the ${dataLen} data bytes`);
     if (e - b !== size) throw fail(`tensor ${name} has ${e - b} bytes but shape [${shape}] ${dtype} needs ${size}`);
     tensors.set(name, { dtype, shape, data: bytes.slice(dataStart + b, dataStart + e) });

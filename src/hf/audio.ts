@@ -11,7 +11,7 @@ import { convWeightFromTorch, type ConvParams } from "../nn/conv.js";
 import { runEncoder, type EncoderSpec } from "../nn/encoder.js";
 import { linear, type LinearParams } from "../nn/layers.js";
 import { addPositions, framesForSamples, projectFeatures, type AudioFrontEnd, type AudioFrontEndConfig } from "../audio/model.js";
-import { checkHeads, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
+import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
 
 const intList = z.array(positiveInt).min(1);
@@ -121,8 +121,7 @@ export function loadHfAudio(d: HfDirectory, architecture: Architecture): HfAudio
   const model: HfAudioModel = { modality: "audio", architecture, hf, frontEnd, params, labels: labelNames(hf.id2label), unusedKeys: [] };
   if (architecture === "Data2VecAudioForCTC") model.ctcHead = sd.linear("lm_head", D, hf.vocab_size);
   if (architecture === "Data2VecAudioForSequenceClassification") {
-    const classes = model.labels?.length ?? ((d.config.num_labels as number | undefined) || 2);
-    model.classifier = { projector: sd.linear("projector", D, hf.classifier_proj_size), out: sd.linear("classifier", hf.classifier_proj_size, classes) };
+    model.classifier = { projector: sd.linear("projector", D, hf.classifier_proj_size), out: sd.linear("classifier", hf.classifier_proj_size, classCount(d.config, model.labels)) };
     if (hf.use_weighted_layer_sum) model.classifier.layerWeights = sd.array("layer_weights", [hf.num_hidden_layers + 1]);
   }
   model.unusedKeys = sd.unused();

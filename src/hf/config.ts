@@ -48,6 +48,11 @@ export function labelNames(id2label: Record<string, string> | undefined): string
   return out;
 }
 
+/** Classes of a classification head: `id2label`'s size, else `num_labels`, else HF's default of 2. */
+export function classCount(config: Record<string, unknown>, labels: string[] | null): number {
+  return labels?.length ?? ((config.num_labels as number | undefined) || 2);
+}
+
 /** Width checks every architecture needs, as zod refinements. */
 export function checkHeads(c: { hidden_size: number; num_attention_heads: number }, ctx: z.RefinementCtx): void {
   if (c.hidden_size % c.num_attention_heads !== 0) {

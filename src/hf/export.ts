@@ -8,7 +8,7 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { ConfigError } from "../engine/errors.js";
-import { encodeSafetensors, f32Tensor, type HostTensor } from "../engine/safetensors.js";
+import { encodeSafetensors, f32Tensor, i64Tensor, type HostTensor } from "../engine/safetensors.js";
 import type { PostLnBlockParams, PreLnBlockParams } from "../nn/blocks.js";
 import type { LayerNormParams, LinearParams } from "../nn/layers.js";
 import { relativePositionIndex } from "../nn/relpos.js";
@@ -37,8 +37,7 @@ class TensorSink {
     await this.put(`${name}.bias`, p.bias!, opts);
   }
   int64(name: string, shape: number[], values: ArrayLike<number>): void {
-    const a = BigInt64Array.from(Array.from(values, (v) => BigInt(v)));
-    this.tensors.set(this.prefix + name, { dtype: "I64", shape, data: new Uint8Array(a.buffer) });
+    this.tensors.set(this.prefix + name, i64Tensor(shape, values));
   }
 }
 

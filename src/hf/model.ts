@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { numpy as np, nn as jnn } from "../engine/jax.js";
 import { DataError, VocabError } from "../engine/errors.js";
-import { f32Tensor, i32Tensor, type HostTensor } from "../engine/safetensors.js";
+import { f32Tensor, i32Tensor, i64Tensor, type HostTensor } from "../engine/safetensors.js";
 import { readJsonFile, validate } from "../config/validate.js";
 import { normalizeClip, readWav, resample } from "../audio/io.js";
 import { BpeTokenizer } from "../text/bpe.js";
@@ -71,11 +71,6 @@ export function ctcVocabulary(dir: string): string[] {
   for (const [tok, id] of Object.entries(v)) out[id] = tok;
   return out;
 }
-
-const i64Tensor = (shape: number[], values: ArrayLike<number>): HostTensor => {
-  const a = BigInt64Array.from(Array.from(values, (v) => BigInt(v)));
-  return { dtype: "I64", shape, data: new Uint8Array(a.buffer) };
-};
 
 async function f32(a: np.Array): Promise<HostTensor> {
   const shape = a.shape;

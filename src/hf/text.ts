@@ -10,7 +10,7 @@ import { gelu, layerNorm, linear } from "../nn/layers.js";
 import { runEncoder, type BlockParams } from "../nn/encoder.js";
 import type { PostLnBlockParams } from "../nn/blocks.js";
 import { embedText, positionIds, textEncoderSpec, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
-import { checkHeads, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
+import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
 
 export const hfTextConfigSchema = z
@@ -104,8 +104,7 @@ export function loadHfText(d: HfDirectory, architecture: Architecture): HfTextMo
     };
     sd.markBuffer("lm_head.decoder.bias");
   } else if (architecture === "Data2VecTextForSequenceClassification") {
-    const classes = (model.labels?.length ?? (d.config.num_labels as number | undefined)) || 2;
-    model.classifier = { dense: sd.linear("classifier.dense", D, D), out: sd.linear("classifier.out_proj", D, classes) };
+    model.classifier = { dense: sd.linear("classifier.dense", D, D), out: sd.linear("classifier.out_proj", D, classCount(d.config, model.labels)) };
   }
   if (sd.has("pooler.dense.weight")) model.pooler = sd.linear("pooler.dense", D, D);
   model.unusedKeys = sd.unused();

@@ -5,10 +5,8 @@
  */
 import { unzipSync } from "fflate";
 import { CheckpointError } from "../engine/errors.js";
-import type { HostTensor, SafeDType } from "../engine/safetensors.js";
+import { DTYPE_BYTES, type HostTensor } from "../engine/safetensors.js";
 import { unpickle, UnsafePickleError, type PyValue, type StorageRef, type TensorRef } from "./pickle.js";
-
-const BYTES: Record<SafeDType, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 function persistentLoad(pid: PyValue): PyValue {
   const items = pid && typeof pid === "object" && "kind" in pid && pid.kind === "tuple" ? pid.items : null;
@@ -23,7 +21,7 @@ function persistentLoad(pid: PyValue): PyValue {
 
 /** Copies a (possibly strided) view out of its storage into a contiguous tensor. */
 function materialize(t: TensorRef, storage: Uint8Array, name: string): HostTensor {
-  const size = BYTES[t.storage.dtype];
+  const size = DTYPE_BYTES[t.storage.dtype];
   const n = t.shape.reduce((a, b) => a * b, 1);
   const out = new Uint8Array(n * size);
   const contiguous = t.stride.every((s, i) => s === t.shape.slice(i + 1).reduce((a, b) => a * b, 1));

@@ -12,7 +12,7 @@ import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../n
 import { relativeTableSize } from "../nn/relpos.js";
 import { meanPatchTokens } from "../vision/classify.js";
 import { embedImages, relativeIndexArray, visionEncoderSpec, type VisionEncoderParams, type VisionModelConfig } from "../vision/model.js";
-import { checkHeads, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
+import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
 
 export const hfVisionConfigSchema = z
@@ -128,8 +128,7 @@ export function loadHfVision(d: HfDirectory, architecture: Architecture): HfVisi
     if (classifies) model.poolerNorm = sd.layerNorm("pooler.layernorm", D);
   } else model.finalNorm = sd.layerNorm("layernorm", D);
   if (classifies) {
-    const classes = model.labels?.length ?? ((d.config.num_labels as number | undefined) || 2);
-    model.classifier = sd.linear("classifier", D, classes);
+    model.classifier = sd.linear("classifier", D, classCount(d.config, model.labels));
   }
   model.unusedKeys = sd.unused();
   return model;
