@@ -1,9 +1,10 @@
 /**
- * Audio input: WAV decoding (PCM 8/16/24/32-bit and float, any channel count, via `wavefile`), downmix to
- * mono, band-limited resampling to the model's rate, and the per-clip normalization of the Hugging Face
- * feature extractor.
+ * Audio input: WAV decoding (PCM 8/16/24/32-bit and float, any channel count, via `wavefile`), FLAC decoding
+ * (libFLAC compiled to wasm, via `@wasm-audio-decoders/flac`), downmix to mono, band-limited resampling to
+ * the model's rate, and the per-clip normalization of the Hugging Face feature extractor.
  */
 import { readFileSync } from "node:fs";
+import { FLACDecoder } from "@wasm-audio-decoders/flac";
 import wavefile from "wavefile";
 import { DataError } from "../engine/errors.js";
 
@@ -54,14 +55,94 @@ export function decodeWav(bytes: Uint8Array, name = "the WAV data"): Audio {
   return { samples, sampleRate: fmt.sampleRate };
 }
 
-export function readWav(path: string): Audio {
-  let bytes: Uint8Array;
+function readBytes(path: string): Uint8Array {
   try {
-    bytes = readFileSync(path);
+    return readFileSync(path);
   } catch (e) {
     throw new DataError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  return decodeWav(bytes, path);
+}
+
+export function readWav(path: string): Audio {
+  return decodeWav(readBytes(path), path);
+}
+
+/** STREAMINFO of a FLAC stream (the first metadata block, required by the format). */
+function flacStreamInfo(bytes: Uint8Array, name: string): { sampleRate: number; channels: number; totalSamples: number } {
+  const magic = String.fromCharCode(...bytes.subarray(0, 4));
+  if (magic !== "fLaC") throw new DataError(`${name} is not a FLAC file (no fLaC marker)`);
+  if (bytes.length < 42 || (bytes[4] & 0x7f) !== 0) throw new DataError(`${name} has no STREAMINFO block: the FLAC header is truncated or corrupt`);
+  const i = 8 + 10; // block header (4 bytes after the marker), then min/max block and frame sizes
+  const sampleRate = (bytes[i] << 12) | (bytes[i + 1] << 4) | (bytes[i + 2] >> 4);
+  const channels = ((bytes[i + 2] >> 1) & 0x7) + 1;
+  const totalSamples = (bytes[i + 3] & 0xf) * 2 ** 32 + ((bytes[i + 4] << 24) >>> 0) + (bytes[i + 5] << 16) + (bytes[i + 6] << 8) + bytes[i + 7];
+  return { sampleRate, channels, totalSamples };
+}
+
+/** Byte offset of the first audio frame: after the metadata blocks (each: last-flag, type, 24-bit length). */
+function flacFirstFrame(bytes: Uint8Array, name: string): number {
+  let p = 4;
+  for (;;) {
+    if (p + 4 > bytes.length) throw new DataError(`${name} ends inside its metadata: the FLAC file is truncated`);
+    const last = bytes[p] & 0x80;
+    p += 4 + ((bytes[p + 1] << 16) | (bytes[p + 2] << 8) | bytes[p + 3]);
+    if (last) break;
+  }
+  if (p + 16 > bytes.length) throw new DataError(`${name} has no audio frames: the FLAC file is truncated`);
+  return p;
+}
+
+let flacDecoder: FLACDecoder | null = null;
+
+/**
+ * Decodes a FLAC file to mono float32 (channels averaged). A stream that decodes to fewer samples than its
+ * header announces is reported as truncated rather than returned short.
+ */
+export async function decodeFlac(bytes: Uint8Array, name = "the FLAC data"): Promise<Audio> {
+  const info = flacStreamInfo(bytes, name);
+  if (!(info.sampleRate > 0)) throw new DataError(`${name} has an invalid sample rate in its header`);
+  if (!flacDecoder) {
+    flacDecoder = new FLACDecoder();
+    await flacDecoder.ready;
+  } else await flacDecoder.reset();
+  // The stream parser emits a frame only once it sees the next frame's sync code, so the last frame would
+  // be dropped: a copy of the first frame's header appended as a sentinel lets it through (the sentinel
+  // itself is an incomplete frame and yields nothing).
+  const first = flacFirstFrame(bytes, name);
+  const withSentinel = new Uint8Array(bytes.length + 16);
+  withSentinel.set(bytes);
+  withSentinel.set(bytes.subarray(first, first + 16), bytes.length);
+  const r = await flacDecoder.decodeFile(withSentinel);
+  if (r.errors.length > 0) throw new DataError(`${name} is a corrupt FLAC file (${r.errors[0].message} at frame ${r.errors[0].frameNumber})`);
+  const n = info.totalSamples > 0 ? Math.min(r.samplesDecoded, info.totalSamples) : r.samplesDecoded;
+  if (n === 0) throw new DataError(`${name} holds no samples (zero length or corrupt)`);
+  if (info.totalSamples > 0 && n < info.totalSamples) {
+    throw new DataError(`${name} is truncated: its header announces ${info.totalSamples} samples, ${n} could be decoded`);
+  }
+  const ch = info.totalSamples > 0 ? r.channelData.map((c) => c.subarray(0, info.totalSamples)) : r.channelData;
+  const samples = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (const c of ch) sum += c[i];
+    samples[i] = sum / ch.length;
+    if (!Number.isFinite(samples[i])) throw new DataError(`${name} has a non-finite sample at ${i}; the file is corrupt`);
+  }
+  return { samples, sampleRate: r.sampleRate };
+}
+
+/** WAV or FLAC, told apart by their magic bytes, decoded to mono float32. */
+export async function decodeAudio(bytes: Uint8Array, name = "the audio data"): Promise<Audio> {
+  const magic = String.fromCharCode(...bytes.subarray(0, 4));
+  if (magic === "fLaC") return decodeFlac(bytes, name);
+  if (magic === "RIFF" || magic === "RIFX" || magic === "RF64") return decodeWav(bytes, name);
+  if (bytes.length === 0) throw new DataError(`${name} is empty (zero bytes)`);
+  throw new DataError(`${name} is neither WAV nor FLAC; convert it to 16-bit PCM WAV or FLAC (e.g. \`ffmpeg -i IN -ar 16000 OUT.wav\`)`);
+}
+
+/** Reads a WAV or FLAC file as mono float32 at `rate` Hz (resampled when its rate differs). */
+export async function readAudio(path: string, rate: number): Promise<Float32Array> {
+  const a = await decodeAudio(readBytes(path), path);
+  return a.sampleRate === rate ? a.samples : resample(a.samples, a.sampleRate, rate);
 }
 
 /** 16-bit PCM WAV bytes for mono float samples (clipped to [−1, 1)). */

@@ -4,9 +4,15 @@
  * positional encoder (a stack of grouped convs, each followed by a non-affine layer norm and GELU) whose
  * output is added to the frames before the encoder's layer norm. Convolutions run as matmuls (`nn/conv.ts`).
  */
-import { numpy as np } from "../engine/jax.js";
+import { lax, numpy as np, random, tree } from "../engine/jax.js";
+import { initRegressionHead, type Data2VecParams, type Modality } from "../data2vec/model.js";
+import type { PostLnBlockParams } from "../nn/blocks.js";
 import { conv1d, convOutputLength, type ConvParams } from "../nn/conv.js";
-import { gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
+import { runEncoder, type EncoderSpec } from "../nn/encoder.js";
+import { initLayerNorm, initLinear, initPostLnBlock } from "../nn/init.js";
+import { dropout, gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
+import { KeyStream } from "../nn/random.js";
+import { frontEndConfig, type AudioModelConfig, type AudioRunConfig } from "./config.js";
 
 export type ConvLayerSpec = { channels: number; kernel: number; stride: number };
 
@@ -51,14 +57,18 @@ export function featureEncoder(layers: FeatureEncoderLayer[], specs: ConvLayerSp
  * The convolutional positional encoder on frames [B, T, D]: each layer is a grouped conv with "same" padding
  * (an even kernel drops its extra last frame), a non-affine layer norm and GELU. Consumes both.
  */
-export function positionalConv(convs: ConvParams[], h: np.Array, c: AudioFrontEndConfig): np.Array {
+export function positionalConv(convs: ConvParams[], h: np.Array, c: AudioFrontEndConfig, frameMask: np.Array | null = null): np.Array {
   const t = h.shape[1];
+  const keep = frameMask ? frameMask.ref.reshape([frameMask.shape[0], t, 1]) : null;
   let x = h;
-  for (const p of convs) {
+  convs.forEach((p, i) => {
+    // With a frame mask, padded frames are zeroed before every layer, so nothing flows back from them.
+    if (keep && i > 0) x = x.mul(keep.ref);
     x = conv1d(p, x, { kernel: c.posConvKernel, padding: Math.floor(c.posConvKernel / 2), groups: c.posConvGroups });
     if (x.shape[1] > t) x = x.slice([], [0, t]);
     x = gelu(layerNorm(null, x, CONV_NORM_EPS));
-  }
+  });
+  keep?.dispose();
   return x;
 }
 
@@ -70,11 +80,140 @@ export function projectFeatures(p: Pick<AudioFrontEnd, "features" | "projectionN
 
 /**
  * Adds the positional encoding and applies the encoder's input layer norm. Frames outside `frameMask`
- * [B, T] (1 = real) are zeroed first, and only there: the stacked convs then carry values back into the
- * padded frames, as in the reference implementation. Consumes `h` and the params; borrows the mask.
+ * [B, T] (1 = real) are zeroed first. With `padding: "leak"` (Hugging Face / fairseq, for parity) that is
+ * all: the stacked convs then carry values back from the padded frames into the real ones near the end, so
+ * outputs depend on how much a clip was padded. Our own models use `"isolate"`: padded frames are zeroed
+ * before every conv layer, and a padded clip gives the same outputs as the clip alone.
+ * Consumes `h` and the params; borrows the mask.
  */
-export function addPositions(p: Pick<AudioFrontEnd, "posConv" | "encoderNorm">, c: AudioFrontEndConfig, h: np.Array, frameMask: np.Array | null): np.Array {
+export function addPositions(p: Pick<AudioFrontEnd, "posConv" | "encoderNorm">, c: AudioFrontEndConfig, h: np.Array, frameMask: np.Array | null, opts: { padding: "leak" | "isolate" } = { padding: "leak" }): np.Array {
   if (frameMask) h = h.mul(frameMask.ref.reshape([frameMask.shape[0], frameMask.shape[1], 1]));
-  const positions = positionalConv(p.posConv, h.ref, c);
+  const positions = positionalConv(p.posConv, h.ref, c, opts.padding === "isolate" ? frameMask : null);
   return layerNorm(p.encoderNorm, h.add(positions), c.layerNormEps);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Our speech models: initialization, the encoder, and speech as a data2vec modality.
+
+/** The input side shared by student and teacher: CNN, projection, mask embedding, positional conv, encoder LN. */
+export type AudioShared = AudioFrontEnd & { maskEmbedding: np.Array };
+export type AudioEncoderParams = { shared: AudioShared; layers: PostLnBlockParams[] };
+
+export function audioEncoderSpec(m: AudioModelConfig): EncoderSpec {
+  return { kind: "post_ln", heads: m.heads, eps: m.layerNormEps, dropout: m.dropout, attentionDropout: m.attentionDropout, activationDropout: m.activationDropout };
+}
+
+/** A conv with PyTorch's default init, U(±1/√fan_in) (fan_in = k·Cin/G), or Kaiming normal for the CNN (wav2vec 2.0). */
+function initConv(keys: KeyStream, cin: number, cout: number, kernel: number, o: { groups?: number; bias?: boolean; kaiming?: boolean } = {}): ConvParams {
+  const groups = o.groups ?? 1;
+  const fanIn = (kernel * cin) / groups;
+  const shape = groups === 1 ? [fanIn, cout] : [groups, fanIn, cout / groups];
+  const weight = o.kaiming ? keys.normal(shape).mul(Math.sqrt(2 / fanIn)) : random.uniform(keys.next(), shape, { minval: -1, maxval: 1 }).mul(1 / Math.sqrt(fanIn));
+  const p: ConvParams = { weight };
+  if (o.bias) p.bias = random.uniform(keys.next(), [cout], { minval: -1, maxval: 1 }).mul(1 / Math.sqrt(fanIn));
+  return p;
+}
+
+export function initAudioEncoder(keys: KeyStream, m: AudioModelConfig): AudioEncoderParams {
+  const features = m.convLayers.map((l, i) => ({
+    conv: initConv(keys, i === 0 ? 1 : m.convLayers[i - 1].channels, l.channels, l.kernel, { kaiming: true }),
+    norm: initLayerNorm(l.channels),
+  }));
+  const last = m.convLayers[m.convLayers.length - 1].channels;
+  const shared: AudioShared = {
+    features,
+    projectionNorm: initLayerNorm(last),
+    projection: initLinear(keys, last, m.dim),
+    // fairseq: mask_emb uniform in [0, 1).
+    maskEmbedding: random.uniform(keys.next(), [m.dim]),
+    posConv: Array.from({ length: m.posConvLayers }, () => initConv(keys, m.dim, m.dim, m.posConvKernel, { groups: m.posConvGroups, bias: true })),
+    encoderNorm: initLayerNorm(m.dim),
+  };
+  return { shared, layers: Array.from({ length: m.layers }, () => initPostLnBlock(keys, m.dim, m.ffnDim)) };
+}
+
+export function initAudioData2Vec(cfg: AudioRunConfig, seed: number): Data2VecParams<AudioShared> {
+  const keys = new KeyStream(random.key(seed));
+  const { shared, layers } = initAudioEncoder(keys, cfg.model);
+  const head = initRegressionHead(keys, cfg.model.dim, cfg.data2vec.headLayers);
+  keys.close();
+  return { shared, layers, head };
+}
+
+/** [B, T] frame mask (1 = real frame) for clips of the given sample counts in a batch padded to T frames. */
+export function frameMaskArray(sampleLengths: number[], frames: number, m: Pick<AudioModelConfig, "convLayers">): Float32Array {
+  const mask = new Float32Array(sampleLengths.length * frames);
+  sampleLengths.forEach((n, i) => mask.fill(1, i * frames, i * frames + Math.min(frames, framesForSamples(n, m.convLayers))));
+  return mask;
+}
+
+/**
+ * Encoder input [B, T, D] from waveforms [B, L]: CNN → projection → (dropout, then the mask embedding at the
+ * `mask` frames) → positions → LN → dropout. `frameMask` [B, T] marks real frames (null: no padding).
+ * Consumes `shared` and `wave`; borrows the masks.
+ */
+export function embedAudio(shared: AudioShared, wave: np.Array, frameMask: np.Array | null, mask: np.Array | null, m: AudioModelConfig, keys: KeyStream | null): np.Array {
+  const { features, ...rest } = shared;
+  return embedFeatures(rest, featureEncoder(features, m.convLayers, wave), frameMask, mask, m, keys);
+}
+
+/**
+ * `embedAudio` from the CNN's output [B, T, C] (cached when the feature encoder is frozen in fine-tuning).
+ * Consumes `shared` and `cnnOut`; borrows the masks.
+ */
+export function embedFeatures(shared: Omit<AudioShared, "features">, cnnOut: np.Array, frameMask: np.Array | null, mask: np.Array | null, m: AudioModelConfig, keys: KeyStream | null): np.Array {
+  const projected = linear(shared.projection, layerNorm(shared.projectionNorm, cnnOut, m.layerNormEps));
+  let h = dropout(projected, m.featureDropout, keys);
+  h = applyMask(h, mask, shared.maskEmbedding);
+  return dropout(addPositions(shared, frontEndConfig(m), h, frameMask, { padding: "isolate" }), m.dropout, keys);
+}
+
+/** Replaces the frames where mask [B, T] is 1 by the mask embedding [D]. Consumes h and the embedding; borrows the mask. */
+function applyMask(h: np.Array, mask: np.Array | null, embedding: np.Array): np.Array {
+  if (!mask) {
+    embedding.dispose();
+    return h;
+  }
+  const [b, t] = mask.shape;
+  const m = mask.ref.reshape([b, t, 1]);
+  return h.mul(m.ref.mul(-1).add(1)).add(m.mul(embedding));
+}
+
+/** Final hidden states [B, T, D]. Consumes params and wave; borrows the frame mask. */
+export function encodeAudio(p: AudioEncoderParams, wave: np.Array, frameMask: np.Array | null, m: AudioModelConfig, keys: KeyStream | null, timeMask: np.Array | null = null): np.Array {
+  const x = embedAudio(p.shared, wave, frameMask, timeMask, m, keys);
+  return runEncoder(p.layers, x, audioEncoderSpec(m), { padding: frameMask, keys }).out;
+}
+
+/** A pretraining batch: waveforms, which frames are real, which are masked for the student. */
+export type AudioPretrainBatch = {
+  wave: np.Array; // [B, L] float32
+  frameMask: np.Array; // [B, T] float32, 1 = real frame
+  mask: np.Array; // [B, T] float32, 1 = masked (never on padding)
+};
+
+/**
+ * Speech as a data2vec modality. The CNN runs once: the teacher reads the student's unmasked projected
+ * features (under stop-gradient) through the shared positional conv, as fairseq's `pre_encoder_features`.
+ */
+export function audioModality(m: AudioModelConfig): Modality<AudioShared, AudioPretrainBatch> {
+  const c = frontEndConfig(m);
+  return {
+    encoder: audioEncoderSpec(m),
+    embed(shared, batch, view, keys) {
+      const mask = view === "student" ? batch.mask : null;
+      return { x: embedAudio(shared, batch.wave.ref, batch.frameMask, mask, m, keys), padding: batch.frameMask.ref };
+    },
+    embedViews(shared, batch, keys) {
+      const { features, projected } = projectFeatures(shared, c, batch.wave.ref);
+      features.dispose();
+      const frozen = lax.stopGradient(projected.ref);
+      const teacherPositions = { posConv: shared.posConv.map((p) => tree.map((a: np.Array) => lax.stopGradient(a.ref), p as never) as unknown as ConvParams), encoderNorm: tree.map((a: np.Array) => lax.stopGradient(a.ref), shared.encoderNorm as never) as unknown as LayerNormParams };
+      const teacher = addPositions(teacherPositions, c, frozen, batch.frameMask, { padding: "isolate" });
+      const h = applyMask(dropout(projected, m.featureDropout, keys), batch.mask, shared.maskEmbedding);
+      const student = dropout(addPositions(shared, c, h, batch.frameMask, { padding: "isolate" }), m.dropout, keys);
+      return { student: { x: student, padding: batch.frameMask.ref }, teacher: { x: teacher, padding: batch.frameMask.ref } };
+    },
+    lossWeights: (batch) => batch.mask.ref,
+  };
 }

@@ -18,6 +18,8 @@ import { pretrainText } from "../text/pretrain.js";
 import { resolveVisionConfig } from "../vision/config.js";
 import { isHfModelDir } from "../hf/model.js";
 import { runHfEmbed } from "./hf-commands.js";
+import { resolveAudioConfig } from "../audio/config.js";
+import { runAudioEval, runAudioFinetune, runAudioPretrain, type AudioFinetuneOptions } from "./audio-commands.js";
 import { runVisionEval, runVisionFinetune, runVisionPretrain, type VisionFinetuneOptions } from "./vision-commands.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -42,6 +44,7 @@ export async function runPretrain(o: {
   quiet?: boolean;
 }) {
   if (o.modality === "vision") return runVisionPretrain(o);
+  if (o.modality === "audio") return runAudioPretrain(o);
   const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
   const config = resolveTextConfig(o.preset, loadConfigFile(o.config), overrides, o.config ?? `preset ${o.preset}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
@@ -89,11 +92,13 @@ type FinetuneOptions = {
   pool: Pooling;
   poolNorm?: boolean;
   quiet?: boolean;
-} & Omit<VisionFinetuneOptions, "data" | "init" | "scratch" | "preset" | "config" | "evalData" | "out" | "epochs" | "batchSize" | "lr" | "weightDecay" | "seed" | "quiet">;
+} & Omit<VisionFinetuneOptions, "data" | "init" | "scratch" | "preset" | "config" | "evalData" | "out" | "epochs" | "batchSize" | "lr" | "weightDecay" | "seed" | "quiet"> &
+  Pick<AudioFinetuneOptions, "task" | "maxSeconds" | "freezeFeatureEncoder" | "maskProb">;
 
 export async function runFinetune(opts: FinetuneOptions) {
-  const modality = opts.init ? checkpointModality(opts.init) : opts.modality;
+  const modality = opts.init ? checkpointModality(opts.init) : opts.task ? "audio" : opts.modality;
   if (modality === "vision") return runVisionFinetune(opts);
+  if (modality === "audio") return runAudioFinetune(opts);
   if (!opts.data) throw new ConfigError("text fine-tuning needs --data (labeled .jsonl or a folder per class)");
   const o = { ...opts, data: opts.data, epochs: opts.epochs ?? 10, batchSize: opts.batchSize ?? 16, lr: opts.lr ?? 1e-4, weightDecay: opts.weightDecay ?? 0.01 };
   const train = readLabeledText(o.data);
@@ -154,8 +159,9 @@ async function evaluate(
   return { accuracy: accuracy(pred, encoded.labels), macroF1: macroF1(pred, encoded.labels, labels.length), examples: data.length };
 }
 
-export async function runEval(opts: { model: string; data?: string; batchSize?: number }) {
+export async function runEval(opts: { model: string; data?: string; batchSize?: number; beam?: number }) {
   if (checkpointModality(opts.model) === "vision") return runVisionEval(opts);
+  if (checkpointModality(opts.model) === "audio") return runAudioEval(opts);
   if (!opts.data) throw new ConfigError("evaluating a text model needs --data (labeled .jsonl or a folder per class)");
   const o = { ...opts, data: opts.data, batchSize: opts.batchSize ?? 32 };
   const data = readLabeledText(o.data);
@@ -214,7 +220,8 @@ export async function runTokenize(texts: string[], o: { tokenizer: string; speci
 }
 
 export async function runConfig(o: { preset: string; modality: string }) {
-  console.log(JSON.stringify(o.modality === "vision" ? resolveVisionConfig(o.preset) : resolveTextConfig(o.preset), null, 2));
+  const config = o.modality === "vision" ? resolveVisionConfig(o.preset) : o.modality === "audio" ? resolveAudioConfig(o.preset) : resolveTextConfig(o.preset);
+  console.log(JSON.stringify(config, null, 2));
 }
 
 export async function runData(o: { out: string; perClass: number; testPerClass: number; seed: number }) {

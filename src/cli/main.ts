@@ -6,6 +6,8 @@ import { D2vError } from "../engine/errors.js";
 import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runClassify } from "./vision-commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
+import { runAudioTranscribe, runSynthSpeech } from "./audio-commands.js";
+import { isHfModelDir } from "../hf/model.js";
 
 function int(name: string) {
   return (v: string) => {
@@ -24,15 +26,15 @@ function num(name: string) {
 
 const program = new Command()
   .name("d2v")
-  .description("data2vec: self-supervised pretraining for text and images (speech to come), fine-tuning, evaluation and embeddings")
+  .description("data2vec: self-supervised pretraining for speech, images and text, fine-tuning, evaluation and embeddings")
   .showHelpAfterError();
 
 program
   .command("pretrain")
   .description("pretrain a data2vec model on unlabeled data (default: the Brown corpus for text, MNIST for vision)")
-  .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision"]).default("text"))
-  .option("--data <path>", "text: a .txt file or a folder of .txt files; vision: a folder of images (both recursive)")
-  .option("--preset <name>", "text: tiny | small | base | large; vision: tiny | small | base", "tiny")
+  .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision", "audio"]).default("text"))
+  .option("--data <path>", "text: a .txt file or a folder of .txt files; vision: a folder of images; audio: a folder of WAV/FLAC files or a fairseq .tsv manifest (all recursive)")
+  .option("--preset <name>", "text: tiny | small | base | large; vision and audio: tiny | small | base", "tiny")
   .option("--config <file.json>", "a JSON file of settings merged over the preset (see `d2v config`)")
   .option("--out <dir>", "run directory (checkpoint/, metrics.jsonl)")
   .option("--tokenizer <dir>", "text: use this vocab.json + merges.txt instead of training a vocabulary")
@@ -47,9 +49,13 @@ program
 
 program
   .command("finetune")
-  .description("fine-tune a classifier (text or images), from a pretrained checkpoint or from scratch")
+  .description("fine-tune a classifier (text, images or audio) or a CTC transcriber (speech), from a pretrained checkpoint or from scratch")
   .option("--data <path>", 'labeled training data: text .jsonl lines {"text", "label"}, or a folder per class (texts or images); vision default: MNIST')
-  .addOption(new Option("--modality <m>", "for --scratch without --init").choices(["text", "vision"]).default("text"))
+  .addOption(new Option("--modality <m>", "for --scratch without --init").choices(["text", "vision", "audio"]).default("text"))
+  .addOption(new Option("--task <task>", "audio: ctc (transcription; --data in the LibriSpeech layout) or classify (a folder per class or a labeled manifest)").choices(["ctc", "classify"]))
+  .option("--max-seconds <s>", "audio: longest utterance (ctc, an error beyond it) or crop length (classify)", num("--max-seconds"))
+  .option("--no-freeze-feature-encoder", "audio ctc: also train the CNN (by default it is frozen when starting from a pretrained model)")
+  .option("--mask-prob <p>", "audio ctc: time-masking probability during fine-tuning (0.25)", num("--mask-prob"))
   .option("--init <dir>", "pretrained checkpoint (a `d2v pretrain` run directory)")
   .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")
   .option("--preset <name>", "architecture for --scratch without --init", "tiny")
@@ -77,6 +83,7 @@ program
   .requiredOption("--model <dir>", "a `d2v finetune` checkpoint")
   .option("--data <path>", "labeled data (.jsonl or a folder per class); vision default: the MNIST test split")
   .option("--batch-size <n>", "examples per batch (text 32; vision: the fine-tuning batch size)", int("--batch-size"))
+  .option("--beam <n>", "speech: CTC prefix beam search with this width (default: greedy)", int("--beam"))
   .action(runEval);
 
 program
@@ -98,10 +105,11 @@ program
 
 program
   .command("transcribe")
-  .description("transcribe WAV files with a CTC speech model (one JSON line per file)")
-  .requiredOption("--model <dir>", "a Hugging Face Data2VecAudioForCTC directory (e.g. facebook/data2vec-audio-base-960h)")
-  .argument("<files...>", "WAV files (any rate; resampled to the model's)")
-  .action(runHfTranscribe);
+  .description("transcribe audio files with a CTC speech model (one JSON line per file)")
+  .requiredOption("--model <dir>", "a `d2v finetune --task ctc` checkpoint, or a Hugging Face Data2VecAudioForCTC directory (e.g. facebook/data2vec-audio-base-960h)")
+  .option("--beam <n>", "our checkpoints: CTC prefix beam search with this width (default: greedy)", int("--beam"))
+  .argument("<files...>", "WAV or FLAC files (any rate; resampled to the model's); Hugging Face models: WAV")
+  .action((files: string[], o: { model: string; beam?: number }) => (isHfModelDir(o.model) ? runHfTranscribe(files, o) : runAudioTranscribe(files, o)));
 
 program
   .command("fill-mask")
@@ -139,12 +147,23 @@ program
   .command("config")
   .description("print the full configuration of a preset (a starting point for --config files)")
   .option("--preset <name>", "text: tiny | small | base | large; vision: tiny | small | base", "tiny")
-  .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision"]).default("text"))
+  .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision", "audio"]).default("text"))
   .action(runConfig);
 
-program
-  .command("data")
-  .description("build demo datasets")
+const data = program.command("data").description("build demo datasets");
+data
+  .command("synth-speech")
+  .description("a synthetic speech corpus in the LibriSpeech layout: Brown-corpus sentences read by espeak-ng (must be installed: apt-get install espeak-ng) with varied voices, rates and pitches, at 16 kHz; splits pretrain/, train/ and test/")
+  .requiredOption("--out <dir>", "output directory (must not exist; written atomically)")
+  .option("--hours <h>", "hours of the unlabeled pretraining split", num("--hours"), 2)
+  .option("--labeled-minutes <m>", "minutes of the labeled training split", num("--labeled-minutes"), 15)
+  .option("--test-minutes <m>", "minutes of the test split", num("--test-minutes"), 8)
+  .option("--speakers <n>", "voices (accent + variant pairs), each with its own rate and pitch", int("--speakers"), 24)
+  .option("--snr <dB>", "add white noise at a signal-to-noise ratio drawn from [snr, snr + 10] dB", num("--snr"))
+  .option("--seed <n>", "sentence order, voices and noise", int("--seed"), 2022)
+  .option("--jobs <n>", "espeak-ng processes at once", int("--jobs"), 4)
+  .action(runSynthSpeech);
+data
   .command("brown-genre")
   .description("genre classification from the Brown corpus: train.jsonl (small labeled subset), test.jsonl, pretrain/ (unlabeled training documents)")
   .requiredOption("--out <dir>", "output directory")

@@ -38,6 +38,12 @@ export interface Modality<Shared extends ParamTree, Batch extends { [k: string]:
    * Consumes `shared`; borrows `batch`. `keys` is null when there is no dropout (the teacher, evaluation).
    */
   embed(shared: Shared, batch: Batch, view: "student" | "teacher", keys: KeyStream | null): Embedded;
+  /**
+   * Both views at once, for modalities whose shared feature encoder should run only once (speech: the
+   * teacher reads the student's unmasked CNN features). The teacher view must carry no gradient.
+   * Consumes `shared`; borrows `batch`.
+   */
+  embedViews?(shared: Shared, batch: Batch, keys: KeyStream | null): { student: Embedded; teacher: Embedded };
   /** [B, T] weights of the steps the loss covers (1 at masked steps). Borrows `batch`. */
   lossWeights(batch: Batch): np.Array;
 }
@@ -63,6 +69,10 @@ export function regressionHead(p: RegressionHead, x: np.Array, eps = 1e-5): np.A
   return x;
 }
 
+function renameViews(v: { student: Embedded; teacher: Embedded }): { student: Embedded; teacherIn: Embedded } {
+  return { student: v.student, teacherIn: v.teacher };
+}
+
 export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array };
 
 /**
@@ -77,14 +87,19 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
   batch: Batch,
   keys: KeyStream | null,
 ): [np.Array, StepMetrics] {
-  // Student: masked view, dropout on.
-  const student = modality.embed(tree.ref(params.shared as never) as Shared, batch, "student", keys);
+  // The student's masked view (dropout on) and the teacher's unmasked view through the shared input side
+  // under stop-gradient (no dropout).
+  let student: Embedded, teacherIn: Embedded;
+  if (modality.embedViews) ({ student, teacherIn } = renameViews(modality.embedViews(params.shared, batch, keys)));
+  else {
+    student = modality.embed(tree.ref(params.shared as never) as Shared, batch, "student", keys);
+    const frozenShared = tree.map((a: np.Array) => lax.stopGradient(a), params.shared as never) as unknown as Shared;
+    teacherIn = modality.embed(frozenShared, batch, "teacher", null);
+  }
   const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, bias: student.bias, relativeIndex: student.relativeIndex, keys }).out;
   disposeExtras(student);
 
-  // Teacher: unmasked view through the shared input side (no gradient) and the EMA blocks, no dropout.
-  const frozenShared = tree.map((a: np.Array) => lax.stopGradient(a), params.shared as never) as unknown as Shared;
-  const teacherIn = modality.embed(frozenShared, batch, "teacher", null);
+  // Teacher: the EMA blocks on the unmasked view, no dropout.
   const teacherLayerCount = teacherLayers.length;
   const teacher = runEncoder(teacherLayers, teacherIn.x, modality.encoder, {
     padding: teacherIn.padding,
@@ -95,8 +110,9 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
     captureFrom: teacherLayerCount - cfg.topK,
   });
   teacher.out.dispose();
+  // Padded steps are left out of the instance-norm statistics, so padding never reaches the targets.
+  const target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage, teacherIn.padding?.ref ?? null));
   disposeExtras(teacherIn);
-  const target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage));
 
   // Regression at the masked steps.
   const pred = regressionHead(params.head, h, modality.encoder.eps);

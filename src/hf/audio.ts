@@ -177,17 +177,4 @@ export function audioForward(m: HfAudioModel, wave: np.Array, sampleLengths: num
   return out;
 }
 
-/**
- * CTC greedy decoding of argmax ids as Wav2Vec2CTCTokenizer does it: collapse repeats, drop the blank, `|` →
- * space, strip the ends (runs of spaces inside are kept, as HF keeps them).
- */
-export function ctcGreedyDecode(ids: ArrayLike<number>, vocab: string[], blank: number, wordDelimiter = "|"): string {
-  let out = "";
-  let prev = -1;
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (id !== prev && id !== blank) out += vocab[id] === wordDelimiter ? " " : (vocab[id] ?? "");
-    prev = id;
-  }
-  return out.trim();
-}
+export { ctcGreedyDecode } from "../audio/ctc.js";

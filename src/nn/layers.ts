@@ -32,11 +32,22 @@ export function layerNorm(p: LayerNormParams | null, x: np.Array, eps = 1e-5): n
 
 /**
  * Instance norm over time: each channel of each sequence normalized by its own mean and biased variance
- * over the time axis (axis 1 of [B, T, D]), as data2vec's speech targets.
+ * over the time axis (axis 1 of [B, T, D]), as data2vec's speech targets. With `padding` [B, T] (1 = real
+ * step, borrowed) the statistics cover only the real steps (fairseq includes padded frames; we do not, so
+ * a clip's targets do not depend on how much it was padded).
  */
-export function instanceNorm(x: np.Array, eps = 1e-5): np.Array {
-  const centered = x.ref.sub(x.mean(1, { keepdims: true }));
-  const variance = np.square(centered.ref).mean(1, { keepdims: true });
+export function instanceNorm(x: np.Array, eps = 1e-5, padding: np.Array | null = null): np.Array {
+  if (!padding) {
+    const centered = x.ref.sub(x.mean(1, { keepdims: true }));
+    const variance = np.square(centered.ref).mean(1, { keepdims: true });
+    return centered.mul(np.reciprocal(np.sqrt(variance.add(eps))));
+  }
+  const [b, t] = padding.shape;
+  const w = padding.ref.reshape([b, t, 1]);
+  const count = np.maximum(w.ref.sum(1, { keepdims: true }), 1);
+  const mean = x.ref.mul(w.ref).sum(1, { keepdims: true }).div(count.ref);
+  const centered = x.sub(mean);
+  const variance = np.square(centered.ref).mul(w).sum(1, { keepdims: true }).div(count);
   return centered.mul(np.reciprocal(np.sqrt(variance.add(eps))));
 }
 

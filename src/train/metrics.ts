@@ -34,3 +34,44 @@ export function macroF1(pred: number[], gold: number[], classes: number): number
   return n ? sum / n : 0;
 }
 
+
+/** Levenshtein distance between two sequences (substitutions, insertions and deletions cost 1). */
+export function editDistance<T>(ref: ArrayLike<T>, hyp: ArrayLike<T>): number {
+  let prev = Array.from({ length: hyp.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= ref.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= hyp.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ref[i - 1] === hyp[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[hyp.length];
+}
+
+const words = (s: string) => s.trim().split(/\s+/).filter(Boolean);
+const chars = (s: string) => [...s.trim().replace(/\s+/g, " ")];
+
+/**
+ * Corpus word error rate: total word edits over total reference words (not a mean of per-utterance rates),
+ * as sclite and the LibriSpeech results count it.
+ */
+export function wordErrorRate(refs: string[], hyps: string[]): number {
+  let edits = 0;
+  let total = 0;
+  refs.forEach((r, i) => {
+    edits += editDistance(words(r), words(hyps[i]));
+    total += words(r).length;
+  });
+  return total === 0 ? 0 : edits / total;
+}
+
+/** Corpus character error rate (spaces count as characters; runs of spaces count once). */
+export function charErrorRate(refs: string[], hyps: string[]): number {
+  let edits = 0;
+  let total = 0;
+  refs.forEach((r, i) => {
+    edits += editDistance(chars(r), chars(hyps[i]));
+    total += chars(r).length;
+  });
+  return total === 0 ? 0 : edits / total;
+}

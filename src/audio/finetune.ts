@@ -1,0 +1,402 @@
+/**
+ * Fine-tuning speech models: CTC transcription (a linear head over the frames to the character vocabulary)
+ * and audio classification (mean of the real frames → linear head).
+ *
+ * CTC step: the jitted model gives logits; the host computes each utterance's CTC loss and its exact
+ * gradient with respect to the logits (`ctc.ts`); a second jitted function backpropagates that gradient
+ * through the model (the same dropout key, so the same network) and applies AdamW. With the feature encoder
+ * frozen (the paper's setting when starting from a pretrained model) its outputs are computed once and
+ * cached, and it is left out of the optimizer.
+ */
+import { grad, jit, numpy as np, random, tree } from "../engine/jax.js";
+import { DataError } from "../engine/errors.js";
+import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { HostRng } from "../engine/random.js";
+import type { ParamTree } from "../engine/tree.js";
+import { stepKey } from "../data2vec/step.js";
+import { initLinear } from "../nn/init.js";
+import { linear, type LinearParams } from "../nn/layers.js";
+import { runEncoder } from "../nn/encoder.js";
+import { KeyStream } from "../nn/random.js";
+import { labelArrays, trainClassifier, type EpochRecord } from "../train/finetune.js";
+import { charErrorRate, wordErrorRate } from "../train/metrics.js";
+import { Progress } from "../train/progress.js";
+import type { AudioModelConfig } from "./config.js";
+import { BLANK, ctcBeamSearch, ctcGreedyDecode, ctcLoss, encodeTranscript, labelsToText, logSoftmax } from "./ctc.js";
+import type { Clip } from "./data.js";
+import { spanMask } from "./masking.js";
+import { audioEncoderSpec, embedFeatures, featureEncoder, frameMaskArray, framesForSamples, type AudioEncoderParams, type AudioShared } from "./model.js";
+
+export type CtcParams = { encoder: AudioEncoderParams; head: LinearParams };
+
+export function newCtcHead(seed: number, dim: number, vocabSize: number): LinearParams {
+  const keys = new KeyStream(random.key(seed + 7919));
+  const head = initLinear(keys, dim, vocabSize);
+  keys.close();
+  return head;
+}
+
+export type CtcSettings = {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  warmupFraction: number;
+  weightDecay: number;
+  seed: number;
+  /** Keep the CNN feature encoder fixed (fairseq's feature_grad_mult 0). */
+  freezeFeatureEncoder: boolean;
+  /** Audio per batch (padding included) is kept under this many seconds: the bound on memory. */
+  maxBatchSeconds: number;
+  /** Time masking during fine-tuning (span starts per frame; 0 turns it off), spans of `maskLength`. */
+  maskProb: number;
+  maskLength: number;
+};
+
+export type Utterance = { clip: Clip; labels: number[] };
+
+/** Clips with transcripts → label ids; characters outside the vocabulary are an error naming the clip. */
+export function toUtterances(clips: Clip[], vocab: string[]): Utterance[] {
+  return clips.map((clip) => {
+    if (clip.transcript === undefined) throw new DataError(`${clip.name} has no transcript`);
+    return { clip, labels: encodeTranscript(clip.transcript, vocab, `the transcript of ${clip.name}`) };
+  });
+}
+
+/** Batches pad to a multiple of half a second, so that only a few shapes are compiled. */
+const PAD_SECONDS = 0.5;
+
+/**
+ * One compiled function at a time: jax-js keeps working memory per compiled input shape, so a few shapes
+ * of long audio would exhaust the 4 GiB of wasm32 memory. Batches are processed grouped by shape, and the
+ * compiled function is dropped when the shape changes.
+ */
+class PerShape<F extends ((...a: never[]) => unknown) & { dispose(): void }> {
+  #key = "";
+  #fn: F | null = null;
+  constructor(private make: () => F) {}
+  get(key: string): F {
+    if (key !== this.#key || !this.#fn) {
+      this.#fn?.dispose();
+      this.#fn = this.make();
+      this.#key = key;
+    }
+    return this.#fn;
+  }
+  dispose(): void {
+    this.#fn?.dispose();
+    this.#fn = null;
+  }
+}
+
+function paddedSamples(longest: number, m: AudioModelConfig): number {
+  const quantum = Math.round(PAD_SECONDS * m.sampleRate);
+  return Math.ceil(longest / quantum) * quantum;
+}
+
+/** Rows of a batch padded to `samples`: as many as fit in the audio budget, at most `maxRows`, at least 1. */
+function rowsFor(samples: number, maxRows: number, budgetSamples: number): number {
+  return Math.max(1, Math.min(maxRows, Math.floor(budgetSamples / samples)));
+}
+
+/**
+ * Batches by duration: clips sorted by length are grouped while the padded batch stays within the budget.
+ * The row count depends only on the padded length, so each length compiles one shape.
+ */
+export function durationBatches(lengths: number[], m: AudioModelConfig, maxRows: number, maxBatchSeconds: number): number[][] {
+  const budget = maxBatchSeconds * m.sampleRate;
+  const order = lengths.map((n, i) => [n, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i);
+  const batches: number[][] = [];
+  let current: number[] = [];
+  for (const i of order) {
+    if (current.length > 0 && current.length + 1 > rowsFor(paddedSamples(lengths[i], m), maxRows, budget)) {
+      batches.push(current);
+      current = [];
+    }
+    current.push(i);
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+type Inputs = { features?: np.Array; wave?: np.Array; frameMask: np.Array; timeMask?: np.Array };
+type HostBatch = { size: number; rows: number[]; samples: number; frames: number; frameLengths: number[]; wave: Float32Array; frameMask: Float32Array; timeMask: Float32Array | null };
+
+function hostBatch(clips: Clip[], rows: number[], batchSize: number, m: AudioModelConfig, mask: { prob: number; length: number; rng: HostRng } | null): HostBatch {
+  const samples = paddedSamples(Math.max(...rows.map((r) => clips[r].samples.length)), m);
+  const frames = framesForSamples(samples, m.convLayers);
+  const wave = new Float32Array(batchSize * samples);
+  rows.forEach((r, i) => wave.set(clips[r].samples, i * samples));
+  const lengths = rows.map((r) => clips[r].samples.length);
+  const frameLengths = lengths.map((n) => Math.min(frames, framesForSamples(n, m.convLayers)));
+  // Filler rows (a short last batch) are all padding: one real frame keeps their softmax finite.
+  const frameMask = frameMaskArray([...lengths, ...new Array(batchSize - rows.length).fill(m.sampleRate)], frames, m);
+  let timeMask: Float32Array | null = null;
+  if (mask && mask.prob > 0) {
+    const spans = spanMask(frameLengths, frames, { prob: mask.prob, spanLength: mask.length, minSpans: 1 }, mask.rng);
+    timeMask = new Float32Array(batchSize * frames);
+    timeMask.set(spans);
+  }
+  return { size: batchSize, rows, samples, frames, frameLengths, wave, frameMask, timeMask };
+}
+
+/** The CNN outputs of every clip (frozen feature encoder), computed once: [frames × C] per clip. */
+export async function cacheFeatures(features: AudioShared["features"], m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds: number): Promise<Float32Array[]> {
+  const cnn = new PerShape(() => jit((f: AudioShared["features"], wave: np.Array) => featureEncoder(f, m.convLayers, wave)) as unknown as ((f: unknown, w: np.Array) => np.Array) & { dispose(): void });
+  const channels = m.convLayers[m.convLayers.length - 1].channels;
+  const out: Float32Array[] = new Array(clips.length);
+  for (const rows of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
+    const b = hostBatch(clips, rows, rows.length, m, null);
+    const y = (await cnn.get(`${rows.length}x${b.samples}`)(tree.ref(features as never), np.array(b.wave).reshape([rows.length, b.samples])).data()) as Float32Array;
+    rows.forEach((r, i) => {
+      const n = b.frameLengths[i];
+      out[r] = y.slice(i * b.frames * channels, (i * b.frames + n) * channels);
+    });
+  }
+  cnn.dispose();
+  return out;
+}
+
+/** Device inputs of a host batch: cached CNN outputs (padded with zeros) when given, else the waveforms. */
+function deviceInputs(b: HostBatch, cached: Float32Array[] | null, channels: number): Inputs {
+  const batchSize = b.size;
+  const inputs: Inputs = { frameMask: np.array(b.frameMask).reshape([batchSize, b.frames]) };
+  if (cached) {
+    const x = new Float32Array(batchSize * b.frames * channels);
+    b.rows.forEach((r, i) => x.set(cached[r].subarray(0, Math.min(cached[r].length, b.frames * channels)), i * b.frames * channels));
+    inputs.features = np.array(x).reshape([batchSize, b.frames, channels]);
+  } else inputs.wave = np.array(b.wave).reshape([batchSize, b.samples]);
+  if (b.timeMask) inputs.timeMask = np.array(b.timeMask).reshape([batchSize, b.frames]);
+  return inputs;
+}
+
+/** Hidden states [B, T, D]. `shared.features` may be absent when the inputs carry cached CNN outputs. Consumes all. */
+function encodeInputs(enc: { shared: Partial<AudioShared> & Omit<AudioShared, "features">; layers: AudioEncoderParams["layers"] }, x: Inputs, m: AudioModelConfig, keys: KeyStream | null): np.Array {
+  const { features, ...rest } = enc.shared;
+  let cnnOut: np.Array;
+  if (x.features) {
+    if (features) tree.dispose(features as never);
+    cnnOut = x.features;
+  } else cnnOut = featureEncoder(features!, m.convLayers, x.wave!);
+  const h = embedFeatures(rest, cnnOut, x.frameMask, x.timeMask ?? null, m, keys);
+  x.timeMask?.dispose();
+  const out = runEncoder(enc.layers, h, audioEncoderSpec(m), { padding: x.frameMask, keys }).out;
+  x.frameMask.dispose();
+  return out;
+}
+
+type Trainable = { encoder: { shared: Omit<AudioShared, "features"> & Partial<Pick<AudioShared, "features">>; layers: AudioEncoderParams["layers"] }; head: LinearParams };
+
+const FINETUNE_OPT = (weightDecay: number): AdamWConfig => ({ beta1: 0.9, beta2: 0.98, eps: 1e-8, weightDecay, clipNorm: 0 });
+
+export type CtcEpochRecord = { epoch: number; step: number; loss: number; skipped: number };
+
+/**
+ * CTC fine-tuning. Loss per utterance is divided by its label count and averaged over the batch (PyTorch's
+ * "mean" reduction); utterances with no feasible alignment contribute nothing (zero_infinity) and are counted.
+ */
+export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train: Utterance[], s: CtcSettings, opts: { quiet?: boolean; onEpoch?: (r: CtcEpochRecord) => void } = {}): Promise<{ params: CtcParams; history: CtcEpochRecord[] }> {
+  if (train.length === 0) throw new DataError("no training utterances");
+  const clips = train.map((u) => u.clip);
+  const vocabSize = params.head.weight.shape[1];
+  const channels = m.convLayers[m.convLayers.length - 1].channels;
+  const frozenFeatures = s.freezeFeatureEncoder ? params.encoder.shared.features : null;
+  const cached = frozenFeatures ? await cacheFeatures(frozenFeatures, m, clips, s.batchSize, s.maxBatchSeconds) : null;
+  let trainable: Trainable;
+  if (frozenFeatures) {
+    const { features: _f, ...rest } = params.encoder.shared;
+    trainable = { encoder: { shared: rest, layers: params.encoder.layers }, head: params.head };
+  } else trainable = params as Trainable;
+
+  const logitsOf = (t: Trainable, x: Inputs, key: np.Array) => {
+    const keys = new KeyStream(key);
+    const h = encodeInputs(t.encoder, x, m, keys);
+    keys.close();
+    return linear(t.head, h);
+  };
+  const forward = new PerShape(() => jit(logitsOf) as unknown as ((t: Trainable, x: Inputs, key: np.Array) => np.Array) & { dispose(): void });
+  const opt = FINETUNE_OPT(s.weightDecay);
+  // The surrogate Σ logits · ∂L/∂logits has the same parameter gradient as the CTC loss.
+  const surrogateGrad = grad((t: Trainable, x: Inputs, key: np.Array, cotangent: np.Array) => logitsOf(t, x, key).mul(cotangent).sum());
+  const step = new PerShape(
+    () =>
+      jit((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cotangent: np.Array, lr: np.Array) => {
+        const grads = (surrogateGrad as unknown as (...a: unknown[]) => ParamTree)(tree.ref(t as never), x, key, cotangent);
+        return adamwUpdate(grads, o, t as unknown as ParamTree, lr, opt) as never;
+      }) as unknown as ((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cot: np.Array, lr: np.Array) => [Trainable, AdamWState]) & { dispose(): void },
+  );
+
+  const rng = HostRng.seeded(s.seed);
+  const buckets = durationBatches(clips.map((c) => c.samples.length), m, s.batchSize, s.maxBatchSeconds);
+  const budget = s.maxBatchSeconds * m.sampleRate;
+  const total = buckets.length * s.epochs;
+  const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
+  let optState = adamwInit(trainable as unknown as ParamTree);
+  const progress = new Progress("finetune-ctc", total, 0, { quiet: opts.quiet });
+  const history: CtcEpochRecord[] = [];
+  let update = 0;
+  try {
+    for (let epoch = 0; epoch < s.epochs; epoch++) {
+      let lossSum = 0;
+      let counted = 0;
+      let skipped = 0;
+      // Shuffled batches, grouped by shape (the groups in a shuffled order).
+      const shapeOf = (rows: number[]) => paddedSamples(Math.max(...rows.map((r) => clips[r].samples.length)), m);
+      const groupRank = new Map(rng.shuffle([...new Set(buckets.map(shapeOf))]).map((shape, i) => [shape, i]));
+      const order = rng.shuffle(buckets.map((_, i) => i)).sort((a, b) => groupRank.get(shapeOf(buckets[a]))! - groupRank.get(shapeOf(buckets[b]))!);
+      for (const k of order) {
+        const rows = buckets[k];
+        const size = rowsFor(shapeOf(rows), s.batchSize, budget);
+        const b = hostBatch(clips, rows, size, m, { prob: s.maskProb, length: s.maskLength, rng });
+        const key = stepKey(s.seed, update);
+        const shape = `${size}x${b.samples}`;
+        const logits = (await forward.get(shape)(tree.ref(trainable as never) as Trainable, deviceInputs(b, cached, channels), key.ref).data()) as Float32Array;
+        const cotangent = new Float32Array(size * b.frames * vocabSize);
+        b.rows.forEach((r, i) => {
+          const rowLogits = logits.subarray(i * b.frames * vocabSize, (i * b.frames + b.frameLengths[i]) * vocabSize);
+          const { loss, grad: g } = ctcLoss(rowLogits, b.frameLengths[i], vocabSize, train[r].labels, BLANK);
+          if (!Number.isFinite(loss)) {
+            skipped++;
+            return;
+          }
+          const scale = 1 / (Math.max(1, train[r].labels.length) * b.rows.length);
+          lossSum += loss / Math.max(1, train[r].labels.length);
+          counted++;
+          const base = i * b.frames * vocabSize;
+          for (let j = 0; j < g.length; j++) cotangent[base + j] = g[j] * scale;
+        });
+        [trainable, optState] = step.get(shape)(trainable, optState, deviceInputs(b, cached, channels), key, np.array(cotangent).reshape([size, b.frames, vocabSize]), np.array(learningRate(schedule, update)));
+        update++;
+        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.max(1, counted)).toFixed(3) });
+      }
+      const record = { epoch: epoch + 1, step: update, loss: lossSum / Math.max(1, counted), skipped };
+      history.push(record);
+      opts.onEpoch?.(record);
+    }
+  } finally {
+    progress.stop();
+    tree.dispose(optState as never);
+    forward.dispose();
+    step.dispose();
+  }
+  const encoder = { shared: { ...trainable.encoder.shared, features: frozenFeatures ?? trainable.encoder.shared.features! }, layers: trainable.encoder.layers } as AudioEncoderParams;
+  return { params: { encoder, head: trainable.head }, history };
+}
+
+/** Per-frame log-probabilities of each clip ([frames × V] rows), no dropout. Does not consume params. */
+export async function ctcLogProbs(params: CtcParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds = 32): Promise<{ logProbs: Float64Array; frames: number }[]> {
+  const forward = new PerShape(() => jit((p: CtcParams, x: Inputs) => linear(p.head, encodeInputs(p.encoder, x, m, null))) as unknown as ((p: CtcParams, x: Inputs) => np.Array) & { dispose(): void });
+  const vocabSize = params.head.weight.shape[1];
+  const out: { logProbs: Float64Array; frames: number }[] = new Array(clips.length);
+  for (const rows of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
+    const b = hostBatch(clips, rows, rows.length, m, null);
+    const logits = (await forward.get(`${rows.length}x${b.samples}`)(tree.ref(params as never) as CtcParams, deviceInputs(b, null, 0)).data()) as Float32Array;
+    rows.forEach((r, i) => {
+      const n = b.frameLengths[i];
+      out[r] = { logProbs: logSoftmax(logits.subarray(i * b.frames * vocabSize, (i * b.frames + n) * vocabSize), n, vocabSize), frames: n };
+    });
+  }
+  forward.dispose();
+  return out;
+}
+
+/** Transcripts of each clip: greedy decoding, or prefix beam search with `beam` > 1. Does not consume params. */
+export async function transcribeClips(params: CtcParams, m: AudioModelConfig, vocab: string[], clips: Clip[], o: { batchSize?: number; beam?: number } = {}): Promise<string[]> {
+  const all = await ctcLogProbs(params, m, clips, o.batchSize ?? 8);
+  const v = vocab.length;
+  return all.map(({ logProbs, frames }) => {
+    if ((o.beam ?? 1) > 1) return labelsToText(ctcBeamSearch(logProbs, frames, v, o.beam!, BLANK), vocab);
+    const ids = Array.from({ length: frames }, (_, t) => {
+      let best = 0;
+      for (let k = 1; k < v; k++) if (logProbs[t * v + k] > logProbs[t * v + best]) best = k;
+      return best;
+    });
+    return ctcGreedyDecode(ids, vocab, BLANK);
+  });
+}
+
+/** CER and WER (corpus level) of the model's transcripts against the clips' transcripts. */
+export async function evaluateCtc(params: CtcParams, m: AudioModelConfig, vocab: string[], clips: Clip[], o: { batchSize?: number; beam?: number } = {}) {
+  const hyps = await transcribeClips(params, m, vocab, clips, o);
+  const refs = clips.map((c) => (c.transcript ?? "").toUpperCase().trim().replace(/\s+/g, " "));
+  return { cer: charErrorRate(refs, hyps), wer: wordErrorRate(refs, hyps), utterances: clips.length, hypotheses: hyps };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Audio classification: the mean of the real frames' final states → linear head.
+
+export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearParams };
+
+export function newAudioClassifierHead(seed: number, dim: number, classes: number): LinearParams {
+  return newCtcHead(seed, dim, classes);
+}
+
+/** Logits [B, C] from waveforms [B, L] with frame mask [B, T]. Consumes params and inputs. */
+export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null): np.Array {
+  const h = encodeInputs(p.encoder, { wave, frameMask: frameMask.ref }, m, keys);
+  const [b, t] = frameMask.shape;
+  const w = frameMask.reshape([b, t, 1]);
+  const pooled = h.mul(w.ref).sum(1).div(np.maximum(w.sum(1), 1));
+  return linear(p.head, pooled);
+}
+
+/** A fixed-length clip: a random crop in training (when `rng`), else the first `samples`; shorter clips are padded. */
+function cropClip(x: Float32Array, samples: number, rng: HostRng | null): Float32Array {
+  if (x.length <= samples) return x;
+  const offset = rng ? rng.int(0, x.length - samples) : 0;
+  return x.subarray(offset, offset + samples);
+}
+
+type ClassBatch = { wave: np.Array; frameMask: np.Array; labels: np.Array; weights: np.Array };
+
+function classInputs(clips: Clip[], rows: number[], batchSize: number, samples: number, m: AudioModelConfig, rng: HostRng | null) {
+  const wave = new Float32Array(batchSize * samples);
+  const lengths = rows.map((r, i) => {
+    const x = cropClip(clips[r].samples, samples, rng);
+    wave.set(x, i * samples);
+    return x.length;
+  });
+  const frames = framesForSamples(samples, m.convLayers);
+  const frameMask = frameMaskArray([...lengths, ...new Array(batchSize - rows.length).fill(samples)], frames, m);
+  return { wave: np.array(wave).reshape([batchSize, samples]), frameMask: np.array(frameMask).reshape([batchSize, frames]) };
+}
+
+export type AudioClassifySettings = { epochs: number; batchSize: number; lr: number; warmupFraction: number; weightDecay: number; seed: number; maxSeconds: number };
+
+export async function finetuneAudioClassifier(
+  params: AudioClassifierParams,
+  m: AudioModelConfig,
+  clips: Clip[],
+  labels: number[],
+  classes: number,
+  s: AudioClassifySettings,
+  opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
+): Promise<{ params: AudioClassifierParams; history: EpochRecord[] }> {
+  const samples = Math.round(s.maxSeconds * m.sampleRate);
+  return trainClassifier<AudioClassifierParams, ClassBatch>({
+    params,
+    examples: clips.length,
+    epochs: s.epochs,
+    batchSize: s.batchSize,
+    lr: s.lr,
+    warmupFraction: s.warmupFraction,
+    seed: s.seed,
+    opt: FINETUNE_OPT(s.weightDecay),
+    batch: (rows, rng) => ({ ...classInputs(clips, rows, s.batchSize, samples, m, rng), ...labelArrays(labels, rows, s.batchSize, classes) }),
+    logits: (p, b, keys) => audioClassLogits(p, b.wave, b.frameMask, m, keys),
+    ...opts,
+  });
+}
+
+/** Predicted class of every clip (its first `maxSeconds`). Does not consume params. */
+export async function predictAudioClasses(params: AudioClassifierParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number): Promise<number[]> {
+  const samples = Math.round(maxSeconds * m.sampleRate);
+  const f = jit((p: AudioClassifierParams, x: { wave: np.Array; frameMask: np.Array }) => np.argmax(audioClassLogits(p, x.wave, x.frameMask, m, null), -1)) as unknown as ((p: unknown, x: unknown) => np.Array) & { dispose(): void };
+  const pred: number[] = [];
+  for (let i = 0; i < clips.length; i += batchSize) {
+    const rows = Array.from({ length: Math.min(batchSize, clips.length - i) }, (_, k) => i + k);
+    const out = (await f(tree.ref(params as never), classInputs(clips, rows, batchSize, samples, m, null)).data()) as Int32Array;
+    pred.push(...Array.from(out.subarray(0, rows.length)));
+  }
+  f.dispose();
+  return pred;
+}

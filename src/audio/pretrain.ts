@@ -1,0 +1,163 @@
+/** data2vec pretraining on unlabeled speech: audio folder or manifest → bucketed random crops + span masks → `pretrain`. */
+import { join, resolve } from "node:path";
+import { numpy as np, tree } from "../engine/jax.js";
+import { ConfigError, DataError } from "../engine/errors.js";
+import { HostRng } from "../engine/random.js";
+import { firstEpoch, freshPretrainState, loadPretrainState, nextRows, openPretrainRun, optimizerSettings, pretrain, scheduleSettings, type EpochOrder, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { parseAudioRunConfig, type AudioRunConfig } from "./config.js";
+import { lengthBuckets, loadClips, totalSeconds, unlabeledEntries, type Clip } from "./data.js";
+import { spanMask } from "./masking.js";
+import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec, type AudioPretrainBatch } from "./model.js";
+
+export type AudioPretrainOptions = {
+  config: AudioRunConfig;
+  /** A folder of WAV/FLAC files (recursive) or a fairseq .tsv manifest. */
+  data?: string;
+  /** Clips given directly (at the model's rate, normalized as the config says) instead of `data`. */
+  clips?: Clip[];
+  outDir: string;
+  resume?: boolean;
+  resumeSteps?: number;
+  force?: boolean;
+  quiet?: boolean;
+  stopAfter?: number;
+  onUpdate?: (record: PretrainRecord) => void;
+  log?: (msg: string) => void;
+};
+
+type AudioSource = { path: string } | { caller: true };
+type StreamState = EpochOrder & { rng: number[]; source: AudioSource };
+
+/**
+ * Shuffled epochs over length buckets; each clip is cropped at a random offset to the crop length, or padded
+ * to it (with a frame mask) when shorter, so every batch has one shape: jax-js keeps working memory per
+ * compiled shape, and a handful of shapes would exhaust the 4 GiB of wasm32 memory. Each batch gets span
+ * masks with the same count per row. Everything is drawn from a resumable RNG.
+ */
+export class AudioStream implements PretrainData<AudioPretrainBatch> {
+  unitName = "audio-s";
+  #units = 0;
+  #s: StreamState;
+  #buckets: number[][];
+  constructor(
+    private clips: Clip[],
+    private cfg: AudioRunConfig,
+    saved: StreamState | null,
+    source: AudioSource,
+  ) {
+    // Whole batches only: a short last bucket would compile one more shape for a few clips.
+    const buckets = lengthBuckets(clips.map((c) => c.samples.length), cfg.train.batchSize);
+    this.#buckets = buckets.filter((b) => b.length === cfg.train.batchSize);
+    if (saved) this.#s = structuredClone(saved);
+    else {
+      const rng = HostRng.seeded(cfg.train.seed);
+      this.#s = { ...firstEpoch(this.#buckets.length, rng), rng: rng.state(), source };
+    }
+  }
+  get unitsPerBatch(): number {
+    return this.#units;
+  }
+  next(): AudioPretrainBatch {
+    const m = this.cfg.model;
+    const rng = HostRng.fromState(this.#s.rng);
+    const rows = this.#buckets[nextRows(this.#s, 1, rng)[0]];
+    const crop = Math.round(this.cfg.data.cropSeconds * m.sampleRate);
+    const b = rows.length;
+    const wave = new Float32Array(b * crop);
+    const lengths = rows.map((r, i) => {
+      const s = this.clips[r].samples;
+      const offset = s.length > crop ? rng.int(0, s.length - crop) : 0;
+      const piece = s.subarray(offset, offset + crop);
+      wave.set(piece, i * crop);
+      return piece.length;
+    });
+    const frames = framesForSamples(crop, m.convLayers);
+    const frameLengths = lengths.map((n) => framesForSamples(n, m.convLayers));
+    const mask = spanMask(frameLengths, frames, this.cfg.masking, rng);
+    this.#s.rng = rng.state();
+    this.#units = lengths.reduce((a, n) => a + n, 0) / m.sampleRate;
+    return {
+      wave: np.array(wave).reshape([b, crop]),
+      frameMask: np.array(frameMaskArray(lengths, frames, m)).reshape([b, frames]),
+      mask: np.array(Float32Array.from(mask)).reshape([b, frames]),
+    };
+  }
+  state(): StreamState {
+    return structuredClone(this.#s);
+  }
+}
+
+/** Unlabeled clips of a source at the model's rate, without those shorter than `data.minSeconds`. */
+export async function loadPretrainClips(cfg: AudioRunConfig, source: AudioSource, clips: Clip[] | undefined, log: (msg: string) => void): Promise<Clip[]> {
+  let all: Clip[];
+  if ("caller" in source) {
+    if (!clips) throw new ConfigError("this run was started with clips passed through the API; pass the same `clips` to resume it");
+    all = clips;
+  } else {
+    const entries = unlabeledEntries(source.path);
+    log(`decoding ${entries.length} audio files from ${source.path}`);
+    all = await loadClips(entries, cfg.model.sampleRate, cfg.model.normalize, source.path);
+  }
+  const min = Math.round(cfg.data.minSeconds * cfg.model.sampleRate);
+  const kept = all.filter((c) => c.samples.length >= min);
+  if (kept.length < all.length) log(`left out ${all.length - kept.length} clips shorter than data.minSeconds = ${cfg.data.minSeconds} s`);
+  return kept;
+}
+
+export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
+  const log = o.log ?? (() => {});
+  const { ckpt, saved } = openPretrainRun(o.outDir, o);
+  let cfg = o.config;
+  if (saved) {
+    const savedConfig = parseAudioRunConfig(saved.config, join(ckpt, "config.json"));
+    cfg = { ...savedConfig, train: { ...savedConfig.train, steps: o.resumeSteps ?? savedConfig.train.steps } };
+  }
+  const savedSource = (saved?.source ?? null) as AudioSource | null;
+  let source: AudioSource;
+  if (o.clips) source = { caller: true };
+  else if (o.data) source = { path: resolve(o.data) };
+  else if (savedSource) source = savedSource;
+  else throw new DataError("speech pretraining needs unlabeled audio: pass --data with a folder of WAV/FLAC files or a .tsv manifest (make a synthetic corpus with `d2v data synth-speech`)");
+  const clips = await loadPretrainClips(cfg, source, o.clips, log);
+  if (clips.length < cfg.train.batchSize) {
+    throw new DataError(`${clips.length} usable clips are fewer than one batch (${cfg.train.batchSize}); add audio or lower train.batchSize`);
+  }
+  log(`${clips.length} clips, ${(totalSeconds(clips, cfg.model.sampleRate) / 3600).toFixed(2)} h of unlabeled audio`);
+
+  const fresh = initAudioData2Vec(cfg, cfg.train.seed);
+  let state;
+  let dataState: StreamState | null = null;
+  if (o.resume) {
+    const loaded = loadPretrainState(ckpt, fresh);
+    state = loaded.state;
+    dataState = loaded.data as StreamState;
+    const buckets = Math.floor(clips.length / cfg.train.batchSize);
+    if (dataState.order.length !== buckets) {
+      throw new DataError(`the audio changed since the checkpoint was written (${dataState.order.length} batches then, ${buckets} now); resume with the original --data or start a new run`);
+    }
+    log(`resuming at update ${state.step} of ${cfg.train.steps}`);
+  } else state = freshPretrainState(fresh);
+
+  const t = cfg.train;
+  const result = await pretrain(
+    {
+      modality: audioModality(cfg.model),
+      d2v: cfg.data2vec,
+      optim: optimizerSettings(t),
+      schedule: scheduleSettings(t),
+      steps: t.steps,
+      accumSteps: t.accumSteps,
+      seed: t.seed,
+      checkpointEvery: t.checkpointEvery,
+      outDir: o.outDir,
+      config: { kind: "data2vec-pretrain", ...cfg },
+      quiet: o.quiet,
+      stopAfter: o.stopAfter,
+      onUpdate: o.onUpdate,
+    },
+    state,
+    new AudioStream(clips, cfg, dataState, source),
+  );
+  tree.dispose(result.state as never);
+  return { records: result.records, checkpoint: ckpt, interrupted: result.interrupted };
+}

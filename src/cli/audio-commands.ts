@@ -1,0 +1,185 @@
+/** The `d2v` subcommands for speech. Input is validated before any output is written. */
+import { existsSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { tree } from "../engine/jax.js";
+import { readJsonFile } from "../config/validate.js";
+import { ConfigError, DataError } from "../engine/errors.js";
+import { initEngine } from "../engine/runtime.js";
+import { accuracy, macroF1 } from "../train/metrics.js";
+import { resolveAudioConfig, type AudioRunConfig } from "../audio/config.js";
+import { freshAudioEncoder, loadAudioCheckpoint, saveAudioModel, type AudioClassifierConfig, type AudioCtcConfig } from "../audio/checkpoints.js";
+import { LIBRISPEECH_VOCAB } from "../audio/ctc.js";
+import { labeledAudioEntries, libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../audio/data.js";
+import { evaluateCtc, finetuneAudioClassifier, finetuneCtc, newCtcHead, predictAudioClasses, toUtterances, transcribeClips, type CtcParams } from "../audio/finetune.js";
+import { readAudio, normalizeClip } from "../audio/io.js";
+import { pretrainAudio } from "../audio/pretrain.js";
+import { synthesizeSpeech } from "../audio/synth.js";
+import type { AudioEncoderParams } from "../audio/model.js";
+
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+
+export async function runAudioPretrain(o: { data?: string; preset: string; config?: string; out?: string; steps?: number; batchSize?: number; lr?: number; seed?: number; resume?: boolean; force?: boolean; quiet?: boolean }) {
+  const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
+  const config = resolveAudioConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
+  if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
+  const outDir = resolve(o.out ?? join("runs", `pretrain-audio-${o.preset}`));
+  await initEngine();
+  if (!o.resume) {
+    const m = config.model;
+    log(`data2vec speech pretraining, preset ${config.preset}: ${m.convLayers.length}-layer CNN, ${m.layers} blocks × ${m.dim}, ${config.train.steps} updates of ${config.train.batchSize} × ${config.data.cropSeconds} s → ${outDir}`);
+  }
+  const r = await pretrainAudio({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
+  const last = r.records[r.records.length - 1];
+  if (r.interrupted) log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+  else log(`done: checkpoint in ${r.checkpoint}`);
+  if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
+}
+
+async function clipsOf(entries: ReturnType<typeof libriSpeechEntries>, run: AudioRunConfig, what: string): Promise<Clip[]> {
+  log(`decoding ${entries.length} ${what} files`);
+  return loadClips(entries, run.model.sampleRate, run.model.normalize);
+}
+
+export type AudioFinetuneOptions = {
+  task?: string;
+  data?: string;
+  init?: string;
+  scratch?: boolean;
+  preset: string;
+  config?: string;
+  evalData?: string;
+  out: string;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
+  seed: number;
+  maxSeconds?: number;
+  freezeFeatureEncoder?: boolean;
+  maskProb?: number;
+  quiet?: boolean;
+};
+
+export async function runAudioFinetune(o: AudioFinetuneOptions) {
+  const task = o.task ?? "ctc";
+  if (task !== "ctc" && task !== "classify") throw new ConfigError(`--task ${task}: choose ctc (transcription) or classify`);
+  if (!o.init && !o.scratch) throw new ConfigError("pass --init <pretrained run> to fine-tune a pretrained model, or --scratch to train from random weights");
+  if (!o.data) throw new DataError(task === "ctc" ? "--data: pass transcribed speech in the LibriSpeech layout (e.g. from `d2v data synth-speech`)" : "--data: pass a folder per class of audio files, or a manifest with labels");
+  if (!existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
+  // Read the data before anything is trained or written, so bad input fails first.
+  const entries = task === "ctc" ? libriSpeechEntries(o.data) : labeledAudioEntries(o.data);
+  await initEngine();
+  let run: AudioRunConfig;
+  let encoder: AudioEncoderParams;
+  if (o.init) {
+    const loaded = loadAudioCheckpoint(o.init);
+    run = loaded.run;
+    if (loaded.head) tree.dispose(loaded.head.params.head as never);
+    if (o.scratch) {
+      tree.dispose(loaded.encoder as never);
+      encoder = freshAudioEncoder(run, o.seed);
+    } else encoder = loaded.encoder;
+  } else {
+    run = resolveAudioConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined);
+    encoder = freshAudioEncoder(run, o.seed);
+  }
+  const m = run.model;
+  const clips = await clipsOf(entries, run, "training");
+  const evalClips = o.evalData ? await clipsOf(task === "ctc" ? libriSpeechEntries(o.evalData) : labeledAudioEntries(o.evalData), run, "evaluation") : null;
+  const source = o.scratch ? "from scratch" : `from ${o.init}`;
+  const result: Record<string, unknown> = {};
+  if (task === "ctc") {
+    const utterances = toUtterances(clips, LIBRISPEECH_VOCAB);
+    const maxSeconds = o.maxSeconds ?? 16;
+    const long = clips.find((c) => c.samples.length > maxSeconds * m.sampleRate);
+    if (long) throw new DataError(`${long.name} is ${(long.samples.length / m.sampleRate).toFixed(1)} s long, over --max-seconds ${maxSeconds}; split long recordings or raise --max-seconds (memory grows with it)`);
+    const settings = {
+      epochs: o.epochs ?? 20,
+      batchSize: o.batchSize ?? 8,
+      lr: o.lr ?? 5e-4,
+      warmupFraction: 0.1,
+      weightDecay: o.weightDecay ?? 0.01,
+      seed: o.seed,
+      // The paper freezes the CNN when fine-tuning a pretrained model; a model from scratch must train it.
+      freezeFeatureEncoder: o.freezeFeatureEncoder ?? !o.scratch,
+      maxBatchSeconds: maxSeconds,
+      maskProb: o.maskProb ?? 0.25,
+      maskLength: 10,
+    };
+    log(`CTC fine-tuning ${source} on ${utterances.length} utterances (${(totalSeconds(clips, m.sampleRate) / 60).toFixed(1)} min), ${settings.epochs} epochs${settings.freezeFeatureEncoder ? ", feature encoder frozen" : ""}`);
+    const trained = await finetuneCtc({ encoder, head: newCtcHead(o.seed, m.dim, LIBRISPEECH_VOCAB.length) }, m, utterances, settings, { quiet: o.quiet });
+    const config: AudioCtcConfig = { kind: "audio-ctc", run, vocabulary: LIBRISPEECH_VOCAB, finetune: settings, initializedFrom: o.scratch ? null : (o.init ?? null) };
+    await saveAudioModel(resolve(o.out), trained.params, config);
+    log(`saved the transcriber in ${resolve(o.out)}`);
+    result.trainLoss = trained.history[trained.history.length - 1].loss;
+    if (evalClips) {
+      const ev = await evaluateCtc(trained.params, m, LIBRISPEECH_VOCAB, evalClips);
+      Object.assign(result, { cer: ev.cer, wer: ev.wer, utterances: ev.utterances });
+    }
+    tree.dispose(trained.params as never);
+  } else {
+    const labels = [...new Set(clips.map((c) => c.label!))].sort();
+    const settings = { epochs: o.epochs ?? 20, batchSize: o.batchSize ?? 8, lr: o.lr ?? 5e-4, warmupFraction: 0.1, weightDecay: o.weightDecay ?? 0.01, seed: o.seed, maxSeconds: o.maxSeconds ?? 2 };
+    log(`audio classification ${source} on ${clips.length} clips, ${labels.length} classes (clips cropped to ${settings.maxSeconds} s)`);
+    const trained = await finetuneAudioClassifier({ encoder, head: newCtcHead(o.seed, m.dim, labels.length) }, m, clips, clips.map((c) => labels.indexOf(c.label!)), labels.length, settings, { quiet: o.quiet });
+    const config: AudioClassifierConfig = { kind: "audio-classifier", run, labels, finetune: settings, initializedFrom: o.scratch ? null : (o.init ?? null) };
+    await saveAudioModel(resolve(o.out), trained.params, config);
+    log(`saved the classifier in ${resolve(o.out)}`);
+    const last = trained.history[trained.history.length - 1];
+    Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
+    if (evalClips) Object.assign(result, await classifyMetrics(trained.params, m, evalClips, labels, settings.batchSize, settings.maxSeconds));
+    tree.dispose(trained.params as never);
+  }
+  console.log(JSON.stringify(result));
+}
+
+async function classifyMetrics(params: CtcParams, m: AudioRunConfig["model"], clips: Clip[], labels: string[], batchSize: number, maxSeconds: number) {
+  const unknown = clips.find((c) => !labels.includes(c.label!));
+  if (unknown) throw new DataError(`${unknown.name} has label ${JSON.stringify(unknown.label)}, which the model does not know (${labels.join(", ")})`);
+  const pred = await predictAudioClasses(params, m, clips, batchSize, maxSeconds);
+  const gold = clips.map((c) => labels.indexOf(c.label!));
+  return { accuracy: accuracy(pred, gold), macroF1: macroF1(pred, gold, labels.length), examples: clips.length };
+}
+
+export async function runAudioEval(o: { model: string; data?: string; batchSize?: number; beam?: number }) {
+  if (!o.data) throw new DataError("--data: pass the labeled speech to evaluate on");
+  await initEngine();
+  const loaded = loadAudioCheckpoint(o.model);
+  if (!loaded.head) throw new ConfigError(`${o.model} is a pretrained model without a head; fine-tune it first (\`d2v finetune --task ctc --init ${o.model} ...\`)`);
+  const { params, config } = loaded.head;
+  const m = loaded.run.model;
+  if (config.kind === "audio-ctc") {
+    const clips = await clipsOf(libriSpeechEntries(o.data), loaded.run, "evaluation");
+    const ev = await evaluateCtc(params, m, config.vocabulary, clips, { batchSize: o.batchSize, beam: o.beam });
+    tree.dispose(params as never);
+    console.log(JSON.stringify({ task: "transcription", cer: ev.cer, wer: ev.wer, utterances: ev.utterances, decoding: (o.beam ?? 1) > 1 ? `beam ${o.beam}` : "greedy" }));
+  } else {
+    const clips = await clipsOf(labeledAudioEntries(o.data), loaded.run, "evaluation");
+    const metrics = await classifyMetrics(params, m, clips, config.labels, o.batchSize ?? config.finetune.batchSize, config.finetune.maxSeconds);
+    tree.dispose(params as never);
+    console.log(JSON.stringify({ task: "classification", ...metrics }));
+  }
+}
+
+/** `d2v transcribe` with one of our CTC checkpoints: one JSON line per file. */
+export async function runAudioTranscribe(files: string[], o: { model: string; beam?: number }) {
+  if (files.length === 0) throw new DataError("pass at least one WAV or FLAC file");
+  for (const f of files) if (!existsSync(f)) throw new DataError(`${f} does not exist`);
+  await initEngine();
+  const loaded = loadAudioCheckpoint(o.model);
+  if (loaded.head?.config.kind !== "audio-ctc") throw new ConfigError(`${o.model} is not a transcriber; fine-tune one with \`d2v finetune --task ctc\``);
+  const m = loaded.run.model;
+  const clips: Clip[] = [];
+  for (const f of files) {
+    const x = await readAudio(f, m.sampleRate);
+    clips.push({ name: basename(f), samples: m.normalize ? normalizeClip(x) : x });
+  }
+  const texts = await transcribeClips(loaded.head.params, m, loaded.head.config.vocabulary, clips, { beam: o.beam });
+  tree.dispose(loaded.head.params as never);
+  files.forEach((f, i) => console.log(JSON.stringify({ file: basename(f), text: texts[i] })));
+}
+
+export async function runSynthSpeech(o: { out: string; hours: number; labeledMinutes: number; testMinutes: number; speakers: number; snr?: number; seed: number; jobs: number }) {
+  const summary = await synthesizeSpeech(resolve(o.out), { hours: o.hours, labeledMinutes: o.labeledMinutes, testMinutes: o.testMinutes, speakers: o.speakers, snr: o.snr ?? null, seed: o.seed, sampleRate: 16000, jobs: o.jobs }, log);
+  console.log(JSON.stringify({ out: resolve(o.out), ...summary }));
+}

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ROOT } from "../helpers.js";
+
+const CLI = join(ROOT, "dist", "src", "cli", "main.js");
+const LIBRI = join(ROOT, "test", "fixtures", "audio", "librispeech");
+
+function d2v(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { ...process.env, D2V_THREADS: "2" } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const lastJson = (s: string) => JSON.parse(s.trim().split("\n").pop()!);
+
+test("speech end to end on the CLI: pretrain → finetune --task ctc → eval → transcribe", () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-audio-cli-"));
+  const cfg = join(dir, "micro.json");
+  writeFileSync(cfg, JSON.stringify({ model: { layers: 2, dim: 64, heads: 2, ffnDim: 128, posConvLayers: 2 }, data2vec: { topK: 2 }, train: { steps: 3, warmupSteps: 1, checkpointEvery: 2, batchSize: 2 } }));
+  const pre = d2v("pretrain", "--modality", "audio", "--data", LIBRI, "--config", cfg, "--out", join(dir, "pre"), "--quiet");
+  assert.equal(pre.code, 0, pre.stderr);
+  assert.equal(lastJson(pre.stdout).step, 3);
+  const ft = d2v("finetune", "--task", "ctc", "--init", join(dir, "pre"), "--data", LIBRI, "--eval-data", LIBRI, "--epochs", "1", "--out", join(dir, "ctc"), "--quiet");
+  assert.equal(ft.code, 0, ft.stderr);
+  const r = lastJson(ft.stdout);
+  assert.ok(r.cer >= 0 && r.wer >= 0 && r.utterances === 6, ft.stdout);
+  const ev = d2v("eval", "--model", join(dir, "ctc"), "--data", LIBRI, "--beam", "4");
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.equal(lastJson(ev.stdout).task, "transcription");
+  const tr = d2v("transcribe", "--model", join(dir, "ctc"), join(LIBRI, "100", "1", "100-1-00000.flac"));
+  assert.equal(tr.code, 0, tr.stderr);
+  assert.equal(lastJson(tr.stdout).file, "100-1-00000.flac");
+  assert.equal(typeof lastJson(tr.stdout).text, "string");
+});
+
+test("bad speech input fails before anything is written", () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-audio-bad-"));
+  const noData = d2v("pretrain", "--modality", "audio", "--out", join(dir, "a"));
+  assert.equal(noData.code, 2);
+  assert.match(noData.stderr, /synth-speech/);
+  // A transcript with characters outside the vocabulary.
+  const bad = join(dir, "bad");
+  cpSync(LIBRI, bad, { recursive: true });
+  writeFileSync(join(bad, "100", "1", "100-1.trans.txt"), "100-1-00000 ROOM 101\n");
+  const ft = d2v("finetune", "--task", "ctc", "--scratch", "--preset", "tiny", "--data", bad, "--out", join(dir, "ctc"));
+  assert.equal(ft.code, 2);
+  assert.match(ft.stderr, /100-1-00000.*outside the vocabulary|outside the vocabulary.*"1"/s);
+  assert.ok(!existsSync(join(dir, "ctc")));
+  const corrupt = join(dir, "corrupt");
+  cpSync(LIBRI, corrupt, { recursive: true });
+  writeFileSync(join(corrupt, "101", "1", "101-1-00003.flac"), "fLaC but not really");
+  const ft2 = d2v("finetune", "--task", "ctc", "--scratch", "--preset", "tiny", "--data", corrupt, "--out", join(dir, "ctc2"));
+  assert.equal(ft2.code, 2);
+  assert.match(ft2.stderr, /101-1-00003\.flac/);
+  assert.ok(!existsSync(join(dir, "ctc2")));
+});
