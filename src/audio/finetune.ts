@@ -326,10 +326,6 @@ export async function evaluateCtc(params: CtcParams, m: AudioModelConfig, vocab:
 
 export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearParams };
 
-export function newAudioClassifierHead(seed: number, dim: number, classes: number): LinearParams {
-  return newCtcHead(seed, dim, classes);
-}
-
 /** Logits [B, C] from waveforms [B, L] with frame mask [B, T]. Consumes params and inputs. */
 export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null): np.Array {
   const h = encodeInputs(p.encoder, { wave, frameMask: frameMask.ref }, m, keys);

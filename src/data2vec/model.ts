@@ -69,10 +69,6 @@ export function regressionHead(p: RegressionHead, x: np.Array, eps = 1e-5): np.A
   return x;
 }
 
-function renameViews(v: { student: Embedded; teacher: Embedded }): { student: Embedded; teacherIn: Embedded } {
-  return { student: v.student, teacherIn: v.teacher };
-}
-
 export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array };
 
 /**
@@ -90,7 +86,7 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
   // The student's masked view (dropout on) and the teacher's unmasked view through the shared input side
   // under stop-gradient (no dropout).
   let student: Embedded, teacherIn: Embedded;
-  if (modality.embedViews) ({ student, teacherIn } = renameViews(modality.embedViews(params.shared, batch, keys)));
+  if (modality.embedViews) ({ student, teacher: teacherIn } = modality.embedViews(params.shared, batch, keys));
   else {
     student = modality.embed(tree.ref(params.shared as never) as Shared, batch, "student", keys);
     const frozenShared = tree.map((a: np.Array) => lax.stopGradient(a), params.shared as never) as unknown as Shared;
