@@ -62,7 +62,7 @@ export function toUtterances(clips: Clip[], vocab: string[]): Utterance[] {
   });
 }
 
-/** Batches pad to a multiple of half a second, so that only a few shapes are compiled. */
+/** Clips longer than the audio budget get a batch of their own, padded to a multiple of half a second. */
 const PAD_SECONDS = 0.5;
 
 /**
@@ -88,48 +88,55 @@ class PerShape<F extends ((...a: never[]) => unknown) & { dispose(): void }> {
   }
 }
 
-function paddedSamples(longest: number, m: AudioModelConfig): number {
-  const quantum = Math.round(PAD_SECONDS * m.sampleRate);
-  return Math.ceil(longest / quantum) * quantum;
-}
-
-/** Rows of a batch padded to `samples`: as many as fit in the audio budget, at most `maxRows`, at least 1. */
-function rowsFor(samples: number, maxRows: number, budgetSamples: number): number {
-  return Math.max(1, Math.min(maxRows, Math.floor(budgetSamples / samples)));
-}
+/** A batch's device shape: `rows` clips of `samples` samples (filler rows and padding included). */
+export type BatchShape = { rows: number; samples: number };
 
 /**
- * Batches by duration: clips sorted by length are grouped while the padded batch stays within the budget.
- * The row count depends only on the padded length, so each length compiles one shape.
+ * The shape ladder: a clip of n samples goes into a batch of 2^k rows of budget / 2^k samples, the largest k
+ * whose rows still hold it (2^k at most `maxRows`). Every rung holds the same amount of audio, so an epoch
+ * compiles a handful of shapes whose buffers are the same sizes (jax-js reuses freed buffers only of the same
+ * size class; many shapes would exhaust the 4 GiB of wasm32), at the price of padding rows up to twice a
+ * clip's length. Clips longer than the budget are batches of one, padded to half a second.
  */
-export function durationBatches(lengths: number[], m: AudioModelConfig, maxRows: number, maxBatchSeconds: number): number[][] {
-  const budget = maxBatchSeconds * m.sampleRate;
-  const order = lengths.map((n, i) => [n, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i);
-  const batches: number[][] = [];
-  let current: number[] = [];
-  for (const i of order) {
-    if (current.length > 0 && current.length + 1 > rowsFor(paddedSamples(lengths[i], m), maxRows, budget)) {
-      batches.push(current);
-      current = [];
-    }
-    current.push(i);
+export function ladderShape(samples: number, sampleRate: number, maxRows: number, maxBatchSeconds: number): BatchShape {
+  const budget = Math.round(maxBatchSeconds * sampleRate);
+  if (samples > budget) {
+    const quantum = Math.round(PAD_SECONDS * sampleRate);
+    return { rows: 1, samples: Math.ceil(samples / quantum) * quantum };
   }
-  if (current.length > 0) batches.push(current);
+  let rows = 1;
+  while (rows * 2 <= maxRows && samples <= Math.floor(budget / (rows * 2))) rows *= 2;
+  return { rows, samples: Math.floor(budget / rows) };
+}
+
+/** Batches by duration: clips sorted by length fill the rows of their rung of the shape ladder. */
+export function durationBatches(lengths: number[], m: AudioModelConfig, maxRows: number, maxBatchSeconds: number): { rows: number[]; shape: BatchShape }[] {
+  const order = lengths.map((n, i) => [n, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i);
+  const batches: { rows: number[]; shape: BatchShape }[] = [];
+  let current: { rows: number[]; shape: BatchShape } | null = null;
+  for (const i of order) {
+    const shape = ladderShape(lengths[i], m.sampleRate, maxRows, maxBatchSeconds);
+    if (!current || current.shape.samples !== shape.samples || current.rows.length === current.shape.rows) {
+      current = { rows: [], shape };
+      batches.push(current);
+    }
+    current.rows.push(i);
+  }
   return batches;
 }
 
 type Inputs = { features?: np.Array; wave?: np.Array; frameMask: np.Array; timeMask?: np.Array };
 type HostBatch = { size: number; rows: number[]; samples: number; frames: number; frameLengths: number[]; wave: Float32Array; frameMask: Float32Array; timeMask: Float32Array | null };
 
-function hostBatch(clips: Clip[], rows: number[], batchSize: number, m: AudioModelConfig, mask: { prob: number; length: number; rng: HostRng } | null): HostBatch {
-  const samples = paddedSamples(Math.max(...rows.map((r) => clips[r].samples.length)), m);
+function hostBatch(clips: Clip[], rows: number[], shape: BatchShape, m: AudioModelConfig, mask: { prob: number; length: number; rng: HostRng } | null): HostBatch {
+  const { rows: batchSize, samples } = shape;
   const frames = framesForSamples(samples, m.convLayers);
   const wave = new Float32Array(batchSize * samples);
   rows.forEach((r, i) => wave.set(clips[r].samples, i * samples));
   const lengths = rows.map((r) => clips[r].samples.length);
   const frameLengths = lengths.map((n) => Math.min(frames, framesForSamples(n, m.convLayers)));
   // Filler rows (a short last batch) are all padding: one real frame keeps their softmax finite.
-  const frameMask = frameMaskArray([...lengths, ...new Array(batchSize - rows.length).fill(m.sampleRate)], frames, m);
+  const frameMask = frameMaskArray([...lengths, ...new Array(batchSize - rows.length).fill(Math.min(samples, m.sampleRate))], frames, m);
   let timeMask: Float32Array | null = null;
   if (mask && mask.prob > 0) {
     const spans = spanMask(frameLengths, frames, { prob: mask.prob, spanLength: mask.length, minSpans: 1 }, mask.rng);
@@ -144,9 +151,9 @@ export async function cacheFeatures(features: AudioShared["features"], m: AudioM
   const cnn = new PerShape(() => jit((f: AudioShared["features"], wave: np.Array) => featureEncoder(f, m.convLayers, wave)) as unknown as ((f: unknown, w: np.Array) => np.Array) & { dispose(): void });
   const channels = m.convLayers[m.convLayers.length - 1].channels;
   const out: Float32Array[] = new Array(clips.length);
-  for (const rows of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
-    const b = hostBatch(clips, rows, rows.length, m, null);
-    const y = (await cnn.get(`${rows.length}x${b.samples}`)(tree.ref(features as never), np.array(b.wave).reshape([rows.length, b.samples])).data()) as Float32Array;
+  for (const { rows, shape } of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
+    const b = hostBatch(clips, rows, shape, m, null);
+    const y = (await cnn.get(`${shape.rows}x${shape.samples}`)(tree.ref(features as never), np.array(b.wave).reshape([shape.rows, shape.samples])).data()) as Float32Array;
     rows.forEach((r, i) => {
       const n = b.frameLengths[i];
       out[r] = y.slice(i * b.frames * channels, (i * b.frames + n) * channels);
@@ -227,7 +234,6 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
 
   const rng = HostRng.seeded(s.seed);
   const buckets = durationBatches(clips.map((c) => c.samples.length), m, s.batchSize, s.maxBatchSeconds);
-  const budget = s.maxBatchSeconds * m.sampleRate;
   const total = buckets.length * s.epochs;
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
   let optState = adamwInit(trainable as unknown as ParamTree);
@@ -240,15 +246,15 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
       let counted = 0;
       let skipped = 0;
       // Shuffled batches, grouped by shape (the groups in a shuffled order).
-      const shapeOf = (rows: number[]) => paddedSamples(Math.max(...rows.map((r) => clips[r].samples.length)), m);
-      const groupRank = new Map(rng.shuffle([...new Set(buckets.map(shapeOf))]).map((shape, i) => [shape, i]));
-      const order = rng.shuffle(buckets.map((_, i) => i)).sort((a, b) => groupRank.get(shapeOf(buckets[a]))! - groupRank.get(shapeOf(buckets[b]))!);
+      const shapeKey = (k: number) => `${buckets[k].shape.rows}x${buckets[k].shape.samples}`;
+      const groupRank = new Map(rng.shuffle([...new Set(buckets.map((_, k) => shapeKey(k)))]).map((key, i) => [key, i]));
+      const order = rng.shuffle(buckets.map((_, i) => i)).sort((a, b) => groupRank.get(shapeKey(a))! - groupRank.get(shapeKey(b))!);
       for (const k of order) {
-        const rows = buckets[k];
-        const size = rowsFor(shapeOf(rows), s.batchSize, budget);
-        const b = hostBatch(clips, rows, size, m, { prob: s.maskProb, length: s.maskLength, rng });
+        const { rows, shape: batchShape } = buckets[k];
+        const size = batchShape.rows;
+        const b = hostBatch(clips, rows, batchShape, m, { prob: s.maskProb, length: s.maskLength, rng });
         const key = stepKey(s.seed, update);
-        const shape = `${size}x${b.samples}`;
+        const shape = shapeKey(k);
         const logits = (await forward.get(shape)(tree.ref(trainable as never) as Trainable, deviceInputs(b, cached, channels), key.ref).data()) as Float32Array;
         const cotangent = new Float32Array(size * b.frames * vocabSize);
         b.rows.forEach((r, i) => {
@@ -282,21 +288,35 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
   return { params: { encoder, head: trainable.head }, history };
 }
 
-/** Per-frame log-probabilities of each clip ([frames × V] rows), no dropout. Does not consume params. */
-export async function ctcLogProbs(params: CtcParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds = 32): Promise<{ logProbs: Float64Array; frames: number }[]> {
-  const forward = new PerShape(() => jit((p: CtcParams, x: Inputs) => linear(p.head, encodeInputs(p.encoder, x, m, null))) as unknown as ((p: CtcParams, x: Inputs) => np.Array) & { dispose(): void });
-  const vocabSize = params.head.weight.shape[1];
-  const out: { logProbs: Float64Array; frames: number }[] = new Array(clips.length);
-  for (const rows of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
-    const b = hostBatch(clips, rows, rows.length, m, null);
-    const logits = (await forward.get(`${rows.length}x${b.samples}`)(tree.ref(params as never) as CtcParams, deviceInputs(b, null, 0)).data()) as Float32Array;
-    rows.forEach((r, i) => {
-      const n = b.frameLengths[i];
-      out[r] = { logProbs: logSoftmax(logits.subarray(i * b.frames * vocabSize, (i * b.frames + n) * vocabSize), n, vocabSize), frames: n };
-    });
+/** Runs `head ∘ encoder` over the clips in duration batches (no dropout, no masking); rows [frames × width] per clip. */
+async function framewise<P>(params: P, apply: (p: P, h: np.Array) => np.Array, encoderOf: (p: P) => AudioEncoderParams, width: number, m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds: number): Promise<{ rows: Float32Array; frames: number }[]> {
+  const forward = new PerShape(() => jit((p: P, x: Inputs) => apply(p, encodeInputs(encoderOf(p), x, m, null))) as unknown as ((p: P, x: Inputs) => np.Array) & { dispose(): void });
+  const out: { rows: Float32Array; frames: number }[] = new Array(clips.length);
+  try {
+    for (const { rows, shape } of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
+      const b = hostBatch(clips, rows, shape, m, null);
+      const y = (await forward.get(`${shape.rows}x${shape.samples}`)(tree.ref(params as never) as P, deviceInputs(b, null, 0)).data()) as Float32Array;
+      rows.forEach((r, i) => {
+        const n = b.frameLengths[i];
+        out[r] = { rows: y.slice(i * b.frames * width, (i * b.frames + n) * width), frames: n };
+      });
+    }
+  } finally {
+    forward.dispose();
   }
-  forward.dispose();
   return out;
+}
+
+/** Per-frame log-probabilities of each clip ([frames × V] rows), no dropout. Does not consume params. */
+export async function ctcLogProbs(params: CtcParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds = 8): Promise<{ logProbs: Float64Array; frames: number }[]> {
+  const vocabSize = params.head.weight.shape[1];
+  const logits = await framewise(params, (p, h) => linear(p.head, h), (p) => p.encoder, vocabSize, m, clips, batchSize, maxBatchSeconds);
+  return logits.map(({ rows, frames }) => ({ logProbs: logSoftmax(rows, frames, vocabSize), frames }));
+}
+
+/** The encoder's final states of each clip ([frames × D] rows), no dropout or masking. Does not consume it. */
+export async function encoderStates(encoder: AudioEncoderParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds = 8): Promise<{ rows: Float32Array; frames: number }[]> {
+  return framewise(encoder, (_p, h) => h, (p) => p, m.dim, m, clips, batchSize, maxBatchSeconds);
 }
 
 /** Transcripts of each clip: greedy decoding, or prefix beam search with `beam` > 1. Does not consume params. */

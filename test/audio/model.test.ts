@@ -11,7 +11,7 @@ import { resolveAudioConfig } from "../../src/audio/config.js";
 import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec } from "../../src/audio/model.js";
 import { pretrainAudio } from "../../src/audio/pretrain.js";
 import { LIBRISPEECH_VOCAB } from "../../src/audio/ctc.js";
-import { evaluateCtc, finetuneCtc, newCtcHead, toUtterances } from "../../src/audio/finetune.js";
+import { durationBatches, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtterances } from "../../src/audio/finetune.js";
 import { freshAudioEncoder } from "../../src/audio/checkpoints.js";
 import { libriSpeechEntries, loadClips } from "../../src/audio/data.js";
 import { ROOT } from "../helpers.js";
@@ -81,4 +81,29 @@ test("CTC fine-tuning on the committed LibriSpeech-layout fixture lowers the los
   assert.equal(ev.utterances, 2);
   assert.ok(ev.cer >= 0 && ev.wer >= 0 && ev.hypotheses.length === 2);
   tree.dispose(r.params as never);
+});
+
+test("fine-tuning batches follow the shape ladder: every clip once, in rows that hold it, a few shapes of equal size", () => {
+  const rate = 16000;
+  const m = resolveAudioConfig("tiny").model;
+  // budget 8 s, at most 8 rows: 3.9 s → 2 rows of 4 s; 4.1 s → 1 row of 8 s; 0.3 s → 8 rows of 1 s; 9.1 s → alone, 9.5 s.
+  assert.deepEqual(ladderShape(3.9 * rate, rate, 8, 8), { rows: 2, samples: 4 * rate });
+  assert.deepEqual(ladderShape(4.1 * rate, rate, 8, 8), { rows: 1, samples: 8 * rate });
+  assert.deepEqual(ladderShape(0.3 * rate, rate, 8, 8), { rows: 8, samples: 1 * rate });
+  assert.deepEqual(ladderShape(9.1 * rate, rate, 8, 8), { rows: 1, samples: 9.5 * rate });
+  const lengths = Array.from({ length: 200 }, (_, i) => Math.round((0.4 + ((i * 37) % 97) / 10) * rate)); // 0.4–10 s
+  const batches = durationBatches(lengths, m, 8, 8);
+  const seen = batches.flatMap((b) => b.rows).sort((a, b) => a - b);
+  assert.deepEqual(seen, lengths.map((_, i) => i));
+  for (const { rows, shape } of batches) {
+    assert.ok(rows.length >= 1 && rows.length <= shape.rows);
+    for (const r of rows) {
+      assert.ok(lengths[r] <= shape.samples, `clip ${r} (${lengths[r]}) in ${JSON.stringify(shape)}`);
+      // The smallest rung that holds it: it does not fit the next one down.
+      if (shape.rows < 8 && shape.samples <= 8 * rate) assert.ok(lengths[r] > Math.floor((8 * rate) / (2 * shape.rows)), `clip ${r} (${lengths[r]}) could go in ${2 * shape.rows} rows`);
+    }
+  }
+  const inBudget = new Set(batches.filter((b) => b.shape.samples <= 8 * rate).map((b) => `${b.shape.rows}x${b.shape.samples}`));
+  assert.ok(inBudget.size <= 4, [...inBudget].join());
+  for (const key of inBudget) assert.equal(key.split("x").map(Number).reduce((a, b) => a * b), 8 * rate);
 });
