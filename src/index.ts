@@ -27,3 +27,24 @@ export { encodeText, textModality, initTextEncoder, type TextEncoderConfig } fro
 export { pretrainText } from "./text/pretrain.js";
 export { finetuneClassifier, predictClasses, accuracy, macroF1 } from "./text/classify.js";
 export { loadTextCheckpoint, saveClassifier } from "./text/checkpoints.js";
+// Speech
+export { decodeWav, decodeFlac, decodeAudio, readAudio, encodeWav16, resample, normalizeClip } from "./audio/io.js";
+export { listAudioFiles, readManifest, unlabeledEntries, libriSpeechEntries, labeledAudioEntries, loadClips, totalSeconds, type Clip } from "./audio/data.js";
+export { resolveAudioConfig, AUDIO_PRESETS, type AudioRunConfig, type AudioModelConfig } from "./audio/config.js";
+export { spanMask } from "./audio/masking.js";
+export { featureEncoder, encodeAudio, audioModality, initAudioEncoder, framesForSamples, type AudioEncoderParams } from "./audio/model.js";
+export { pretrainAudio } from "./audio/pretrain.js";
+export { LIBRISPEECH_VOCAB, encodeTranscript, ctcLoss, ctcGreedyDecode, ctcBeamSearch, logSoftmax } from "./audio/ctc.js";
+export { finetuneCtc, evaluateCtc, transcribeClips, ctcLogProbs, encoderStates, newCtcHead, toUtterances, finetuneAudioClassifier, predictAudioClasses, type CtcSettings } from "./audio/finetune.js";
+export { loadAudioCheckpoint, saveAudioModel, freshAudioEncoder } from "./audio/checkpoints.js";
+export { synthesizeSpeech } from "./audio/synth.js";
+export { editDistance, wordErrorRate, charErrorRate } from "./train/metrics.js";
+// Vision
+export { resolveVisionConfig, VISION_PRESETS, type VisionRunConfig } from "./vision/config.js";
+export { decodeImage, readImageDir, readImageFolder, mnistSplits } from "./vision/images.js";
+export { pretrainVision } from "./vision/pretrain.js";
+export { finetuneVision, predictVision, imageFeatures } from "./vision/classify.js";
+export { loadVisionCheckpoint, saveVisionClassifier } from "./vision/checkpoints.js";
+// Hugging Face checkpoints
+export { loadHfModel, runHfModel, isHfModelDir } from "./hf/model.js";
+export { exportHf } from "./hf/export.js";

@@ -10,7 +10,7 @@ import { resolveAudioConfig, type AudioRunConfig } from "../audio/config.js";
 import { freshAudioEncoder, loadAudioCheckpoint, saveAudioModel, type AudioClassifierConfig, type AudioCtcConfig } from "../audio/checkpoints.js";
 import { LIBRISPEECH_VOCAB } from "../audio/ctc.js";
 import { labeledAudioEntries, libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../audio/data.js";
-import { evaluateCtc, finetuneAudioClassifier, finetuneCtc, newCtcHead, predictAudioClasses, toUtterances, transcribeClips, type CtcParams } from "../audio/finetune.js";
+import { encoderStates, evaluateCtc, finetuneAudioClassifier, finetuneCtc, newCtcHead, predictAudioClasses, toUtterances, transcribeClips, type CtcParams } from "../audio/finetune.js";
 import { readAudio, normalizeClip } from "../audio/io.js";
 import { pretrainAudio } from "../audio/pretrain.js";
 import { synthesizeSpeech } from "../audio/synth.js";
@@ -182,4 +182,23 @@ export async function runAudioTranscribe(files: string[], o: { model: string; be
 export async function runSynthSpeech(o: { out: string; hours: number; labeledMinutes: number; testMinutes: number; speakers: number; snr?: number; seed: number; jobs: number }) {
   const summary = await synthesizeSpeech(resolve(o.out), { hours: o.hours, labeledMinutes: o.labeledMinutes, testMinutes: o.testMinutes, speakers: o.speakers, snr: o.snr ?? null, seed: o.seed, sampleRate: 16000, jobs: o.jobs }, log);
   console.log(JSON.stringify({ out: resolve(o.out), ...summary }));
+}
+
+/** Mean-pooled final states of each audio file (one JSON array per line), from any of our speech checkpoints. */
+export async function runAudioEmbed(files: string[], o: { model: string }) {
+  if (files.length === 0) throw new DataError("nothing to embed: pass audio files (WAV or FLAC)");
+  const missing = files.find((f) => !existsSync(f));
+  if (missing) throw new DataError(`${missing} does not exist`);
+  await initEngine();
+  const loaded = loadAudioCheckpoint(o.model);
+  if (loaded.head) tree.dispose(loaded.head.params.head as never);
+  const m = loaded.run.model;
+  const clips = await clipsOf(files.map((path) => ({ path })), loaded.run, "audio");
+  const states = await encoderStates(loaded.encoder, m, clips, 8);
+  for (const { rows, frames } of states) {
+    const mean = new Float64Array(m.dim);
+    for (let f = 0; f < frames; f++) for (let d = 0; d < m.dim; d++) mean[d] += rows[f * m.dim + d] / frames;
+    console.log(JSON.stringify(Array.from(mean, (x) => Number(x.toFixed(6)))));
+  }
+  tree.dispose(loaded.encoder as never);
 }

@@ -19,7 +19,7 @@ import { resolveVisionConfig } from "../vision/config.js";
 import { isHfModelDir } from "../hf/model.js";
 import { runHfEmbed } from "./hf-commands.js";
 import { resolveAudioConfig } from "../audio/config.js";
-import { runAudioEval, runAudioFinetune, runAudioPretrain, type AudioFinetuneOptions } from "./audio-commands.js";
+import { runAudioEmbed, runAudioEval, runAudioFinetune, runAudioPretrain, type AudioFinetuneOptions } from "./audio-commands.js";
 import { runVisionEval, runVisionFinetune, runVisionPretrain, type VisionFinetuneOptions } from "./vision-commands.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -178,6 +178,7 @@ export async function runEmbed(texts: string[], o: { model: string; file?: strin
   const all = [...texts];
   if (o.file) all.push(...readFileSync(o.file, "utf8").split("\n").filter((l) => l.trim()));
   if (isHfModelDir(o.model)) return runHfEmbed(all, o);
+  if (checkpointModality(o.model) === "audio") return runAudioEmbed(all, o);
   if (all.length === 0) throw new DataError("nothing to embed: pass texts as arguments or --file");
   await initEngine();
   const loaded = loadTextCheckpoint(o.model);

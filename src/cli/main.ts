@@ -88,11 +88,11 @@ program
 
 program
   .command("embed")
-  .description("embeddings (one JSON array per line): texts with our text checkpoints; texts, images or WAV files with a Hugging Face directory")
+  .description("embeddings (one JSON array per line): texts or audio files (mean-pooled frames) with our checkpoints; texts, images or WAV files with a Hugging Face directory")
   .requiredOption("--model <dir>", "a pretrained or fine-tuned checkpoint, or a Hugging Face data2vec directory")
   .option("--file <path>", "read texts from this file, one per line")
   .addOption(new Option("--pool <how>", "our text checkpoints: mean over tokens, or the <s> state").choices(["mean", "first"]).default("mean"))
-  .argument("[inputs...]", "texts (or, for Hugging Face vision/audio models, image/WAV files)")
+  .argument("[inputs...]", "texts, or audio files for speech models, or image files for Hugging Face vision models")
   .action(runEmbed);
 
 program

@@ -33,6 +33,14 @@ test("speech end to end on the CLI: pretrain → finetune --task ctc → eval �
   assert.equal(tr.code, 0, tr.stderr);
   assert.equal(lastJson(tr.stdout).file, "100-1-00000.flac");
   assert.equal(typeof lastJson(tr.stdout).text, "string");
+  // Embeddings: one mean-pooled vector per file, of the model's width; different clips differ.
+  const clips = ["100-1-00000.flac", "101-1-00003.flac"].map((f) => join(LIBRI, f.slice(0, 3), "1", f));
+  const em = d2v("embed", "--model", join(dir, "pre"), ...clips);
+  assert.equal(em.code, 0, em.stderr);
+  const vectors = em.stdout.trim().split("\n").map((l) => JSON.parse(l) as number[]);
+  assert.equal(vectors.length, 2);
+  assert.ok(vectors.every((v) => v.length === 64 && v.every(Number.isFinite)));
+  assert.ok(vectors[0].some((x, i) => Math.abs(x - vectors[1][i]) > 1e-3));
 });
 
 test("bad speech input fails before anything is written", () => {
