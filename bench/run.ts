@@ -1,5 +1,5 @@
 /**
- * Benchmarks (not tests): data2vec training-step throughput for the text and vision presets, the step's effective
+ * Benchmarks (not tests): data2vec training-step throughput for the text, vision and audio presets, the step's effective
  * GFLOP/s, the same process's 512×512 matmul GFLOP/s, and peak RSS. Each preset runs in its own process
  * so peak RSS is its own.
  *   npm run bench            a table
@@ -21,6 +21,10 @@ import { resolveVisionConfig, gridSize, type VisionRunConfig } from "../src/visi
 import { initVisionData2Vec, visionModality } from "../src/vision/model.js";
 import { ImageStream } from "../src/vision/pretrain.js";
 import { mnistSplits } from "../src/vision/images.js";
+import { resolveAudioConfig, type AudioRunConfig } from "../src/audio/config.js";
+import { framesForSamples, initAudioData2Vec, audioModality } from "../src/audio/model.js";
+import { AudioStream } from "../src/audio/pretrain.js";
+import { optimizerSettings } from "../src/train/pretrain.js";
 
 type Row = { name: string; unit: string; value: number; peakRssMB: number; [k: string]: unknown };
 
@@ -153,6 +157,73 @@ async function benchVisionStep(preset: string): Promise<Row[]> {
   ];
 }
 
+/**
+ * Matmul FLOPs of one data2vec speech update. The CNN runs once (forward + backward, 3×) and is shared by
+ * both views; projection, positional conv, blocks and head run for the student (3×), the positional conv
+ * and blocks once more for the teacher (1×).
+ */
+export function audioStepFlops(c: AudioRunConfig): number {
+  const m = c.model;
+  const crop = Math.round(c.data.cropSeconds * m.sampleRate);
+  let cnn = 0;
+  let inChannels = 1;
+  m.convLayers.forEach((layer, i) => {
+    cnn += 2 * framesForSamples(crop, m.convLayers.slice(0, i + 1)) * layer.kernel * inChannels * layer.channels;
+    inChannels = layer.channels;
+  });
+  const t = framesForSamples(crop, m.convLayers);
+  const d = m.dim;
+  const projection = 2 * t * inChannels * d;
+  const posConv = 2 * m.posConvLayers * t * m.posConvKernel * (d * d) / m.posConvGroups;
+  const blocks = m.layers * t * (2 * (4 * d * d + 2 * d * m.ffnDim) + 4 * t * d);
+  const head = 2 * t * d * d * c.data2vec.headLayers;
+  return c.train.batchSize * (3 * (cnn + projection + posConv + blocks + head) + posConv + blocks);
+}
+
+/** Synthetic speech-like clips (chirps in noise, 1–3 s): the step's cost does not depend on the content. */
+function syntheticClips(n: number, rate: number): { name: string; samples: Float32Array }[] {
+  const rng = HostRng.seeded(7);
+  return Array.from({ length: n }, (_, i) => {
+    const samples = new Float32Array(Math.round((1 + 2 * rng.uniform()) * rate));
+    const f0 = 100 + 200 * rng.uniform();
+    for (let j = 0; j < samples.length; j++) samples[j] = Math.sin((2 * Math.PI * f0 * j * (1 + j / samples.length)) / rate) + 0.1 * (2 * rng.uniform() - 1);
+    return { name: `synthetic-${i}`, samples };
+  });
+}
+
+async function benchAudioStep(preset: string): Promise<Row[]> {
+  const matmulBefore = await matmulGflops();
+  const c = resolveAudioConfig(preset);
+  let state = freshPretrainState(initAudioData2Vec(c, 0));
+  const steps = makeData2VecSteps(audioModality(c.model), c.data2vec, optimizerSettings(c.train));
+  const stream = new AudioStream(syntheticClips(4 * c.train.batchSize, c.model.sampleRate), c, null, { caller: true });
+  let audioSeconds = 0;
+  const run = async (i: number) => {
+    const teacher = steps.ema(state.teacher, tree.ref(state.params.layers as never) as BlockParams[], np.array(0.999));
+    const [params, opt, out] = steps.update(state.params, tree.ref(teacher as never) as BlockParams[], state.opt, stream.next(), stepKey(0, i), np.array(1e-4));
+    audioSeconds += stream.unitsPerBatch;
+    state = { params, teacher, opt, step: i };
+    await out.loss.data();
+    tree.dispose([out.targetVar, out.predVar, out.gradNorm, out.maskedSteps] as never);
+  };
+  await run(0);
+  await run(1);
+  const reps = preset === "tiny" ? 6 : 4;
+  audioSeconds = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await run(2 + i);
+  const sec = (performance.now() - t0) / 1000 / reps;
+  const mm = Math.max(matmulBefore, await matmulGflops());
+  const m = c.model;
+  const shape = { preset, layers: m.layers, dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, cnnChannels: m.convLayers[0].channels, batchSize: c.train.batchSize, cropSeconds: c.data.cropSeconds, frames: framesForSamples(Math.round(c.data.cropSeconds * m.sampleRate), m.convLayers), threads: engineThreads() };
+  const rss = peakRssMB();
+  return [
+    { name: `audio-${preset}-train-step`, unit: "audio-s/s", value: audioSeconds / reps / sec, peakRssMB: rss, stepSeconds: sec, ...shape },
+    { name: `audio-${preset}-train-step-effective`, unit: "GFLOP/s", value: audioStepFlops(c) / sec / 1e9, peakRssMB: rss, ...shape },
+    { name: `audio-${preset}-matmul-512`, unit: "GFLOP/s", value: mm, peakRssMB: rss, ...shape },
+  ];
+}
+
 const args = process.argv.slice(2);
 const json = args.includes("--json");
 const one = args.indexOf("--one");
@@ -162,6 +233,8 @@ if (one >= 0) {
   if (what === "matmul") {
     const rss = peakRssMB();
     console.log(JSON.stringify({ name: `matmul-512-threads-${engineThreads()}`, unit: "GFLOP/s", value: await matmulGflops(), peakRssMB: rss, threads: engineThreads() }));
+  } else if (what.startsWith("audio-")) {
+    for (const row of await benchAudioStep(what.slice("audio-".length))) console.log(JSON.stringify(row));
   } else if (what.startsWith("vision-")) {
     for (const row of await benchVisionStep(what.slice("vision-".length))) console.log(JSON.stringify(row));
   } else for (const row of await benchTextStep(what)) console.log(JSON.stringify(row));
@@ -175,6 +248,8 @@ if (one >= 0) {
     ["small", {}],
     ["vision-tiny", {}],
     ["vision-small", {}],
+    ["audio-tiny", {}],
+    ["audio-small", {}],
   ];
   for (const [what, env] of jobs) {
     const r = spawnSync(process.execPath, [self, "--one", what], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...env } });
@@ -186,7 +261,7 @@ if (one >= 0) {
   if (!json) {
     console.log("| benchmark | value | unit | peak RSS (MB) |\n|---|---:|---|---:|");
     for (const r of rows) console.log(`| ${r.name} | ${r.value.toFixed(1)} | ${r.unit} | ${r.peakRssMB} |`);
-    for (const name of ["text-tiny", "text-small", "vision-tiny", "vision-small"]) {
+    for (const name of ["text-tiny", "text-small", "vision-tiny", "vision-small", "audio-tiny", "audio-small"]) {
       const eff = rows.find((r) => r.name === `${name}-train-step-effective`)!;
       const mm = rows.find((r) => r.name === `${name}-matmul-512`)!;
       console.log(`${name}: step at ${((100 * eff.value) / mm.value).toFixed(0)}% of the 512×512 matmul rate`);
