@@ -92,11 +92,11 @@ class PerShape<F extends ((...a: never[]) => unknown) & { dispose(): void }> {
 export type BatchShape = { rows: number; samples: number };
 
 /**
- * The shape ladder: a clip of n samples goes into a batch of 2^k rows of budget / 2^k samples, the largest k
- * whose rows still hold it (2^k at most `maxRows`). Every rung holds the same amount of audio, so an epoch
- * compiles a handful of shapes whose buffers are the same sizes (jax-js reuses freed buffers only of the same
- * size class; many shapes would exhaust the 4 GiB of wasm32), at the price of padding rows up to twice a
- * clip's length. Clips longer than the budget are batches of one, padded to half a second.
+ * The shape ladder: rung k pads clips to budget / √2^k samples, with ⌊√2^k⌋ rows (at most `maxRows`); a clip
+ * goes to the shortest rung that holds it. Rungs hold 71–100% of the budget, so an epoch compiles a handful
+ * of shapes with buffers of similar sizes (jax-js reuses freed buffers only within a size class; many shapes
+ * would exhaust the 4 GiB of wasm32), and a clip is padded by at most 41%. Clips longer than the budget are
+ * batches of one, padded to half a second.
  */
 export function ladderShape(samples: number, sampleRate: number, maxRows: number, maxBatchSeconds: number): BatchShape {
   const budget = Math.round(maxBatchSeconds * sampleRate);
@@ -104,9 +104,10 @@ export function ladderShape(samples: number, sampleRate: number, maxRows: number
     const quantum = Math.round(PAD_SECONDS * sampleRate);
     return { rows: 1, samples: Math.ceil(samples / quantum) * quantum };
   }
-  let rows = 1;
-  while (rows * 2 <= maxRows && samples <= Math.floor(budget / (rows * 2))) rows *= 2;
-  return { rows, samples: Math.floor(budget / rows) };
+  const rung = (k: number): BatchShape => ({ rows: Math.floor(Math.SQRT2 ** k + 1e-9), samples: Math.floor(budget / Math.SQRT2 ** k + 1e-6) });
+  let k = 0;
+  while (rung(k + 1).rows <= maxRows && samples <= rung(k + 1).samples) k++;
+  return rung(k);
 }
 
 /** Batches by duration: clips sorted by length fill the rows of their rung of the shape ladder. */

@@ -86,9 +86,11 @@ test("CTC fine-tuning on the committed LibriSpeech-layout fixture lowers the los
 test("fine-tuning batches follow the shape ladder: every clip once, in rows that hold it, a few shapes of equal size", () => {
   const rate = 16000;
   const m = resolveAudioConfig("tiny").model;
-  // budget 8 s, at most 8 rows: 3.9 s → 2 rows of 4 s; 4.1 s → 1 row of 8 s; 0.3 s → 8 rows of 1 s; 9.1 s → alone, 9.5 s.
+  // budget 8 s, at most 8 rows: 3.9 s → 2 rows of 4 s; 4.1 s → 1 row of 8/√2 s; 2.1 s → 2 rows of 8/√8 s;
+  // 0.3 s → 8 rows of 1 s; 9.1 s → alone, 9.5 s.
   assert.deepEqual(ladderShape(3.9 * rate, rate, 8, 8), { rows: 2, samples: 4 * rate });
-  assert.deepEqual(ladderShape(4.1 * rate, rate, 8, 8), { rows: 1, samples: 8 * rate });
+  assert.deepEqual(ladderShape(4.1 * rate, rate, 8, 8), { rows: 1, samples: Math.floor((8 * rate) / Math.SQRT2) });
+  assert.deepEqual(ladderShape(2.1 * rate, rate, 8, 8), { rows: 2, samples: Math.floor((8 * rate) / Math.SQRT2 ** 3) });
   assert.deepEqual(ladderShape(0.3 * rate, rate, 8, 8), { rows: 8, samples: 1 * rate });
   assert.deepEqual(ladderShape(9.1 * rate, rate, 8, 8), { rows: 1, samples: 9.5 * rate });
   const lengths = Array.from({ length: 200 }, (_, i) => Math.round((0.4 + ((i * 37) % 97) / 10) * rate)); // 0.4–10 s
@@ -99,11 +101,14 @@ test("fine-tuning batches follow the shape ladder: every clip once, in rows that
     assert.ok(rows.length >= 1 && rows.length <= shape.rows);
     for (const r of rows) {
       assert.ok(lengths[r] <= shape.samples, `clip ${r} (${lengths[r]}) in ${JSON.stringify(shape)}`);
-      // The smallest rung that holds it: it does not fit the next one down.
-      if (shape.rows < 8 && shape.samples <= 8 * rate) assert.ok(lengths[r] > Math.floor((8 * rate) / (2 * shape.rows)), `clip ${r} (${lengths[r]}) could go in ${2 * shape.rows} rows`);
+      // The shortest rung that holds it, so padding adds at most √2.
+      if (shape.rows < 8 && shape.samples <= 8 * rate) assert.ok(lengths[r] * Math.SQRT2 > shape.samples, `clip ${r} (${lengths[r]}) in ${JSON.stringify(shape)}`);
     }
   }
   const inBudget = new Set(batches.filter((b) => b.shape.samples <= 8 * rate).map((b) => `${b.shape.rows}x${b.shape.samples}`));
-  assert.ok(inBudget.size <= 4, [...inBudget].join());
-  for (const key of inBudget) assert.equal(key.split("x").map(Number).reduce((a, b) => a * b), 8 * rate);
+  assert.ok(inBudget.size <= 7, [...inBudget].join());
+  for (const key of inBudget) {
+    const total = key.split("x").map(Number).reduce((a, b) => a * b);
+    assert.ok(total <= 8 * rate && total >= 0.7 * 8 * rate, key);
+  }
 });
