@@ -19,6 +19,7 @@ import { loadTextCheckpoint } from "../src/text/checkpoints.js";
 import { resolveTextConfig } from "../src/text/config.js";
 import { initTextEncoder } from "../src/text/model.js";
 import { pretrainText } from "../src/text/pretrain.js";
+import { ensurePretrained, percentMeanStd } from "./common.js";
 import { KeyStream } from "../src/nn/random.js";
 
 const arg = (name: string, fallback: string) => {
@@ -44,19 +45,7 @@ const config = resolveTextConfig(preset, pretrainOverrides ? JSON.parse(readFile
   train: { steps: Number(arg("steps", String(resolveTextConfig(preset).train.steps))) },
 });
 const pretrainDir = join(out, "pretrain");
-const ckpt = join(pretrainDir, "checkpoint");
-const statePath = join(ckpt, "state.json");
-const done = existsSync(statePath) && (JSON.parse(readFileSync(statePath, "utf8")) as { step: number }).step >= config.train.steps;
-if (!done) {
-  const r = await pretrainText({ config, docs: task.pretrainDocs, outDir: pretrainDir, resume: existsSync(statePath), resumeSteps: config.train.steps, log });
-  if (r.interrupted) {
-    log(`interrupted; run the same command again to continue`);
-    process.exit(130);
-  }
-}
-const metrics = readFileSync(join(pretrainDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-const totalPretrainSeconds = metrics.reduce((s: number, r: { sec: number }) => s + r.sec, 0);
-log(`pretraining: ${metrics.length} updates, ${(totalPretrainSeconds / 60).toFixed(1)} min of steps`);
+const pretrained = await ensurePretrained(pretrainDir, config.train.steps, (resume) => pretrainText({ config, docs: task.pretrainDocs, outDir: pretrainDir, resume, resumeSteps: config.train.steps, log }), log);
 
 // 2. Fine-tuning, pretrained vs scratch, per seed and learning rate (cached per run).
 const base = loadTextCheckpoint(pretrainDir);
@@ -71,7 +60,7 @@ mkdirSync(out, { recursive: true });
 const save = () =>
   writeFileSync(
     resultsPath,
-    JSON.stringify({ preset, pooling, pretrainUpdates: metrics.length, pretrainMinutes: totalPretrainSeconds / 60, finalPretrainRecord: metrics[metrics.length - 1], epochs, labels: task.labels, trainExamples: task.train.length, testExamples: task.test.length, runs: results }, null, 2),
+    JSON.stringify({ preset, pooling, pretrainUpdates: pretrained.updates, pretrainMinutes: pretrained.minutes, finalPretrainRecord: pretrained.last, epochs, labels: task.labels, trainExamples: task.train.length, testExamples: task.test.length, runs: results }, null, 2),
   );
 // Each fine-tuning run is a child process: jax-js's wasm heap only grows, so runs must not share one.
 const one = process.argv.indexOf("--one");
@@ -116,15 +105,10 @@ for (const lr of lrs) {
 save();
 
 // 3. Report.
-const stat = (xs: number[]) => {
-  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const sd = Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
-  return `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)}`;
-};
 console.log(`| fine-tuning lr | pretrained: test accuracy (%) | scratch: test accuracy (%) | pretrained: macro-F1 | scratch: macro-F1 |`);
 console.log(`|---|---|---|---|---|`);
 for (const lr of lrs) {
   const sel = (init: string) => results.filter((r) => r.lr === lr && r.init === init);
-  console.log(`| ${lr} | ${stat(sel("pretrained").map((r) => r.accuracy))} | ${stat(sel("scratch").map((r) => r.accuracy))} | ${stat(sel("pretrained").map((r) => r.macroF1))} | ${stat(sel("scratch").map((r) => r.macroF1))} |`);
+  console.log(`| ${lr} | ${percentMeanStd(sel("pretrained").map((r) => r.accuracy))} | ${percentMeanStd(sel("scratch").map((r) => r.accuracy))} | ${percentMeanStd(sel("pretrained").map((r) => r.macroF1))} | ${percentMeanStd(sel("scratch").map((r) => r.macroF1))} |`);
 }
-console.log(`\n${seeds.length} seeds; chance = ${(100 / task.labels.length).toFixed(1)}%; pretraining: preset ${preset}, ${metrics.length} updates in ${(totalPretrainSeconds / 60).toFixed(1)} min.`);
+console.log(`\n${seeds.length} seeds; chance = ${(100 / task.labels.length).toFixed(1)}%; pretraining: preset ${preset}, ${pretrained.updates} updates in ${pretrained.minutes.toFixed(1)} min.`);

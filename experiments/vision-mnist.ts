@@ -23,6 +23,7 @@ import { resolveVisionConfig } from "../src/vision/config.js";
 import { balancedSubset, mnistSplits } from "../src/vision/images.js";
 import { initVisionEncoder } from "../src/vision/model.js";
 import { pretrainVision } from "../src/vision/pretrain.js";
+import { ensurePretrained, percentMeanStd } from "./common.js";
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -42,7 +43,6 @@ const log = (m: string) => process.stderr.write(`${m}\n`);
 await initEngine();
 const config = resolveVisionConfig(preset, pretrainOverrides ? JSON.parse(readFileSync(pretrainOverrides, "utf8")) : undefined, { train: { steps: Number(arg("steps", String(resolveVisionConfig(preset).train.steps))) } });
 const pretrainDir = join(out, "pretrain");
-const statePath = join(pretrainDir, "checkpoint", "state.json");
 
 /** `lr` is the fine-tuning learning rate (probes always use theirs). */
 type Result = { mode: "finetune" | "probe"; init: "pretrained" | "scratch"; seed: number; lr?: number; accuracy: number; trainAccuracy: number };
@@ -81,24 +81,14 @@ if (one >= 0) {
 }
 
 // 1. Pretraining (resumable).
-const done = existsSync(statePath) && (JSON.parse(readFileSync(statePath, "utf8")) as { step: number }).step >= config.train.steps;
-if (!done) {
-  const r = await pretrainVision({ config, outDir: pretrainDir, resume: existsSync(statePath), resumeSteps: config.train.steps, log });
-  if (r.interrupted) {
-    log(`interrupted; run the same command again to continue`);
-    process.exit(130);
-  }
-}
-const metrics = readFileSync(join(pretrainDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { sec: number; loss: number });
-const pretrainMinutes = metrics.reduce((s, r) => s + r.sec, 0) / 60;
-log(`pretraining: ${metrics.length} updates, ${pretrainMinutes.toFixed(1)} min of steps`);
+const pretrained = await ensurePretrained(pretrainDir, config.train.steps, (resume) => pretrainVision({ config, outDir: pretrainDir, resume, resumeSteps: config.train.steps, log }), log);
 
 // 2. Fine-tuning and linear probes, pretrained vs scratch (cached per run).
 const resultsPath = join(out, "results.json");
 const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
 mkdirSync(out, { recursive: true });
 const save = () =>
-  writeFileSync(resultsPath, JSON.stringify({ preset, augment, pretrainConfig: config, pretrainUpdates: metrics.length, pretrainMinutes, finalPretrainLoss: metrics[metrics.length - 1].loss, perClass, epochs, lr, runs: results }, null, 2));
+  writeFileSync(resultsPath, JSON.stringify({ preset, augment, pretrainConfig: config, pretrainUpdates: pretrained.updates, pretrainMinutes: pretrained.minutes, finalPretrainLoss: pretrained.finalLoss, perClass, epochs, lr, runs: results }, null, 2));
 for (const mode of ["probe", "finetune"] as const) {
   for (const seed of seeds) {
     for (const init of ["pretrained", "scratch"] as const) {
@@ -117,16 +107,11 @@ for (const mode of ["probe", "finetune"] as const) {
 save();
 
 // 3. Report.
-const stat = (xs: number[]) => {
-  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const sd = Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
-  return `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)}`;
-};
 console.log(`| evaluation | pretrained: test accuracy (%) | scratch: test accuracy (%) |`);
 console.log(`|---|---|---|`);
 const lrs = [...new Set(results.filter((r) => r.mode === "finetune").map((r) => r.lr ?? 1e-3))].sort((a, b) => a - b);
 for (const [mode, rowLr] of [...lrs.map((l) => ["finetune", l] as const), ["probe", 0] as const]) {
   const sel = (init: string) => results.filter((r) => r.mode === mode && r.init === init && (mode === "probe" || (r.lr ?? 1e-3) === rowLr) && seeds.includes(r.seed)).map((r) => r.accuracy);
-  console.log(`| ${mode === "finetune" ? `fine-tuning, lr ${rowLr}` : "linear probe"} | ${stat(sel("pretrained"))} | ${stat(sel("scratch"))} |`);
+  console.log(`| ${mode === "finetune" ? `fine-tuning, lr ${rowLr}` : "linear probe"} | ${percentMeanStd(sel("pretrained"))} | ${percentMeanStd(sel("scratch"))} |`);
 }
-console.log(`\n${seeds.length} seeds; ${perClass * 10} labeled training images; 2,000 test images; pretraining: preset ${preset}, ${metrics.length} updates in ${pretrainMinutes.toFixed(1)} min.`);
+console.log(`\n${seeds.length} seeds; ${perClass * 10} labeled training images; 2,000 test images; pretraining: preset ${preset}, ${pretrained.updates} updates in ${pretrained.minutes.toFixed(1)} min.`);
