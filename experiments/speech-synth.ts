@@ -103,9 +103,14 @@ const pretrained = await ensurePretrained(pretrainDir, config.train.steps, (resu
 
 // 2. Fine-tuning, pretrained vs scratch (cached per seed and initialization).
 const resultsPath = join(out, "results.json");
-const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
-mkdirSync(out, { recursive: true });
 const recipe = { labeledMinutes, epochs, lr, maskProb, maxBatchSeconds, batchSize, freezeFeatureEncoder: true };
+const cached = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { recipe: typeof recipe; runs: Result[] }) : null;
+if (cached && JSON.stringify(cached.recipe) !== JSON.stringify(recipe)) {
+  log(`${resultsPath} holds runs of another fine-tuning recipe (${JSON.stringify(cached.recipe)}); pass another --out (the pretraining can be copied) or remove it`);
+  process.exit(2);
+}
+const results: Result[] = cached?.runs ?? [];
+mkdirSync(out, { recursive: true });
 const save = () => writeFileSync(resultsPath, JSON.stringify({ preset, data, pretrainUpdates: pretrained.updates, pretrainMinutes: pretrained.minutes, finalPretrainLoss: pretrained.finalLoss, recipe, runs: results }, null, 2));
 const runOne = (init: string, seed: number) =>
   new Promise<Result>((done, fail) => {
