@@ -60,6 +60,9 @@ export type AudioFinetuneOptions = {
   quiet?: boolean;
 };
 
+/** The longest batch (seconds of audio) whose CNN backward pass fits in wasm32 memory (`small`: 8 s ≈ 2.5 GB, 9.5 s fails). */
+const TRAINED_CNN_MAX_SECONDS = 8;
+
 export async function runAudioFinetune(o: AudioFinetuneOptions) {
   const task = o.task ?? "ctc";
   if (task !== "ctc" && task !== "classify") throw new ConfigError(`--task ${task}: choose ctc (transcription) or classify`);
@@ -90,9 +93,15 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
   const result: Record<string, unknown> = {};
   if (task === "ctc") {
     const utterances = toUtterances(clips, LIBRISPEECH_VOCAB);
-    const maxSeconds = o.maxSeconds ?? 16;
+    // The CNN is frozen unless asked (the paper's fine-tuning; its outputs are then cached). Training it needs
+    // about 0.3 GB of wasm memory per second of audio in a batch, so its batches are capped at 8 s.
+    const freezeFeatureEncoder = o.freezeFeatureEncoder ?? true;
+    const maxSeconds = freezeFeatureEncoder ? (o.maxSeconds ?? 16) : Math.min(o.maxSeconds ?? TRAINED_CNN_MAX_SECONDS, TRAINED_CNN_MAX_SECONDS);
     const long = clips.find((c) => c.samples.length > maxSeconds * m.sampleRate);
-    if (long) throw new DataError(`${long.name} is ${(long.samples.length / m.sampleRate).toFixed(1)} s long, over --max-seconds ${maxSeconds}; split long recordings or raise --max-seconds (memory grows with it)`);
+    if (long) {
+      const fix = freezeFeatureEncoder ? "split long recordings or raise --max-seconds (memory grows with it)" : `with the CNN training (--no-freeze-feature-encoder) utterances can be at most ${TRAINED_CNN_MAX_SECONDS} s in 4 GiB of wasm memory; split long recordings or keep the CNN frozen`;
+      throw new DataError(`${long.name} is ${(long.samples.length / m.sampleRate).toFixed(1)} s long, over ${maxSeconds} s; ${fix}`);
+    }
     const settings = {
       epochs: o.epochs ?? 20,
       batchSize: o.batchSize ?? 8,
@@ -100,8 +109,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       warmupFraction: 0.1,
       weightDecay: o.weightDecay ?? 0.01,
       seed: o.seed,
-      // The paper freezes the CNN when fine-tuning a pretrained model; a model from scratch must train it.
-      freezeFeatureEncoder: o.freezeFeatureEncoder ?? !o.scratch,
+      freezeFeatureEncoder,
       maxBatchSeconds: maxSeconds,
       maskProb: o.maskProb ?? 0.25,
       maskLength: 10,

@@ -54,7 +54,7 @@ program
   .addOption(new Option("--modality <m>", "for --scratch without --init").choices(["text", "vision", "audio"]).default("text"))
   .addOption(new Option("--task <task>", "audio: ctc (transcription; --data in the LibriSpeech layout) or classify (a folder per class or a labeled manifest)").choices(["ctc", "classify"]))
   .option("--max-seconds <s>", "audio: longest utterance (ctc, an error beyond it) or crop length (classify)", num("--max-seconds"))
-  .option("--no-freeze-feature-encoder", "audio ctc: also train the CNN (by default it is frozen when starting from a pretrained model)")
+  .option("--no-freeze-feature-encoder", "audio ctc: also train the CNN feature encoder (frozen by default, as in the paper; batches then hold at most 8 s of audio)")
   .option("--mask-prob <p>", "audio ctc: time-masking probability during fine-tuning (0.25)", num("--mask-prob"))
   .option("--init <dir>", "pretrained checkpoint (a `d2v pretrain` run directory)")
   .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")

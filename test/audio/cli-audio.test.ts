@@ -63,4 +63,11 @@ test("bad speech input fails before anything is written", () => {
   assert.equal(ft2.code, 2);
   assert.match(ft2.stderr, /101-1-00003\.flac/);
   assert.ok(!existsSync(join(dir, "ctc2")));
+  // Utterances longer than the limit: an error naming the clip and the fix (the CNN's own cap when it trains).
+  const ft3 = d2v("finetune", "--task", "ctc", "--scratch", "--preset", "tiny", "--data", LIBRI, "--no-freeze-feature-encoder", "--max-seconds", "20", "--epochs", "1", "--out", join(dir, "ctc3"), "--quiet");
+  assert.equal(ft3.code, 0, ft3.stderr); // capped at 8 s: the fixture's clips are shorter
+  const ft4 = d2v("finetune", "--task", "ctc", "--scratch", "--preset", "tiny", "--data", LIBRI, "--no-freeze-feature-encoder", "--max-seconds", "0.5", "--out", join(dir, "ctc4"));
+  assert.equal(ft4.code, 2);
+  assert.match(ft4.stderr, /\.flac is .* s long, over 0\.5 s; with the CNN training/);
+  assert.ok(!existsSync(join(dir, "ctc4")));
 });
