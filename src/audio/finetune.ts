@@ -18,7 +18,7 @@ import { initLinear } from "../nn/init.js";
 import { linear, type LinearParams } from "../nn/layers.js";
 import { runEncoder } from "../nn/encoder.js";
 import { KeyStream } from "../nn/random.js";
-import { labelArrays, trainClassifier, type EpochRecord } from "../train/finetune.js";
+import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
 import { charErrorRate, wordErrorRate } from "../train/metrics.js";
 import { Progress } from "../train/progress.js";
 import type { AudioModelConfig } from "./config.js";
@@ -36,13 +36,7 @@ export function newCtcHead(seed: number, dim: number, vocabSize: number): Linear
   return head;
 }
 
-export type CtcSettings = {
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  warmupFraction: number;
-  weightDecay: number;
-  seed: number;
+export type CtcSettings = FinetuneBase & {
   /** Keep the CNN feature encoder fixed (fairseq's feature_grad_mult 0). */
   freezeFeatureEncoder: boolean;
   /** Audio per batch (padding included) is kept under this many seconds: the bound on memory. */
@@ -377,7 +371,7 @@ function classInputs(clips: Clip[], rows: number[], batchSize: number, samples: 
   return { wave: np.array(wave).reshape([batchSize, samples]), frameMask: np.array(frameMask).reshape([batchSize, frames]) };
 }
 
-export type AudioClassifySettings = { epochs: number; batchSize: number; lr: number; warmupFraction: number; weightDecay: number; seed: number; maxSeconds: number };
+export type AudioClassifySettings = FinetuneBase & { maxSeconds: number };
 
 export async function finetuneAudioClassifier(
   params: AudioClassifierParams,

@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { firstEpoch, freshPretrainState, loadPretrainState, nextRows, openPretrainRun, optimizerSettings, pretrain, scheduleSettings, type EpochOrder, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { firstEpoch, freshPretrainState, loadPretrainState, nextRows, openPretrainRun, pretrain, runSetup, type EpochOrder, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { parseAudioRunConfig, type AudioRunConfig } from "./config.js";
 import { lengthBuckets, loadClips, totalSeconds, unlabeledEntries, type Clip } from "./data.js";
 import { spanMask } from "./masking.js";
@@ -138,23 +138,8 @@ export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records:
     log(`resuming at update ${state.step} of ${cfg.train.steps}`);
   } else state = freshPretrainState(fresh);
 
-  const t = cfg.train;
   const result = await pretrain(
-    {
-      modality: audioModality(cfg.model),
-      d2v: cfg.data2vec,
-      optim: optimizerSettings(t),
-      schedule: scheduleSettings(t),
-      steps: t.steps,
-      accumSteps: t.accumSteps,
-      seed: t.seed,
-      checkpointEvery: t.checkpointEvery,
-      outDir: o.outDir,
-      config: { kind: "data2vec-pretrain", ...cfg },
-      quiet: o.quiet,
-      stopAfter: o.stopAfter,
-      onUpdate: o.onUpdate,
-    },
+    runSetup(audioModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate }),
     state,
     new AudioStream(clips, cfg, dataState, source),
   );

@@ -11,7 +11,7 @@ import { KeyStream } from "../nn/random.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { padBatch, type LabeledText } from "./data.js";
 import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
-import { labelArrays, trainClassifier, type EpochRecord } from "../train/finetune.js";
+import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
 
 export { accuracy, crossEntropy, macroF1 } from "../train/metrics.js";
 
@@ -85,13 +85,7 @@ function makeBatch(d: Encoded, rows: number[], batchSize: number, seqLen: number
   };
 }
 
-export type FinetuneSettings = {
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  warmupFraction: number;
-  weightDecay: number;
-  seed: number;
+export type FinetuneSettings = FinetuneBase & {
   /** Sequences are truncated to this many tokens (at most the model's maxPositions). */
   seqLen: number;
   /** The head reads the `<s>` state (default) or the mean over tokens. */

@@ -3,7 +3,7 @@ import { tree } from "../engine/jax.js";
 import { join, resolve } from "node:path";
 import { ConfigError, DataError, VocabError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, pretrain, runSetup, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
 import { parseTextRunConfig, type TextRunConfig } from "./config.js";
@@ -118,24 +118,8 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
     log(`resuming at update ${state.step} of ${cfg.train.steps}`);
   } else state = freshPretrainState(fresh);
 
-  const t = cfg.train;
   const result = await pretrain(
-    {
-      modality: textModality(enc),
-      d2v: cfg.data2vec,
-      optim: optimizerSettings(t),
-      schedule: scheduleSettings(t),
-      steps: t.steps,
-      accumSteps: t.accumSteps,
-      seed: t.seed,
-      checkpointEvery: t.checkpointEvery,
-      outDir: o.outDir,
-      config: { kind: "data2vec-pretrain", ...cfg },
-      files: tok.files(),
-      quiet: o.quiet,
-      stopAfter: o.stopAfter,
-      onUpdate: o.onUpdate,
-    },
+    runSetup(textModality(enc), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, files: tok.files() }),
     state,
     new BlockStream(blocks, tok, cfg, dataState as StreamState | null, source),
   );

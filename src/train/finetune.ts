@@ -27,6 +27,16 @@ export function labelArrays(labels: number[], rows: number[], batchSize: number,
   return { labels: np.array(oneHot).reshape([batchSize, classes]), weights: np.array(weights) };
 }
 
+/** The settings every fine-tuning shares (AdamW with warm-up then cosine decay); each task adds its own. */
+export type FinetuneBase = {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  warmupFraction: number;
+  weightDecay: number;
+  seed: number;
+};
+
 export type ClassifierTraining<P, B extends LabeledBatch> = {
   params: P;
   examples: number;

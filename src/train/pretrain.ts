@@ -103,6 +103,34 @@ export function scheduleSettings(t: TrainSettings): ScheduleConfig {
   return { kind: "cosine", peakLr: t.lr, warmupSteps: t.warmupSteps, totalSteps: t.steps, minLr: t.minLr };
 }
 
+/**
+ * The setup of a pretraining run from its settings (data2vec, optimizer, schedule), checkpointed with the whole
+ * run config as a `data2vec-pretrain` config.
+ */
+export function runSetup<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
+  modality: Modality<Shared, Batch>,
+  cfg: { data2vec: Data2VecSettings; train: TrainSettings & { accumSteps: number; seed: number; checkpointEvery: number } },
+  o: { outDir: string; quiet?: boolean; stopAfter?: number; onUpdate?: (record: PretrainRecord) => void; files?: Record<string, string> },
+): PretrainSetup<Shared, Batch> {
+  const t = cfg.train;
+  return {
+    modality,
+    d2v: cfg.data2vec,
+    optim: optimizerSettings(t),
+    schedule: scheduleSettings(t),
+    steps: t.steps,
+    accumSteps: t.accumSteps,
+    seed: t.seed,
+    checkpointEvery: t.checkpointEvery,
+    outDir: o.outDir,
+    config: { kind: "data2vec-pretrain", ...cfg },
+    files: o.files,
+    quiet: o.quiet,
+    stopAfter: o.stopAfter,
+    onUpdate: o.onUpdate,
+  };
+}
+
 export function checkpointDir(outDir: string): string {
   return join(outDir, "checkpoint");
 }

@@ -12,7 +12,7 @@ import { initLayerNorm, initLinear } from "../nn/init.js";
 import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import { crossEntropy } from "../train/metrics.js";
-import { labelArrays, trainClassifier, type EpochRecord } from "../train/finetune.js";
+import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
 import { augmentImage, prepareImage } from "./augment.js";
 import type { VisionRunConfig } from "./config.js";
 import type { Image, LabeledImages } from "./images.js";
@@ -58,13 +58,7 @@ function imageInputs(images: Image[], rows: number[], batchSize: number, cfg: Vi
   return inputs;
 }
 
-export type VisionFinetuneSettings = {
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  warmupFraction: number;
-  weightDecay: number;
-  seed: number;
+export type VisionFinetuneSettings = FinetuneBase & {
   /** Train on augmented views (the run config's augmentations). */
   augment: boolean;
 };

@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
-import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, optimizerSettings, pretrain, scheduleSettings, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
+import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, pretrain, runSetup, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { augmentImage } from "./augment.js";
 import { gridSize, parseVisionRunConfig, type VisionRunConfig } from "./config.js";
 import { mnistSplits, readImageDir, withChannels, type Image } from "./images.js";
@@ -115,23 +115,8 @@ export async function pretrainVision(o: VisionPretrainOptions): Promise<{ record
     log(`resuming at update ${state.step} of ${cfg.train.steps}`);
   } else state = freshPretrainState(fresh);
 
-  const t = cfg.train;
   const result = await pretrain(
-    {
-      modality: visionModality(cfg.model),
-      d2v: cfg.data2vec,
-      optim: optimizerSettings(t),
-      schedule: scheduleSettings(t),
-      steps: t.steps,
-      accumSteps: t.accumSteps,
-      seed: t.seed,
-      checkpointEvery: t.checkpointEvery,
-      outDir: o.outDir,
-      config: { kind: "data2vec-pretrain", ...cfg },
-      quiet: o.quiet,
-      stopAfter: o.stopAfter,
-      onUpdate: o.onUpdate,
-    },
+    runSetup(visionModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate }),
     state,
     new ImageStream(images, cfg, dataState, source),
   );
