@@ -117,6 +117,7 @@ const tiny: AudioRunConfig = {
     minTargetVar: 0.01,
     minPredVar: 0.01,
     collapseWarmupSteps: 200,
+    teacherContext: null,
   },
   masking: { prob: 0.65, spanLength: 10, minSpans: 1 },
   data: { cropSeconds: 1, minSeconds: 0.5 },

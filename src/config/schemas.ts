@@ -21,6 +21,8 @@ export const data2vecSchema = z
         annealSteps: z.number().int().min(0),
       })
       .strict(),
+    /** Teacher self-attention window (max distance in steps / patches); null = full context. */
+    teacherContext: z.number().int().min(0).nullable().default(null),
     minTargetVar: z.number().min(0),
     minPredVar: z.number().min(0),
     collapseWarmupSteps: z.number().int().min(0),

@@ -20,6 +20,12 @@ export type Data2VecSettings = {
   /** Regression head: 1 = Linear(D, D); 2 = Linear(D, 2D) → GELU → Linear(2D, D) (text). */
   headLayers: 1 | 2;
   ema: EmaSchedule;
+  /**
+   * Restrict the teacher's self-attention to steps at most this far away (the paper's context-size ablation,
+   * §5.3); null = the whole input. Distances are the modality's (`Modality.stepDistances`): steps for text and
+   * speech, patches on the grid for images.
+   */
+  teacherContext?: number | null;
   /** Collapse monitor: stop when target_var / pred_var fall under these after `collapseWarmupSteps`. */
   minTargetVar: number;
   minPredVar: number;

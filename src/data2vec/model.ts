@@ -46,6 +46,28 @@ export interface Modality<Shared extends ParamTree, Batch extends { [k: string]:
   embedViews?(shared: Shared, batch: Batch, keys: KeyStream | null): { student: Embedded; teacher: Embedded };
   /** [B, T] weights of the steps the loss covers (1 at masked steps). Borrows `batch`. */
   lossWeights(batch: Batch): np.Array;
+  /**
+   * [T·T] distances between the steps of a length-T input, for the teacher's context window
+   * (`Data2VecSettings.teacherContext`). Default: |i − j|.
+   */
+  stepDistances?(steps: number): Float32Array;
+}
+
+/** |i − j| for a sequence of `steps` steps (row-major [T, T]). */
+export function sequenceDistances(steps: number): Float32Array {
+  const d = new Float32Array(steps * steps);
+  for (let i = 0; i < steps; i++) for (let j = 0; j < steps; j++) d[i * steps + j] = Math.abs(i - j);
+  return d;
+}
+
+/**
+ * Additive attention bias [1, 1, T, T] that limits each step to the keys at most `window` away: 0 inside the
+ * window, a large negative outside (every step keeps itself, so no row is empty).
+ */
+export function contextWindowBias(distances: Float32Array, steps: number, window: number): np.Array {
+  const bias = new Float32Array(steps * steps);
+  for (let i = 0; i < bias.length; i++) bias[i] = distances[i] <= window ? 0 : -1e9;
+  return np.array(bias).reshape([1, 1, steps, steps]);
 }
 
 /** The regression head; `norm` is a layer norm on its input (BEiT's final norm, used only in pretraining). */
@@ -95,8 +117,14 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
   const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, bias: student.bias, relativeIndex: student.relativeIndex, keys }).out;
   disposeExtras(student);
 
-  // Teacher: the EMA blocks on the unmasked view, no dropout.
+  // Teacher: the EMA blocks on the unmasked view, no dropout; optionally with a restricted context (§5.3).
   const teacherLayerCount = teacherLayers.length;
+  if (cfg.teacherContext != null) {
+    const steps = teacherIn.x.shape[1];
+    const distances = modality.stepDistances?.(steps) ?? sequenceDistances(steps);
+    const window = contextWindowBias(distances, steps, cfg.teacherContext);
+    teacherIn.bias = teacherIn.bias ? teacherIn.bias.add(window) : window;
+  }
   const teacher = runEncoder(teacherLayers, teacherIn.x, modality.encoder, {
     padding: teacherIn.padding,
     bias: teacherIn.bias,

@@ -81,6 +81,7 @@ const tiny: TextRunConfig = {
     minTargetVar: 0.1,
     minPredVar: 0.01,
     collapseWarmupSteps: 500,
+    teacherContext: null,
   },
   masking: { kind: "span", prob: 0.35, spanLength: 4, randomTokenProb: 0, leaveUnmaskedProb: 0 },
   train: {

@@ -117,6 +117,7 @@ const tiny: VisionRunConfig = {
     minTargetVar: 0,
     minPredVar: 0,
     collapseWarmupSteps: 0,
+    teacherContext: null,
   },
   masking: { ratio: 0.6, minBlockPatches: null, minAspect: 0.3 },
   // Digits: no flips (a mirrored 2 is not a 2), mild crops, brightness/contrast jitter.

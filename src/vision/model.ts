@@ -127,7 +127,24 @@ export function visionModality(c: VisionModelConfig): Modality<VisionShared, Vis
       const [b] = batch.mask.shape;
       return np.concatenate([np.zeros([b, 1]), batch.mask.ref], 1);
     },
+    stepDistances: (steps) => gridDistances(gridSize(c), steps),
   };
+}
+
+/**
+ * Distances for the teacher's context window: patches are Chebyshev-distance apart on the g×g grid (a window of
+ * w is a (2w+1)² square of patches); the CLS step (index 0) is at distance 0 from everything.
+ */
+export function gridDistances(g: number, steps: number): Float32Array {
+  if (steps !== g * g + 1) throw new Error(`gridDistances: ${steps} steps for a ${g}×${g} grid plus CLS`);
+  const d = new Float32Array(steps * steps);
+  for (let i = 1; i < steps; i++) {
+    for (let j = 1; j < steps; j++) {
+      const [yi, xi, yj, xj] = [Math.floor((i - 1) / g), (i - 1) % g, Math.floor((j - 1) / g), (j - 1) % g];
+      d[i * steps + j] = Math.max(Math.abs(yi - yj), Math.abs(xi - xj));
+    }
+  }
+  return d;
 }
 
 /** Fresh data2vec parameters for vision; the regression head starts with BEiT's final layer norm. */
