@@ -2,12 +2,13 @@
 /** The `d2v` command line. */
 import "../engine/shims.js";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { D2vError } from "../engine/errors.js";
+import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError } from "../engine/errors.js";
 import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runClassify } from "./vision-commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
 import { runAudioTranscribe, runSynthSpeech } from "./audio-commands.js";
 import { isHfModelDir } from "../hf/model.js";
+import { runExperimentCommand } from "./experiment-command.js";
 
 function int(name: string) {
   return (v: string) => {
@@ -144,6 +145,18 @@ program
   .action(runTokenize);
 
 program
+  .command("experiment")
+  .description(
+    "run a grid of pretrain → fine-tune → evaluate jobs over settings × seeds from a JSON file, then write a report " +
+      "(Markdown table, the paper's claims checked, SVG plots); a rerun skips finished jobs and resumes pretraining " +
+      "(see experiments/*.json)",
+  )
+  .argument("<file.json>", "the experiment file")
+  .option("--out <dir>", "where runs and the report go (default runs/experiments/<name>)")
+  .option("--report-only", "write the report from the jobs finished so far, run nothing")
+  .action(runExperimentCommand);
+
+program
   .command("config")
   .description("print the full configuration of a preset (a starting point for --config files)")
   .option("--preset <name>", "text: tiny | small | base | large; vision: tiny | small | base", "tiny")
@@ -177,7 +190,8 @@ try {
 } catch (e) {
   if (e instanceof D2vError) {
     process.stderr.write(`\nerror: ${e.message}\n`);
-    process.exit(2);
+    // A collapse is a finding, not a usage error: experiments tell it apart by the status.
+    process.exit(e instanceof CollapseError ? COLLAPSE_EXIT_STATUS : 2);
   }
   throw e;
 }

@@ -18,3 +18,8 @@ export class CheckpointError extends D2vError {}
 export class VocabError extends D2vError {}
 /** Training stopped because the representations collapsed (see the collapse monitor). */
 export class CollapseError extends D2vError {}
+
+/** The `d2v` exit status when training stopped because the representations collapsed (2 is every other user error). */
+export const COLLAPSE_EXIT_STATUS = 3;
+/** An experiment file that is invalid, or an experiment job that failed. */
+export class ExperimentError extends D2vError {}
