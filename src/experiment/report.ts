@@ -36,7 +36,7 @@ export type ClaimVerdict = { claim: string; better: string; than: string; differ
 
 /**
  * A claim "A beats B" against the runs, paired by seed: it agrees when A is better in every seed, disagrees
- * when A is worse in every seed, and is mixed otherwise. Differences are signed so that positive favours A.
+ * when A is worse in every seed, and is mixed otherwise (a tie in every seed is "no difference"). Differences are signed so that positive favours A.
  */
 export function checkClaim(spec: ExperimentSpec, results: JobResult[], c: ExperimentSpec["claims"][number]): ClaimVerdict {
   const sign = spec.eval.higherIsBetter ? 1 : -1;
@@ -52,6 +52,7 @@ export function checkClaim(spec: ExperimentSpec, results: JobResult[], c: Experi
   let verdict: string;
   if (collapsed.size > 0) verdict = `n/a: ${[...collapsed].join(" and ")} collapsed`;
   else if (differences.length === 0) verdict = "not run yet";
+  else if (differences.every((d) => d === 0)) verdict = "no difference";
   else if (differences.every((d) => d > 0)) verdict = "agrees";
   else if (differences.every((d) => d < 0)) verdict = "disagrees";
   else verdict = "mixed";

@@ -70,6 +70,7 @@ test("claims are checked seed by seed, in the metric's direction", () => {
   assert.deepEqual(verdict([0.5, 0.6, 0.7], [0.4, 0.5, 0.6]).differences.map((d) => +d.toFixed(6)), [0.1, 0.1, 0.1]);
   assert.equal(verdict([0.3, 0.4, 0.5], [0.4, 0.5, 0.6]).verdict, "disagrees");
   assert.equal(verdict([0.5, 0.4, 0.7], [0.4, 0.5, 0.6]).verdict, "mixed");
+  assert.equal(verdict([0.5, 0.4, 0.7], [0.5, 0.4, 0.7]).verdict, "no difference");
   assert.equal(checkClaim(spec, [r("data2vec (K=2)", 1), r("scratch", 1, 0.3)], claim).verdict, "n/a: data2vec (K=2) collapsed");
   // Lower is better (WER): a lower error agrees.
   const wer = { ...spec, eval: { ...spec.eval, metric: "wer", higherIsBetter: false } };
