@@ -5,6 +5,7 @@
  * last checkpoint. A run the collapse monitor stops is recorded as collapsed, not retried.
  */
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +16,8 @@ import { experimentDir, settingPretrainConfig, settingSlug, type ExperimentSpec,
 export type JobResult = {
   setting: string;
   seed: number;
+  /** Hash of everything that determines the job (see `jobRecipe`). */
+  recipe?: string;
   status: "ok" | "collapsed";
   /** The compared metric (absent when collapsed). */
   metric?: number;
@@ -38,6 +41,24 @@ const CLI_MAIN = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "mai
 
 export const jobDir = (root: string, setting: string, seed: number) => join(root, settingSlug(setting), `seed-${seed}`);
 export const pretrainDir = (root: string, setting: string, seed: number) => join(jobDir(root, setting, seed), "pretrain");
+
+/**
+ * What determines a job's outcome besides its seed: the pretraining config of the setting (for a scratch setting,
+ * the reference setting's, whose architecture it borrows), the data, and the fine-tuning and evaluation commands.
+ * Folders written under another recipe are refused rather than mixed into the report.
+ */
+export function jobRecipe(spec: ExperimentSpec, setting: SettingSpec, reference: SettingSpec): string {
+  const pretrained = setting.scratch ? reference : setting;
+  const parts = {
+    modality: spec.modality,
+    preset: spec.preset,
+    pretrain: { steps: spec.pretrain.steps, data: spec.pretrain.data ?? null, args: spec.pretrain.args, config: settingPretrainConfig(spec, pretrained) },
+    scratch: setting.scratch,
+    finetune: { data: spec.finetune.data ?? null, args: [...spec.finetune.args, ...setting.finetuneArgs] },
+    eval: { data: spec.eval.data ?? null, args: spec.eval.args, metric: spec.eval.metric },
+  };
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
+}
 
 /** Runs the grid (seed by seed, so the first full comparison is there early) and returns every job's result. */
 export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): Promise<JobResult[]> {
@@ -107,6 +128,15 @@ export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): P
         index++;
         const dir = jobDir(root, setting.name, seed);
         const resultPath = join(dir, "result.json");
+        const recipePath = join(dir, "recipe.json");
+        const recipe = jobRecipe(spec, setting, reference);
+        const previous = existsSync(recipePath) ? (JSON.parse(readFileSync(recipePath, "utf8")) as { recipe: string }).recipe : recipe;
+        if (previous !== recipe) {
+          throw new ExperimentError(
+            `${dir} was run with other settings than "${setting.name}" has now (pretraining config, data, fine-tuning or evaluation changed); ` +
+              `give the changed setting a new name, use another --out, or delete that folder to rerun it`,
+          );
+        }
         if (existsSync(resultPath)) {
           results.push(JSON.parse(readFileSync(resultPath, "utf8")) as JobResult);
           continue;
@@ -114,8 +144,9 @@ export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): P
         const eta = ran > 0 ? `, ≈${(((performance.now() - t0) / ran) * (total - index + 1) / 60000).toFixed(0)} min left` : "";
         log(`[${index}/${total}] ${setting.name}, seed ${seed}${eta}`);
         mkdirSync(dir, { recursive: true });
+        writeFileSync(recipePath, JSON.stringify({ recipe }) + "\n");
         const r = await runJob(spec, setting, seed, root, reference, d2v, stopIfInterrupted, failed);
-        writeFileSync(resultPath + ".tmp", JSON.stringify(r, null, 2) + "\n");
+        writeFileSync(resultPath + ".tmp", JSON.stringify({ ...r, recipe }, null, 2) + "\n");
         renameSync(resultPath + ".tmp", resultPath);
         results.push(r);
         ran++;

@@ -125,4 +125,12 @@ test("d2v experiment: runs the grid, stops cleanly on SIGTERM and resumes, recor
   const second = d2v("experiment", file, "--out", out);
   assert.equal(second.code, 0, second.stderr);
   assert.deepEqual(second.stderr.match(/\[\d\/3\] [^\n]*/g), ["[2/3] scratch, seed 1"]);
+
+  // Changing what a job means (here the fine-tuning) is refused instead of mixing old and new results.
+  const spec = JSON.parse(readFileSync(file, "utf8")) as { finetune: { args: string[] } };
+  spec.finetune.args = ["--epochs", "2", "--per-class", "2"];
+  writeFileSync(file, JSON.stringify(spec));
+  const changed = d2v("experiment", file, "--out", out);
+  assert.equal(changed.code, 2);
+  assert.match(changed.stderr, /data2vec-k-2\/seed-1 was run with other settings than "data2vec \(K=2\)" has now/);
 });
