@@ -89,7 +89,7 @@ export async function writeReport(spec: ExperimentSpec, results: JobResult[], ou
     const vars = pre.length ? `${meanStd(pre.map((p) => p.finalTargetVar)).mean.toFixed(3)} / ${meanStd(pre.map((p) => p.finalPredVar)).mean.toFixed(3)}` : "–";
     const minutes = pre.length ? meanStd(pre.map((p) => p.minutes)).mean.toFixed(1) : "–";
     const collapsed = rs.filter((r) => r.status === "collapsed");
-    let status = s.scratch ? "from scratch" : "ok";
+    let status = rs.length === 0 ? "not run yet" : s.scratch ? "from scratch" : "ok";
     if (collapsed.length) status = `**collapsed** in ${collapsed.length} of ${rs.length} (${collapsed[0].collapse})`;
     if (s.expectCollapse) status += collapsed.length ? " — expected" : rs.length ? " — expected to collapse, did not" : "";
     lines.push(`| ${s.name} | ${cell} | ${perSeed} | ${loss} | ${vars} | ${minutes} | ${status} |`);
@@ -148,7 +148,7 @@ async function writePlots(spec: ExperimentSpec, results: JobResult[], root: stri
     written.push({ title, file });
   };
   const schema = "https://vega.github.io/schema/vega-lite/v6.json";
-  const color = { field: "setting", type: "nominal", sort: spec.settings.map((s) => s.name) } as const;
+  const color = { field: "setting", type: "nominal", sort: spec.settings.map((s) => s.name), legend: { labelLimit: 320 } } as const;
   if (curves.length) {
     await save("pretrain-loss.svg", "pretraining loss", {
       $schema: schema,
@@ -157,7 +157,7 @@ async function writePlots(spec: ExperimentSpec, results: JobResult[], root: stri
       height: 300,
       data: { values: curves },
       mark: { type: "line", strokeWidth: 1.5 },
-      encoding: { x: { field: "update", type: "quantitative" }, y: { aggregate: "mean", field: "loss", type: "quantitative", scale: { type: "log" } }, color },
+      encoding: { x: { field: "update", type: "quantitative" }, y: { aggregate: "mean", field: "loss", type: "quantitative", scale: { type: "log" }, title: "data2vec loss" }, color },
     });
     await save("variance.svg", "target_var and pred_var", {
       $schema: schema,
@@ -184,7 +184,7 @@ async function writePlots(spec: ExperimentSpec, results: JobResult[], root: stri
       data: { values: points },
       layer: [
         { mark: { type: "errorbar", extent: "stdev", ticks: true }, encoding: { x, y: { field: "metric", type: "quantitative", title: spec.eval.metric } } },
-        { mark: { type: "tick", thickness: 2, size: 24 }, encoding: { x, y: { aggregate: "mean", field: "metric", type: "quantitative" } } },
+        { mark: { type: "tick", thickness: 2, size: 24 }, encoding: { x, y: { aggregate: "mean", field: "metric", type: "quantitative", title: spec.eval.metric } } },
         { mark: { type: "point", filled: true, opacity: 0.7 }, encoding: { x, y: { field: "metric", type: "quantitative" }, color } },
       ],
     });
