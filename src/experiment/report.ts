@@ -183,7 +183,7 @@ async function writePlots(spec: ExperimentSpec, results: JobResult[], root: stri
       height: 260,
       data: { values: points },
       layer: [
-        { mark: { type: "errorbar", extent: "stdev", ticks: true }, encoding: { x, y: { field: "metric", type: "quantitative", title: spec.eval.metric } } },
+        { mark: { type: "errorbar", extent: "stdev", ticks: true }, encoding: { x, y: { field: "metric", type: "quantitative", title: spec.eval.metric, scale: { zero: false } } } },
         { mark: { type: "tick", thickness: 2, size: 24 }, encoding: { x, y: { aggregate: "mean", field: "metric", type: "quantitative", title: spec.eval.metric } } },
         { mark: { type: "point", filled: true, opacity: 0.7 }, encoding: { x, y: { field: "metric", type: "quantitative" }, color } },
       ],
