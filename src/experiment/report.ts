@@ -50,7 +50,10 @@ export function checkClaim(spec: ExperimentSpec, results: JobResult[], c: Experi
     if (a?.metric !== undefined && b?.metric !== undefined) differences.push(sign * (a.metric - b.metric));
   }
   let verdict: string;
-  if (collapsed.size > 0) verdict = `n/a: ${[...collapsed].join(" and ")} collapsed`;
+  // A collapse is the strongest form of losing: the setting gave no usable representation.
+  if (collapsed.has(c.than) && !collapsed.has(c.better)) verdict = `agrees: ${c.than} collapsed`;
+  else if (collapsed.has(c.better) && !collapsed.has(c.than)) verdict = `disagrees: ${c.better} collapsed`;
+  else if (collapsed.size > 0) verdict = "n/a: both collapsed";
   else if (differences.length === 0) verdict = "not run yet";
   else if (differences.every((d) => d === 0)) verdict = "no difference";
   else if (differences.every((d) => d > 0)) verdict = "agrees";

@@ -71,7 +71,9 @@ test("claims are checked seed by seed, in the metric's direction", () => {
   assert.equal(verdict([0.3, 0.4, 0.5], [0.4, 0.5, 0.6]).verdict, "disagrees");
   assert.equal(verdict([0.5, 0.4, 0.7], [0.4, 0.5, 0.6]).verdict, "mixed");
   assert.equal(verdict([0.5, 0.4, 0.7], [0.5, 0.4, 0.7]).verdict, "no difference");
-  assert.equal(checkClaim(spec, [r("data2vec (K=2)", 1), r("scratch", 1, 0.3)], claim).verdict, "n/a: data2vec (K=2) collapsed");
+  assert.equal(checkClaim(spec, [r("data2vec (K=2)", 1), r("scratch", 1, 0.3)], claim).verdict, "disagrees: data2vec (K=2) collapsed");
+  assert.equal(checkClaim(spec, [r("data2vec (K=2)", 1, 0.3), r("scratch", 1)], claim).verdict, "agrees: scratch collapsed");
+  assert.equal(checkClaim(spec, [r("data2vec (K=2)", 1), r("scratch", 1)], claim).verdict, "n/a: both collapsed");
   // Lower is better (WER): a lower error agrees.
   const wer = { ...spec, eval: { ...spec.eval, metric: "wer", higherIsBetter: false } };
   assert.equal(checkClaim(wer, [r("data2vec (K=2)", 1, 0.2), r("scratch", 1, 0.3)], claim).verdict, "agrees");
