@@ -15,7 +15,7 @@ import { HostRng } from "../engine/random.js";
 import type { ParamTree } from "../engine/tree.js";
 import { stepKey } from "../data2vec/step.js";
 import { initLinear } from "../nn/init.js";
-import { linear, type LinearParams } from "../nn/layers.js";
+import { layerNorm, linear, type LinearParams } from "../nn/layers.js";
 import { runEncoder } from "../nn/encoder.js";
 import { KeyStream } from "../nn/random.js";
 import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
@@ -341,13 +341,17 @@ export async function evaluateCtc(params: CtcParams, m: AudioModelConfig, vocab:
 
 export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearParams };
 
-/** Logits [B, C] from waveforms [B, L] with frame mask [B, T]. Consumes params and inputs. */
-export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null): np.Array {
+/**
+ * Logits [B, C] from waveforms [B, L] with frame mask [B, T]. Consumes params and inputs. `poolNorm`: a
+ * non-affine layer norm on the pooled state. Pretrained final states share one dominant component across clips
+ * (cosine ≈ 0.997 between clips), which a linear head on the raw mean cannot get past in a short fine-tuning.
+ */
+export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null, poolNorm = false): np.Array {
   const h = encodeInputs(p.encoder, { wave, frameMask: frameMask.ref }, m, keys);
   const [b, t] = frameMask.shape;
   const w = frameMask.reshape([b, t, 1]);
   const pooled = h.mul(w.ref).sum(1).div(np.maximum(w.sum(1), 1));
-  return linear(p.head, pooled);
+  return linear(p.head, poolNorm ? layerNorm(null, pooled, m.layerNormEps) : pooled);
 }
 
 /** A fixed-length clip: a random crop in training (when `rng`), else the first `samples`; shorter clips are padded. */
@@ -371,7 +375,7 @@ function classInputs(clips: Clip[], rows: number[], batchSize: number, samples: 
   return { wave: np.array(wave).reshape([batchSize, samples]), frameMask: np.array(frameMask).reshape([batchSize, frames]) };
 }
 
-export type AudioClassifySettings = FinetuneBase & { maxSeconds: number };
+export type AudioClassifySettings = FinetuneBase & { maxSeconds: number; poolNorm?: boolean };
 
 export async function finetuneAudioClassifier(
   params: AudioClassifierParams,
@@ -393,15 +397,15 @@ export async function finetuneAudioClassifier(
     seed: s.seed,
     opt: FINETUNE_OPT(s.weightDecay),
     batch: (rows, rng) => ({ ...classInputs(clips, rows, s.batchSize, samples, m, rng), ...labelArrays(labels, rows, s.batchSize, classes) }),
-    logits: (p, b, keys) => audioClassLogits(p, b.wave, b.frameMask, m, keys),
+    logits: (p, b, keys) => audioClassLogits(p, b.wave, b.frameMask, m, keys, s.poolNorm ?? false),
     ...opts,
   });
 }
 
 /** Predicted class of every clip (its first `maxSeconds`). Does not consume params. */
-export async function predictAudioClasses(params: AudioClassifierParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number): Promise<number[]> {
+export async function predictAudioClasses(params: AudioClassifierParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number, poolNorm = false): Promise<number[]> {
   const samples = Math.round(maxSeconds * m.sampleRate);
-  const f = jit((p: AudioClassifierParams, x: { wave: np.Array; frameMask: np.Array }) => np.argmax(audioClassLogits(p, x.wave, x.frameMask, m, null), -1)) as unknown as ((p: unknown, x: unknown) => np.Array) & { dispose(): void };
+  const f = jit((p: AudioClassifierParams, x: { wave: np.Array; frameMask: np.Array }) => np.argmax(audioClassLogits(p, x.wave, x.frameMask, m, null, poolNorm), -1)) as unknown as ((p: unknown, x: unknown) => np.Array) & { dispose(): void };
   const pred: number[] = [];
   for (let i = 0; i < clips.length; i += batchSize) {
     const rows = Array.from({ length: Math.min(batchSize, clips.length - i) }, (_, k) => i + k);

@@ -57,6 +57,7 @@ export type AudioFinetuneOptions = {
   maxSeconds?: number;
   freezeFeatureEncoder?: boolean;
   maskProb?: number;
+  poolNorm?: boolean;
   quiet?: boolean;
 };
 
@@ -127,7 +128,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
     tree.dispose(trained.params as never);
   } else {
     const labels = [...new Set(clips.map((c) => c.label!))].sort();
-    const settings = { epochs: o.epochs ?? 20, batchSize: o.batchSize ?? 8, lr: o.lr ?? 5e-4, warmupFraction: 0.1, weightDecay: o.weightDecay ?? 0.01, seed: o.seed, maxSeconds: o.maxSeconds ?? 2 };
+    const settings = { epochs: o.epochs ?? 20, batchSize: o.batchSize ?? 8, lr: o.lr ?? 5e-4, warmupFraction: 0.1, weightDecay: o.weightDecay ?? 0.01, seed: o.seed, maxSeconds: o.maxSeconds ?? 2, poolNorm: !!o.poolNorm };
     log(`audio classification ${source} on ${clips.length} clips, ${labels.length} classes (clips cropped to ${settings.maxSeconds} s)`);
     const trained = await finetuneAudioClassifier({ encoder, head: newCtcHead(o.seed, m.dim, labels.length) }, m, clips, clips.map((c) => labels.indexOf(c.label!)), labels.length, settings, { quiet: o.quiet });
     const config: AudioClassifierConfig = { kind: "audio-classifier", run, labels, finetune: settings, initializedFrom: o.scratch ? null : (o.init ?? null) };
@@ -135,16 +136,16 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
     log(`saved the classifier in ${resolve(o.out)}`);
     const last = trained.history[trained.history.length - 1];
     Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
-    if (evalClips) Object.assign(result, await classifyMetrics(trained.params, m, evalClips, labels, settings.batchSize, settings.maxSeconds));
+    if (evalClips) Object.assign(result, await classifyMetrics(trained.params, m, evalClips, labels, settings.batchSize, settings.maxSeconds, settings.poolNorm));
     tree.dispose(trained.params as never);
   }
   console.log(JSON.stringify(result));
 }
 
-async function classifyMetrics(params: CtcParams, m: AudioRunConfig["model"], clips: Clip[], labels: string[], batchSize: number, maxSeconds: number) {
+async function classifyMetrics(params: CtcParams, m: AudioRunConfig["model"], clips: Clip[], labels: string[], batchSize: number, maxSeconds: number, poolNorm: boolean) {
   const unknown = clips.find((c) => !labels.includes(c.label!));
   if (unknown) throw new DataError(`${unknown.name} has label ${JSON.stringify(unknown.label)}, which the model does not know (${labels.join(", ")})`);
-  const pred = await predictAudioClasses(params, m, clips, batchSize, maxSeconds);
+  const pred = await predictAudioClasses(params, m, clips, batchSize, maxSeconds, poolNorm);
   const gold = clips.map((c) => labels.indexOf(c.label!));
   return { accuracy: accuracy(pred, gold), macroF1: macroF1(pred, gold, labels.length), examples: clips.length };
 }
@@ -163,7 +164,7 @@ export async function runAudioEval(o: { model: string; data?: string; batchSize?
     console.log(JSON.stringify({ task: "transcription", cer: ev.cer, wer: ev.wer, utterances: ev.utterances, decoding: (o.beam ?? 1) > 1 ? `beam ${o.beam}` : "greedy" }));
   } else {
     const clips = await clipsOf(labeledAudioEntries(o.data), loaded.run, "evaluation");
-    const metrics = await classifyMetrics(params, m, clips, config.labels, o.batchSize ?? config.finetune.batchSize, config.finetune.maxSeconds);
+    const metrics = await classifyMetrics(params, m, clips, config.labels, o.batchSize ?? config.finetune.batchSize, config.finetune.maxSeconds, config.finetune.poolNorm ?? false);
     tree.dispose(params as never);
     console.log(JSON.stringify({ task: "classification", ...metrics }));
   }

@@ -74,7 +74,7 @@ program
   .option("--max-len <n>", "truncate examples to this many tokens", int("--max-len"))
   .option("--seed <n>", "random seed (head initialization, order, dropout)", int("--seed"), 1)
   .addOption(new Option("--pool <how>", "the head reads the <s> state (RoBERTa) or the mean over tokens").choices(["first", "mean"]).default("first"))
-  .option("--pool-norm", "text: layer norm on the pooled state before the head")
+  .option("--pool-norm", "text and audio classification: layer norm on the pooled state before the head")
   .option("--quiet", "no progress output")
   .action(runFinetune);
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -41,6 +41,16 @@ test("speech end to end on the CLI: pretrain → finetune --task ctc → eval �
   assert.equal(vectors.length, 2);
   assert.ok(vectors.every((v) => v.length === 64 && v.every(Number.isFinite)));
   assert.ok(vectors[0].some((x, i) => Math.abs(x - vectors[1][i]) > 1e-3));
+  // Classification (a folder per class: the fixture's two speakers), with the layer norm on the pooled state;
+  // eval reads that setting back from the checkpoint, so it reproduces the fine-tuning's own evaluation.
+  const cls = d2v("finetune", "--task", "classify", "--init", join(dir, "pre"), "--data", LIBRI, "--eval-data", LIBRI, "--epochs", "2", "--pool-norm", "--out", join(dir, "cls"), "--quiet");
+  assert.equal(cls.code, 0, cls.stderr);
+  const trained = lastJson(cls.stdout);
+  assert.equal(trained.examples, 6);
+  const evCls = d2v("eval", "--model", join(dir, "cls"), "--data", LIBRI);
+  assert.equal(evCls.code, 0, evCls.stderr);
+  assert.equal(lastJson(evCls.stdout).accuracy, trained.accuracy);
+  assert.equal(JSON.parse(readFileSync(join(dir, "cls", "config.json"), "utf8")).finetune.poolNorm, true);
 });
 
 test("bad speech input fails before anything is written", () => {
