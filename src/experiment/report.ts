@@ -3,12 +3,15 @@
  * runs, and plots rendered to SVG with Vega-Lite (pretraining loss, target_var / pred_var, the downstream metric
  * per setting).
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { experimentDir, type ExperimentSpec } from "./spec.js";
-import { jobDir, pretrainDir, readPretrainRecords, type JobResult } from "./run.js";
+import { writeFileAtomic } from "../train/checkpoint.js";
+import { readPretrainRecords } from "../train/pretrain.js";
+import { sampleMeanStd as meanStd } from "../train/metrics.js";
+import { jobDir, pretrainDir, type JobResult } from "./run.js";
 
 /** Every finished job's result under the experiment folder (missing jobs are left out). */
 export function collectResults(spec: ExperimentSpec, out?: string): JobResult[] {
@@ -21,12 +24,6 @@ export function collectResults(spec: ExperimentSpec, out?: string): JobResult[] 
     }
   }
   return results;
-}
-
-export function meanStd(xs: number[]): { mean: number; std: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
-  return { mean, std };
 }
 
 /** Metrics in [0, 1] (accuracy, CER, WER) are shown in percent. */
@@ -112,14 +109,9 @@ export async function writeReport(spec: ExperimentSpec, results: JobResult[], ou
   const plots = await writePlots(spec, results, root);
   lines.push("", "## Plots", "", ...plots.map((p) => `![${p.title}](${p.file})`), "");
   const markdown = lines.join("\n");
-  atomicWrite(join(root, "report.md"), markdown);
-  atomicWrite(join(root, "results.json"), JSON.stringify({ experiment: spec, results }, null, 2) + "\n");
+  writeFileAtomic(join(root, "report.md"), markdown);
+  writeFileAtomic(join(root, "results.json"), JSON.stringify({ experiment: spec, results }, null, 2) + "\n");
   return markdown;
-}
-
-function atomicWrite(path: string, text: string): void {
-  writeFileSync(path + ".tmp", text);
-  renameSync(path + ".tmp", path);
 }
 
 /** At most `n` evenly spaced records of a run, the last always kept. */
@@ -147,7 +139,7 @@ async function writePlots(spec: ExperimentSpec, results: JobResult[], root: stri
   }
   const written: { title: string; file: string }[] = [];
   const save = async (file: string, title: string, vl: TopLevelSpec) => {
-    atomicWrite(join(root, file), await renderSvg(vl));
+    writeFileAtomic(join(root, file), await renderSvg(vl));
     written.push({ title, file });
   };
   const schema = "https://vega.github.io/schema/vega-lite/v6.json";

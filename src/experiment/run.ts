@@ -6,10 +6,12 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { COLLAPSE_EXIT_STATUS, ExperimentError } from "../engine/errors.js";
+import { writeFileAtomic } from "../train/checkpoint.js";
+import { checkpointedUpdates, readPretrainRecords } from "../train/pretrain.js";
 import { experimentDir, settingPretrainConfig, settingSlug, type ExperimentSpec, type SettingSpec } from "./spec.js";
 
 /** One job's outcome, as stored in `<setting>/seed-<n>/result.json`. */
@@ -146,8 +148,7 @@ export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): P
         mkdirSync(dir, { recursive: true });
         writeFileSync(recipePath, JSON.stringify({ recipe }) + "\n");
         const r = await runJob(spec, setting, seed, root, reference, d2v, stopIfInterrupted, failed);
-        writeFileSync(resultPath + ".tmp", JSON.stringify({ ...r, recipe }, null, 2) + "\n");
-        renameSync(resultPath + ".tmp", resultPath);
+        writeFileAtomic(resultPath, JSON.stringify({ ...r, recipe }, null, 2) + "\n");
         results.push(r);
         ran++;
         log(`  ${r.status === "collapsed" ? `collapsed: ${r.collapse}` : `${spec.eval.metric} ${r.metric}`}`);
@@ -188,12 +189,11 @@ async function runJob(
   if (!setting.scratch) {
     const configPath = join(dir, "pretrain-config.json");
     writeFileSync(configPath, JSON.stringify(settingPretrainConfig(spec, setting), null, 2) + "\n");
-    const state = join(initDir, "checkpoint", "state.json");
-    const done = existsSync(state) && (JSON.parse(readFileSync(state, "utf8")) as { step: number }).step >= spec.pretrain.steps;
-    if (!done) {
+    const checkpointed = checkpointedUpdates(initDir);
+    if (checkpointed < spec.pretrain.steps) {
       const args = ["pretrain", "--modality", spec.modality, "--preset", spec.preset, "--config", configPath, "--steps", String(spec.pretrain.steps), "--seed", String(seed), "--out", initDir, "--quiet"];
       if (spec.pretrain.data) args.push("--data", spec.pretrain.data);
-      args.push(existsSync(state) ? "--resume" : "--force", ...spec.pretrain.args);
+      args.push(checkpointed > 0 ? "--resume" : "--force", ...spec.pretrain.args);
       const r = await timed("pretrain", () => d2v(args, logFile));
       stopIfInterrupted();
       if (r.status === COLLAPSE_EXIT_STATUS) {
@@ -201,7 +201,7 @@ async function runJob(
         return { setting: setting.name, seed, status: "collapsed", collapse: message, pretrain: pretrainSummary(initDir), seconds };
       }
       if (r.status !== 0) throw failed(`pretraining (${setting.name}, seed ${seed})`, logFile, r.stderr);
-      const reached = (JSON.parse(readFileSync(state, "utf8")) as { step: number }).step;
+      const reached = checkpointedUpdates(initDir);
       // A pretraining stopped by a signal of its own exits 0 with a partial checkpoint: never fine-tune that.
       if (reached < spec.pretrain.steps) throw new ExperimentError(`pretraining (${setting.name}, seed ${seed}) stopped at update ${reached} of ${spec.pretrain.steps}; run the same command again to continue`);
     }
@@ -238,18 +238,6 @@ async function runJob(
     throw new ExperimentError(`d2v eval printed no numeric "${spec.eval.metric}" (fields: ${Object.keys(evalMetrics).join(", ")}); set eval.metric to one of them`);
   }
   return { setting: setting.name, seed, status: "ok", metric, evalMetrics, pretrain, seconds };
-}
-
-/** Per-update pretraining records (metrics.jsonl). */
-export type PretrainRecord = { step: number; loss: number; targetVar: number; predVar: number; sec: number };
-
-export function readPretrainRecords(dir: string): PretrainRecord[] {
-  const path = join(dir, "metrics.jsonl");
-  if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as PretrainRecord);
 }
 
 function pretrainSummary(dir: string): NonNullable<JobResult["pretrain"]> {

@@ -54,6 +54,12 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
   }
 }
 
+/** Writes a file through a temporary name and a rename, so a crash leaves the old file or the new one, never half of one. */
+export function writeFileAtomic(path: string, text: string): void {
+  writeFileSync(path + ".tmp", text);
+  renameSync(path + ".tmp", path);
+}
+
 export function readCheckpointJson(dir: string, file: string): unknown {
   const path = join(dir, file);
   if (!existsSync(path)) {

@@ -75,3 +75,10 @@ export function charErrorRate(refs: string[], hyps: string[]): number {
   });
   return total === 0 ? 0 : edits / total;
 }
+
+/** Mean and sample standard deviation of a list of numbers (0 for a single one): results over seeds. */
+export function sampleMeanStd(xs: number[]): { mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean, std };
+}

@@ -4,7 +4,7 @@
  * optimizer moments, data order and masking RNG are restored, and per-update dropout keys depend only on
  * (seed, update).
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
@@ -133,6 +133,22 @@ export function runSetup<Shared extends ParamTree, Batch extends { [k: string]: 
 
 export function checkpointDir(outDir: string): string {
   return join(outDir, "checkpoint");
+}
+
+/** Updates the run in `outDir` has checkpointed (0 before its first checkpoint). */
+export function checkpointedUpdates(outDir: string): number {
+  const dir = checkpointDir(outDir);
+  return existsSync(join(dir, "state.json")) ? (readCheckpointJson(dir, "state.json") as { step: number }).step : 0;
+}
+
+/** The run's per-update records (`metrics.jsonl`); none before its first update. */
+export function readPretrainRecords(outDir: string): PretrainRecord[] {
+  const path = join(outDir, "metrics.jsonl");
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as PretrainRecord);
 }
 
 /**
