@@ -68,7 +68,7 @@ if (one >= 0) {
     const trainFeats = await imageFeatures(encoder, loaded.run, train.images, batchSize);
     const testFeats = await imageFeatures(encoder, loaded.run, test.images, batchSize);
     const probe = await trainProbe(trainFeats, train.labels, dim, 10, { steps: 500, lr: 1e-2, weightDecay: 1e-4, seed });
-    const pred = await probePredict(probe.head, testFeats, dim, probe.eps);
+    const pred = await probePredict(probe.head, testFeats, dim);
     r = { mode: "probe", init: init as Result["init"], seed, accuracy: accuracy(pred, test.labels), trainAccuracy: probe.trainAccuracy };
   } else {
     const settings = { epochs, batchSize, lr, warmupFraction: 0.1, weightDecay: 0.05, seed, augment };

@@ -347,11 +347,16 @@ export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearP
  * (cosine ≈ 0.997 between clips), which a linear head on the raw mean cannot get past in a short fine-tuning.
  */
 export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null, poolNorm = false): np.Array {
-  const h = encodeInputs(p.encoder, { wave, frameMask: frameMask.ref }, m, keys);
+  const pooled = pooledStates(p.encoder, wave, frameMask, m, keys);
+  return linear(p.head, poolNorm ? layerNorm(null, pooled, m.layerNormEps) : pooled);
+}
+
+/** The mean of the real frames' final states [B, D]. Consumes the encoder and inputs. */
+function pooledStates(encoder: AudioEncoderParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null): np.Array {
+  const h = encodeInputs(encoder, { wave, frameMask: frameMask.ref }, m, keys);
   const [b, t] = frameMask.shape;
   const w = frameMask.reshape([b, t, 1]);
-  const pooled = h.mul(w.ref).sum(1).div(np.maximum(w.sum(1), 1));
-  return linear(p.head, poolNorm ? layerNorm(null, pooled, m.layerNormEps) : pooled);
+  return h.mul(w.ref).sum(1).div(np.maximum(w.sum(1), 1));
 }
 
 /** A fixed-length clip: a random crop in training (when `rng`), else the first `samples`; shorter clips are padded. */
@@ -375,7 +380,12 @@ function classInputs(clips: Clip[], rows: number[], batchSize: number, samples: 
   return { wave: np.array(wave).reshape([batchSize, samples]), frameMask: np.array(frameMask).reshape([batchSize, frames]) };
 }
 
-export type AudioClassifySettings = FinetuneBase & { maxSeconds: number; poolNorm?: boolean };
+export type AudioClassifySettings = FinetuneBase & {
+  maxSeconds: number;
+  poolNorm?: boolean;
+  /** Set when the head is a linear probe on the frozen encoder's standardized features (`epochs` is then 0). */
+  linearProbe?: { steps: number };
+};
 
 export async function finetuneAudioClassifier(
   params: AudioClassifierParams,
@@ -402,16 +412,30 @@ export async function finetuneAudioClassifier(
   });
 }
 
-/** Predicted class of every clip (its first `maxSeconds`). Does not consume params. */
-export async function predictAudioClasses(params: AudioClassifierParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number, poolNorm = false): Promise<number[]> {
+/**
+ * Runs a jitted `forward(params, wave, frameMask)` over every clip (its first `maxSeconds`) in fixed-size batches,
+ * no dropout, and collects `width` outputs per clip. Does not consume params.
+ */
+async function mapClips<P>(params: P, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number, width: number, forward: (p: P, wave: np.Array, frameMask: np.Array) => np.Array): Promise<Float32Array> {
   const samples = Math.round(maxSeconds * m.sampleRate);
-  const f = jit((p: AudioClassifierParams, x: { wave: np.Array; frameMask: np.Array }) => np.argmax(audioClassLogits(p, x.wave, x.frameMask, m, null, poolNorm), -1)) as unknown as ((p: unknown, x: unknown) => np.Array) & { dispose(): void };
-  const pred: number[] = [];
+  const f = jit((p: P, x: { wave: np.Array; frameMask: np.Array }) => forward(p, x.wave, x.frameMask)) as unknown as ((p: P, x: unknown) => np.Array) & { dispose(): void };
+  const out = new Float32Array(clips.length * width);
   for (let i = 0; i < clips.length; i += batchSize) {
     const rows = Array.from({ length: Math.min(batchSize, clips.length - i) }, (_, k) => i + k);
-    const out = (await f(tree.ref(params as never), classInputs(clips, rows, batchSize, samples, m, null)).data()) as Int32Array;
-    pred.push(...Array.from(out.subarray(0, rows.length)));
+    const values = (await f(tree.ref(params as never) as P, classInputs(clips, rows, batchSize, samples, m, null)).data()) as Float32Array | Int32Array;
+    out.set(Float32Array.from(values.subarray(0, rows.length * width)), i * width);
   }
   f.dispose();
-  return pred;
+  return out;
+}
+
+/** Predicted class of every clip (its first `maxSeconds`). Does not consume params. */
+export async function predictAudioClasses(params: AudioClassifierParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number, poolNorm = false): Promise<number[]> {
+  const pred = await mapClips(params, m, clips, batchSize, maxSeconds, 1, (p, wave, mask) => np.argmax(audioClassLogits(p, wave, mask, m, null, poolNorm), -1));
+  return Array.from(pred);
+}
+
+/** Mean-pooled final states [clips × D] of a frozen encoder (each clip's first `maxSeconds`). Does not consume it. */
+export function pooledAudioFeatures(encoder: AudioEncoderParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number): Promise<Float32Array> {
+  return mapClips(encoder, m, clips, batchSize, maxSeconds, m.dim, (e, wave, mask) => pooledStates(e, wave, mask, m, null));
 }

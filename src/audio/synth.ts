@@ -3,9 +3,12 @@
  * from the Brown corpus read by espeak-ng (an external program: `apt-get install espeak-ng`) with varied
  * accents, voice variants, speaking rates and pitches, optionally with white noise, resampled to 16 kHz and
  * written in the LibriSpeech layout (`split/speaker/chapter/speaker-chapter-utt.wav` + `.trans.txt`).
+ * Also spoken words in a folder per word (a keyword-spotting task like Speech Commands), with the test
+ * split read by voices the training split never heard.
  */
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { buildDirectoryAtomic } from "../train/checkpoint.js";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { DataError } from "../engine/errors.js";
@@ -73,7 +76,7 @@ function makeSpeakers(n: number, rng: HostRng): Speaker[] {
     .map((k, i) => ({ id: 100 + i, voice: voices[k], rate: rng.int(140, 190), pitch: rng.int(30, 70) }));
 }
 
-async function speak(text: string, s: Speaker, rng: HostRng, o: SynthSettings): Promise<Float32Array> {
+async function speak(text: string, s: Speaker, rng: HostRng, o: Pick<SynthSettings, "snr" | "sampleRate">): Promise<Float32Array> {
   const rate = s.rate + rng.int(-15, 15);
   const pitch = Math.max(0, Math.min(99, s.pitch + rng.int(-8, 8)));
   const noiseSeed = rng.seed32();
@@ -123,11 +126,10 @@ export async function synthesizeSpeech(outDir: string, o: SynthSettings, log: (m
   const rng = HostRng.seeded(o.seed);
   const sentences = rng.shuffle(speechSentences());
   const speakers = makeSpeakers(o.speakers, rng);
-  const tmp = `${outDir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  const summary: SynthSummary = {};
-  let cursor = 0;
-  try {
+  mkdirSync(dirname(outDir), { recursive: true });
+  return buildDirectoryAtomic(outDir, async (tmp) => {
+    const summary: SynthSummary = {};
+    let cursor = 0;
     const splits: [string, number][] = [["test", o.testMinutes * 60], ["train", o.labeledMinutes * 60], ["pretrain", o.hours * 3600]];
     for (const [split, seconds] of splits) {
       let done = 0;
@@ -154,11 +156,60 @@ export async function synthesizeSpeech(outDir: string, o: SynthSettings, log: (m
       summary[split] = { utterances, seconds: Math.round(done) };
     }
     writeFileSync(join(tmp, "speakers.json"), JSON.stringify({ settings: o, speakers, summary }, null, 2) + "\n");
-    mkdirSync(dirname(outDir), { recursive: true });
-    renameSync(tmp, outDir);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  return summary;
+    return summary;
+  });
+}
+
+/** The ten command words of Speech Commands' keyword-spotting task. */
+export const COMMAND_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"];
+
+export type WordSynthSettings = {
+  words: string[];
+  /** Voices reading the training split, and other voices reading the test split. */
+  trainSpeakers: number;
+  testSpeakers: number;
+  /** Readings of each word by each voice (rate and pitch vary per reading). */
+  takes: number;
+  snr: number | null;
+  seed: number;
+  sampleRate: number;
+  jobs: number;
+};
+
+/**
+ * Spoken words in `outDir/{train,test}/<word>/<speaker>-<take>.wav` (the folder-per-class layout that
+ * `d2v finetune --task classify` reads). Test voices are disjoint from training voices. Written to a
+ * temporary folder and renamed at the end.
+ */
+export async function synthesizeWords(outDir: string, o: WordSynthSettings, log: (msg: string) => void = () => {}): Promise<SynthSummary> {
+  const words = [...new Set(o.words.map((w) => w.trim().toLowerCase()))];
+  const bad = words.find((w) => !/^[a-z][a-z']*$/.test(w));
+  if (bad !== undefined) throw new DataError(`--words: ${JSON.stringify(bad)} is not a word of letters; pass a comma-separated list such as yes,no,up`);
+  if (words.length < 2) throw new DataError("--words: pass at least two distinct words");
+  if (o.trainSpeakers < 1 || o.testSpeakers < 1 || o.takes < 1) throw new DataError("--train-speakers, --test-speakers and --takes must each be at least 1");
+  if (existsSync(outDir)) throw new DataError(`${outDir} already exists; choose a new --out or remove it`);
+  checkEspeak();
+  const rng = HostRng.seeded(o.seed);
+  const speakers = makeSpeakers(o.trainSpeakers + o.testSpeakers, rng);
+  if (speakers.length < o.trainSpeakers + o.testSpeakers) throw new DataError(`espeak-ng has ${speakers.length} voice variants here; ask for fewer speakers`);
+  const bySplit: [string, Speaker[]][] = [["train", speakers.slice(0, o.trainSpeakers)], ["test", speakers.slice(o.trainSpeakers)]];
+  mkdirSync(dirname(outDir), { recursive: true });
+  return buildDirectoryAtomic(outDir, async (tmp) => {
+    const summary: SynthSummary = {};
+    for (const [split, voices] of bySplit) {
+      const jobs = voices.flatMap((s) => words.flatMap((word) => Array.from({ length: o.takes }, (_, take) => ({ s, word, take, rng: HostRng.seeded(rng.seed32()) }))));
+      const audio = await pool(jobs.map((j) => () => speak(j.word, j.s, j.rng, o)), o.jobs);
+      let seconds = 0;
+      jobs.forEach((j, i) => {
+        const dir = join(tmp, split, j.word);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, `${j.s.id}-${j.take}.wav`), encodeWav16(audio[i], o.sampleRate));
+        seconds += audio[i].length / o.sampleRate;
+      });
+      summary[split] = { utterances: jobs.length, seconds: Math.round(seconds) };
+      log(`${split}: ${jobs.length} words from ${voices.length} voices (${(seconds / 60).toFixed(1)} min)`);
+    }
+    writeFileSync(join(tmp, "speakers.json"), JSON.stringify({ settings: { ...o, words }, train: bySplit[0][1], test: bySplit[1][1], summary }, null, 2) + "\n");
+    return summary;
+  });
 }

@@ -10,10 +10,11 @@ import { resolveAudioConfig, type AudioRunConfig } from "../audio/config.js";
 import { freshAudioEncoder, loadAudioCheckpoint, saveAudioModel, type AudioClassifierConfig, type AudioCtcConfig } from "../audio/checkpoints.js";
 import { LIBRISPEECH_VOCAB } from "../audio/ctc.js";
 import { labeledAudioEntries, libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../audio/data.js";
-import { encoderStates, evaluateCtc, finetuneAudioClassifier, finetuneCtc, newCtcHead, predictAudioClasses, toUtterances, transcribeClips, type CtcParams } from "../audio/finetune.js";
+import { encoderStates, evaluateCtc, finetuneAudioClassifier, finetuneCtc, newCtcHead, pooledAudioFeatures, predictAudioClasses, toUtterances, transcribeClips, type AudioClassifierParams, type AudioClassifySettings, type CtcParams } from "../audio/finetune.js";
+import { trainLinearProbe } from "../train/probe.js";
 import { readAudio, normalizeClip } from "../audio/io.js";
 import { pretrainAudio } from "../audio/pretrain.js";
-import { synthesizeSpeech } from "../audio/synth.js";
+import { synthesizeSpeech, synthesizeWords } from "../audio/synth.js";
 import type { AudioEncoderParams } from "../audio/model.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -58,8 +59,12 @@ export type AudioFinetuneOptions = {
   freezeFeatureEncoder?: boolean;
   maskProb?: number;
   poolNorm?: boolean;
+  linearProbe?: boolean;
   quiet?: boolean;
 };
+
+/** Full-batch AdamW steps of a linear probe (as for vision). */
+const PROBE_STEPS = 500;
 
 /** The longest batch (seconds of audio) whose CNN backward pass fits in wasm32 memory (`small`: 8 s ≈ 2.5 GB, 9.5 s fails). */
 const TRAINED_CNN_MAX_SECONDS = 8;
@@ -128,16 +133,39 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
     tree.dispose(trained.params as never);
   } else {
     const labels = [...new Set(clips.map((c) => c.label!))].sort();
-    const settings = { epochs: o.epochs ?? 20, batchSize: o.batchSize ?? 8, lr: o.lr ?? 5e-4, warmupFraction: 0.1, weightDecay: o.weightDecay ?? 0.01, seed: o.seed, maxSeconds: o.maxSeconds ?? 2, poolNorm: !!o.poolNorm };
-    log(`audio classification ${source} on ${clips.length} clips, ${labels.length} classes (clips cropped to ${settings.maxSeconds} s)`);
-    const trained = await finetuneAudioClassifier({ encoder, head: newCtcHead(o.seed, m.dim, labels.length) }, m, clips, clips.map((c) => labels.indexOf(c.label!)), labels.length, settings, { quiet: o.quiet });
+    const probe = !!o.linearProbe;
+    if (probe && o.poolNorm) throw new ConfigError("--pool-norm and --linear-probe do not combine: the probe standardizes each feature with the training set's statistics instead");
+    const settings: AudioClassifySettings = {
+      epochs: probe ? 0 : (o.epochs ?? 20),
+      batchSize: o.batchSize ?? 8,
+      lr: o.lr ?? (probe ? 1e-2 : 5e-4),
+      warmupFraction: 0.1,
+      weightDecay: o.weightDecay ?? (probe ? 1e-4 : 0.01),
+      seed: o.seed,
+      maxSeconds: o.maxSeconds ?? 2,
+      poolNorm: !!o.poolNorm,
+      ...(probe ? { linearProbe: { steps: PROBE_STEPS } } : {}),
+    };
+    const classIndex = clips.map((c) => labels.indexOf(c.label!));
+    let params: AudioClassifierParams;
+    if (probe) {
+      log(`linear probe ${source} on ${clips.length} clips, ${labels.length} classes (the first ${settings.maxSeconds} s of each clip, encoder frozen)`);
+      const features = await pooledAudioFeatures(encoder, m, clips, settings.batchSize, settings.maxSeconds);
+      const trained = await trainLinearProbe(features, classIndex, m.dim, labels.length, { steps: PROBE_STEPS, lr: settings.lr, weightDecay: settings.weightDecay, seed: o.seed });
+      params = { encoder, head: trained.head };
+      result.trainAccuracy = trained.trainAccuracy;
+    } else {
+      log(`audio classification ${source} on ${clips.length} clips, ${labels.length} classes (clips cropped to ${settings.maxSeconds} s)`);
+      const trained = await finetuneAudioClassifier({ encoder, head: newCtcHead(o.seed, m.dim, labels.length) }, m, clips, classIndex, labels.length, settings, { quiet: o.quiet });
+      params = trained.params;
+      const last = trained.history[trained.history.length - 1];
+      Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
+    }
     const config: AudioClassifierConfig = { kind: "audio-classifier", run, labels, finetune: settings, initializedFrom: o.scratch ? null : (o.init ?? null) };
-    await saveAudioModel(resolve(o.out), trained.params, config);
+    await saveAudioModel(resolve(o.out), params, config);
     log(`saved the classifier in ${resolve(o.out)}`);
-    const last = trained.history[trained.history.length - 1];
-    Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
-    if (evalClips) Object.assign(result, await classifyMetrics(trained.params, m, evalClips, labels, settings.batchSize, settings.maxSeconds, settings.poolNorm));
-    tree.dispose(trained.params as never);
+    if (evalClips) Object.assign(result, await classifyMetrics(params, m, evalClips, labels, settings.batchSize, settings.maxSeconds, settings.poolNorm ?? false));
+    tree.dispose(params as never);
   }
   console.log(JSON.stringify(result));
 }
@@ -190,6 +218,12 @@ export async function runAudioTranscribe(files: string[], o: { model: string; be
 
 export async function runSynthSpeech(o: { out: string; hours: number; labeledMinutes: number; testMinutes: number; speakers: number; snr?: number; seed: number; jobs: number }) {
   const summary = await synthesizeSpeech(resolve(o.out), { hours: o.hours, labeledMinutes: o.labeledMinutes, testMinutes: o.testMinutes, speakers: o.speakers, snr: o.snr ?? null, seed: o.seed, sampleRate: 16000, jobs: o.jobs }, log);
+  console.log(JSON.stringify({ out: resolve(o.out), ...summary }));
+}
+
+export async function runSynthWords(o: { out: string; words: string; trainSpeakers: number; testSpeakers: number; takes: number; snr?: number; seed: number; jobs: number }) {
+  const settings = { words: o.words.split(","), trainSpeakers: o.trainSpeakers, testSpeakers: o.testSpeakers, takes: o.takes, snr: o.snr ?? null, seed: o.seed, sampleRate: 16000, jobs: o.jobs };
+  const summary = await synthesizeWords(resolve(o.out), settings, log);
   console.log(JSON.stringify({ out: resolve(o.out), ...summary }));
 }
 

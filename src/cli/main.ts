@@ -6,7 +6,8 @@ import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError } from "../engine/errors.
 import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runClassify } from "./vision-commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
-import { runAudioTranscribe, runSynthSpeech } from "./audio-commands.js";
+import { runAudioTranscribe, runSynthSpeech, runSynthWords } from "./audio-commands.js";
+import { COMMAND_WORDS } from "../audio/synth.js";
 import { isHfModelDir } from "../hf/model.js";
 import { runExperimentCommand } from "./experiment-command.js";
 
@@ -61,7 +62,7 @@ program
   .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")
   .option("--preset <name>", "architecture for --scratch without --init", "tiny")
   .option("--per-class <n>", "vision: train on this many labeled images per class (default with MNIST: 8, i.e. 1% of the labels)", int("--per-class"))
-  .option("--linear-probe", "vision: freeze the encoder and train only the head on its mean-pooled features")
+  .option("--linear-probe", "vision and audio classification: freeze the encoder and train only a head on its mean-pooled features (audio: each feature standardized first)")
   .option("--augment", "vision: fine-tune on augmented views (the run's crop and color jitter); needs more epochs")
   .option("--config <file.json>", "settings merged over --preset (with --scratch and no --init)")
   .option("--tokenizer <dir>", "vocab.json + merges.txt for --scratch without --init")
@@ -176,6 +177,18 @@ data
   .option("--seed <n>", "sentence order, voices and noise", int("--seed"), 2022)
   .option("--jobs <n>", "espeak-ng processes at once", int("--jobs"), 4)
   .action(runSynthSpeech);
+data
+  .command("synth-words")
+  .description("spoken words for keyword spotting (like Speech Commands), read by espeak-ng (apt-get install espeak-ng) at 16 kHz: train/<word>/ and test/<word>/, the test split read by voices the training split never heard")
+  .requiredOption("--out <dir>", "output directory (must not exist; written atomically)")
+  .option("--words <list>", "comma-separated words", COMMAND_WORDS.join(","))
+  .option("--train-speakers <n>", "voices reading the training split", int("--train-speakers"), 16)
+  .option("--test-speakers <n>", "other voices reading the test split", int("--test-speakers"), 8)
+  .option("--takes <n>", "readings of each word per voice, each at its own rate and pitch", int("--takes"), 3)
+  .option("--snr <dB>", "add white noise at a signal-to-noise ratio drawn from [snr, snr + 10] dB", num("--snr"))
+  .option("--seed <n>", "voices, rates, pitches and noise", int("--seed"), 2022)
+  .option("--jobs <n>", "espeak-ng processes at once", int("--jobs"), 4)
+  .action(runSynthWords);
 data
   .command("brown-genre")
   .description("genre classification from the Brown corpus: train.jsonl (small labeled subset), test.jsonl, pretrain/ (unlabeled training documents)")

@@ -45,21 +45,27 @@ export const jobDir = (root: string, setting: string, seed: number) => join(root
 export const pretrainDir = (root: string, setting: string, seed: number) => join(jobDir(root, setting, seed), "pretrain");
 
 /**
- * What determines a job's outcome besides its seed: the pretraining config of the setting (for a scratch setting,
- * the reference setting's, whose architecture it borrows), the data, and the fine-tuning and evaluation commands.
- * Folders written under another recipe are refused rather than mixed into the report.
+ * What determines a job's outcome besides its seed, as two hashes: `pretraining` (the setting's pretraining
+ * config, for a scratch setting the reference setting's, whose architecture it borrows; the steps and data) and
+ * `recipe` (that plus the fine-tuning and evaluation commands). A folder whose pretraining differs is refused
+ * rather than mixed into the report; one where only the downstream changed keeps its pretrained model and is
+ * fine-tuned and evaluated again.
  */
-export function jobRecipe(spec: ExperimentSpec, setting: SettingSpec, reference: SettingSpec): string {
+export function jobRecipe(spec: ExperimentSpec, setting: SettingSpec, reference: SettingSpec): { recipe: string; pretraining: string } {
   const pretrained = setting.scratch ? reference : setting;
-  const parts = {
+  const pretraining = {
     modality: spec.modality,
     preset: spec.preset,
     pretrain: { steps: spec.pretrain.steps, data: spec.pretrain.data ?? null, args: spec.pretrain.args, config: settingPretrainConfig(spec, pretrained) },
+  };
+  const parts = {
+    ...pretraining,
     scratch: setting.scratch,
     finetune: { data: spec.finetune.data ?? null, args: [...spec.finetune.args, ...setting.finetuneArgs] },
     eval: { data: spec.eval.data ?? null, args: spec.eval.args, metric: spec.eval.metric },
   };
-  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
+  const hash = (x: unknown) => createHash("sha256").update(JSON.stringify(x)).digest("hex").slice(0, 16);
+  return { recipe: hash(parts), pretraining: hash(pretraining) };
 }
 
 /** Runs the grid (seed by seed, so the first full comparison is there early) and returns every job's result. */
@@ -131,13 +137,22 @@ export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): P
         const dir = jobDir(root, setting.name, seed);
         const resultPath = join(dir, "result.json");
         const recipePath = join(dir, "recipe.json");
-        const recipe = jobRecipe(spec, setting, reference);
-        const previous = existsSync(recipePath) ? (JSON.parse(readFileSync(recipePath, "utf8")) as { recipe: string }).recipe : recipe;
-        if (previous !== recipe) {
-          throw new ExperimentError(
-            `${dir} was run with other settings than "${setting.name}" has now (pretraining config, data, fine-tuning or evaluation changed); ` +
-              `give the changed setting a new name, use another --out, or delete that folder to rerun it`,
-          );
+        const { recipe, pretraining } = jobRecipe(spec, setting, reference);
+        const previous = existsSync(recipePath) ? (JSON.parse(readFileSync(recipePath, "utf8")) as { recipe: string; pretraining?: string }) : null;
+        if (previous && previous.recipe !== recipe) {
+          if (previous.pretraining !== pretraining) {
+            throw new ExperimentError(
+              `${dir} was pretrained with other settings than "${setting.name}" has now (its pretraining config or data changed); ` +
+                `give the changed setting a new name, use another --out, or delete that folder to rerun it`,
+            );
+          }
+          // Only the fine-tuning or evaluation changed: the pretrained model stays, the downstream runs again.
+          // A collapse happened in pretraining, so it stands.
+          const old = existsSync(resultPath) ? (JSON.parse(readFileSync(resultPath, "utf8")) as JobResult) : null;
+          if (old?.status === "collapsed") writeFileAtomic(resultPath, JSON.stringify({ ...old, recipe }, null, 2) + "\n");
+          else rmSync(resultPath, { force: true });
+          writeFileSync(recipePath, JSON.stringify({ recipe, pretraining }) + "\n");
+          log(`${settingSlug(setting.name)}/seed-${seed}: fine-tuning or evaluation changed; the pretrained model is kept`);
         }
         if (existsSync(resultPath)) {
           results.push(JSON.parse(readFileSync(resultPath, "utf8")) as JobResult);
@@ -146,7 +161,7 @@ export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): P
         const eta = ran > 0 ? `, ≈${(((performance.now() - t0) / ran) * (total - index + 1) / 60000).toFixed(0)} min left` : "";
         log(`[${index}/${total}] ${setting.name}, seed ${seed}${eta}`);
         mkdirSync(dir, { recursive: true });
-        writeFileSync(recipePath, JSON.stringify({ recipe }) + "\n");
+        writeFileSync(recipePath, JSON.stringify({ recipe, pretraining }) + "\n");
         const r = await runJob(spec, setting, seed, root, reference, d2v, stopIfInterrupted, failed);
         writeFileAtomic(resultPath, JSON.stringify({ ...r, recipe }, null, 2) + "\n");
         results.push(r);

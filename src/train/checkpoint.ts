@@ -54,6 +54,24 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
   }
 }
 
+/**
+ * Builds a new directory atomically: `fill` writes into a temporary sibling, which is renamed to `dir` when it
+ * succeeds and removed when it fails, so a crash never leaves a partial `dir`.
+ */
+export async function buildDirectoryAtomic<T>(dir: string, fill: (tmp: string) => Promise<T>): Promise<T> {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const result = await fill(tmp);
+    renameSync(tmp, dir);
+    return result;
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
 /** Writes a file through a temporary name and a rename, so a crash leaves the old file or the new one, never half of one. */
 export function writeFileAtomic(path: string, text: string): void {
   writeFileSync(path + ".tmp", text);

@@ -3,15 +3,14 @@
  * cross-entropy, accuracy. Full fine-tuning (with the pretraining augmentations), or a linear probe: the
  * encoder frozen, its mean-pooled features computed once, and only the head trained.
  */
-import { jit, nn as jnn, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
+import { jit, nn as jnn, numpy as np, random, tree } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
-import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import type { AdamWConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
-import type { ParamTree } from "../engine/tree.js";
 import { initLayerNorm, initLinear } from "../nn/init.js";
 import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
-import { crossEntropy } from "../train/metrics.js";
+import { fitHead, headPredictions, type ProbeSettings } from "../train/probe.js";
 import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
 import { augmentImage, prepareImage } from "./augment.js";
 import type { VisionRunConfig } from "./config.js";
@@ -33,6 +32,9 @@ export function meanPatchTokens(states: np.Array): np.Array {
   const [, t] = states.shape;
   return states.slice([], [1, t]).mean(1);
 }
+
+/** The probe's layer-norm epsilon (the fine-tuning head uses the model's). */
+const PROBE_LN_EPS = 1e-6;
 
 function headLogits(head: VisionClassifierHead, pooled: np.Array, eps: number): np.Array {
   return linear(head.out, layerNorm(head.norm, pooled, eps));
@@ -131,45 +133,18 @@ export function imageFeatures(encoder: VisionEncoderParams, cfg: VisionRunConfig
   return mapImages(encoder, cfg, images, batchSize, cfg.model.dim, (e, x, index) => meanPatchTokens(encodeImages(e, x, index, cfg.model, null)));
 }
 
-export type ProbeSettings = { steps: number; lr: number; weightDecay: number; seed: number };
-
 /**
- * Linear probe: layer norm + linear head trained on frozen features (full batch, AdamW, cosine schedule).
- * Returns the head and its accuracy on the training features.
+ * Linear probe with the fine-tuning head (layer norm + linear) trained on frozen features (full batch, AdamW,
+ * cosine schedule). Returns the head and its accuracy on the training features.
  */
-export async function trainProbe(features: Float32Array, labels: number[], dim: number, classes: number, s: ProbeSettings): Promise<{ head: VisionClassifierHead; trainAccuracy: number; eps: number }> {
-  const n = labels.length;
-  const eps = 1e-6;
-  const oneHot = new Float32Array(n * classes);
-  labels.forEach((l, i) => (oneHot[i * classes + l] = 1));
-  const x = np.array(features).reshape([n, dim]);
-  const y = np.array(oneHot).reshape([n, classes]);
-  const w = np.ones([n]);
-  const opt = FINETUNE_OPT(s.weightDecay);
-  const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(0.1 * s.steps), totalSteps: s.steps };
-  const lossFn = (h: VisionClassifierHead, xb: np.Array, yb: np.Array, wb: np.Array) => crossEntropy(headLogits(h, xb, eps), yb, wb);
-  const step = jit((h: VisionClassifierHead, o: AdamWState, xb: np.Array, yb: np.Array, wb: np.Array, lr: np.Array) => {
-    const [loss, grads] = (valueAndGrad(lossFn) as unknown as (h: VisionClassifierHead, x: np.Array, y: np.Array, w: np.Array) => [np.Array, ParamTree])(tree.ref(h as never) as VisionClassifierHead, xb, yb, wb);
-    const [h2, o2] = adamwUpdate(grads, o, h as ParamTree, lr, opt);
-    return [h2, o2, loss] as never;
-  }) as unknown as (h: VisionClassifierHead, o: AdamWState, x: np.Array, y: np.Array, w: np.Array, lr: np.Array) => [VisionClassifierHead, AdamWState, np.Array];
-  let head = newVisionHead(s.seed, dim, classes);
-  let optState = adamwInit(head as ParamTree);
-  for (let i = 0; i < s.steps; i++) {
-    let loss: np.Array;
-    [head, optState, loss] = step(head, optState, x.ref, y.ref, w.ref, np.array(learningRate(schedule, i)));
-    loss.dispose();
-  }
-  tree.dispose(optState as never);
-  const pred = (await np.argmax(headLogits(tree.ref(head as never) as VisionClassifierHead, x, eps), -1).data()) as Int32Array;
-  y.dispose();
-  w.dispose();
-  return { head, trainAccuracy: Array.from(pred).filter((p, i) => p === labels[i]).length / n, eps };
+export async function trainProbe(features: Float32Array, labels: number[], dim: number, classes: number, s: ProbeSettings): Promise<{ head: VisionClassifierHead; trainAccuracy: number }> {
+  const logits = (h: VisionClassifierHead, x: np.Array) => headLogits(h, x, PROBE_LN_EPS);
+  const head = fitHead(newVisionHead(s.seed, dim, classes), logits, features, labels, dim, classes, s);
+  const pred = await headPredictions(head, logits, features, dim);
+  return { head, trainAccuracy: pred.filter((p, i) => p === labels[i]).length / labels.length };
 }
 
 /** Probe predictions on frozen features. Does not consume the head. */
-export async function probePredict(head: VisionClassifierHead, features: Float32Array, dim: number, eps: number): Promise<number[]> {
-  const n = features.length / dim;
-  const pred = (await np.argmax(headLogits(tree.ref(head as never) as VisionClassifierHead, np.array(features).reshape([n, dim]), eps), -1).data()) as Int32Array;
-  return Array.from(pred);
+export function probePredict(head: VisionClassifierHead, features: Float32Array, dim: number): Promise<number[]> {
+  return headPredictions(head, (h, x) => headLogits(h, x, PROBE_LN_EPS), features, dim);
 }

@@ -4,6 +4,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { decodeSafetensors } from "../../src/engine/safetensors.js";
 import { ROOT } from "../helpers.js";
 
 const CLI = join(ROOT, "dist", "src", "cli", "main.js");
@@ -51,10 +52,38 @@ test("speech end to end on the CLI: pretrain → finetune --task ctc → eval �
   assert.equal(evCls.code, 0, evCls.stderr);
   assert.equal(lastJson(evCls.stdout).accuracy, trained.accuracy);
   assert.equal(JSON.parse(readFileSync(join(dir, "cls", "config.json"), "utf8")).finetune.poolNorm, true);
+  // A linear probe: the encoder is saved unchanged, and eval reproduces the probe's accuracy with the folded head.
+  const probe = d2v("finetune", "--task", "classify", "--linear-probe", "--init", join(dir, "pre"), "--data", LIBRI, "--eval-data", LIBRI, "--out", join(dir, "probe"), "--quiet");
+  assert.equal(probe.code, 0, probe.stderr);
+  const probed = lastJson(probe.stdout);
+  assert.equal(probed.trainAccuracy, 1, "6 clips of 2 speakers in 64 dimensions are linearly separable");
+  assert.equal(probed.accuracy, 1, "evaluated on the training clips, the probe agrees with its own training accuracy");
+  const evProbe = d2v("eval", "--model", join(dir, "probe"), "--data", LIBRI);
+  assert.equal(evProbe.code, 0, evProbe.stderr);
+  assert.equal(lastJson(evProbe.stdout).accuracy, probed.accuracy);
+  assert.deepEqual(JSON.parse(readFileSync(join(dir, "probe", "config.json"), "utf8")).finetune.linearProbe, { steps: 500 });
+  const tensors = (file: string) => decodeSafetensors(new Uint8Array(readFileSync(file))).tensors;
+  const before = tensors(join(dir, "pre", "checkpoint", "model.safetensors"));
+  const after = tensors(join(dir, "probe", "model.safetensors"));
+  for (const name of ["shared.features.0.conv.weight", "layers.1.ffn.fc2.weight"]) {
+    assert.ok(before.has(name) && after.has(`encoder.${name}`), `${name} is in both checkpoints`);
+    assert.deepEqual(after.get(`encoder.${name}`)!.data, before.get(name)!.data, `${name} is unchanged: the encoder is frozen`);
+  }
+  const both = d2v("finetune", "--task", "classify", "--linear-probe", "--pool-norm", "--init", join(dir, "pre"), "--data", LIBRI, "--out", join(dir, "both"));
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /--pool-norm and --linear-probe do not combine/);
+  assert.ok(!existsSync(join(dir, "both")));
 });
 
 test("bad speech input fails before anything is written", () => {
   const dir = mkdtempSync(join(tmpdir(), "d2v-audio-bad-"));
+  // Spoken-word synthesis checks its word list before it looks for espeak-ng.
+  const words = d2v("data", "synth-words", "--out", join(dir, "words"), "--words", "yes,n0");
+  assert.equal(words.code, 2);
+  assert.match(words.stderr, /--words: "n0" is not a word of letters/);
+  const one = d2v("data", "synth-words", "--out", join(dir, "words"), "--words", "yes,YES");
+  assert.match(one.stderr, /at least two distinct words/);
+  assert.ok(!existsSync(join(dir, "words")));
   const noData = d2v("pretrain", "--modality", "audio", "--out", join(dir, "a"));
   assert.equal(noData.code, 2);
   assert.match(noData.stderr, /synth-speech/);

@@ -59,6 +59,11 @@ test("experiment files are validated in full before anything runs, with the fiel
   assert.throws(() => loadExperiment(experimentFile(dir, { settings: [{ name: "s", scratch: true, config: { data2vec: { topK: 1 } } }, { name: "p" }] })), /takes no pretraining config/);
   assert.throws(() => loadExperiment(join(dir, "missing.json")), /cannot read experiment file/);
   assert.equal(settingSlug("data2vec (K=2)"), "data2vec-k-2");
+  // A report of runs that do not exist is an error naming the folder, not an empty report.
+  const none = d2v("experiment", experimentFile(dir), "--out", join(dir, "never-ran"), "--report-only");
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /never-ran holds no runs of "micro" yet; run `d2v experiment/);
+  assert.ok(!existsSync(join(dir, "never-ran")));
 });
 
 test("claims are checked seed by seed, in the metric's direction", () => {
@@ -128,11 +133,25 @@ test("d2v experiment: runs the grid, stops cleanly on SIGTERM and resumes, recor
   assert.equal(second.code, 0, second.stderr);
   assert.deepEqual(second.stderr.match(/\[\d\/3\] [^\n]*/g), ["[2/3] scratch, seed 1"]);
 
-  // Changing what a job means (here the fine-tuning) is refused instead of mixing old and new results.
-  const spec = JSON.parse(readFileSync(file, "utf8")) as { finetune: { args: string[] } };
+  // A changed fine-tuning keeps every pretrained model and runs the downstream again (the collapse stands).
+  const spec = JSON.parse(readFileSync(file, "utf8")) as { finetune: { args: string[] }; pretrain: { config: Record<string, unknown> } };
+  const pretrainLog = () => (readFileSync(join(out, "data2vec-k-2", "seed-1", "log.txt"), "utf8").match(/\$ d2v pretrain/g) ?? []).length;
+  const pretrainings = pretrainLog();
   spec.finetune.args = ["--epochs", "2", "--per-class", "2"];
+  writeFileSync(file, JSON.stringify(spec));
+  const refit = d2v("experiment", file, "--out", out);
+  assert.equal(refit.code, 0, refit.stderr);
+  assert.deepEqual(refit.stderr.match(/\[\d\/3\] [^,\n]*/g), ["[1/3] data2vec (K=2)", "[2/3] scratch"]);
+  assert.match(refit.stderr, /data2vec-k-2\/seed-1: fine-tuning or evaluation changed; the pretrained model is kept/);
+  assert.equal(pretrainLog(), pretrainings, "nothing is pretrained again");
+  assert.match(readFileSync(join(out, "data2vec-k-2", "seed-1", "log.txt"), "utf8"), /finetune .*--epochs 2 --per-class 2/);
+  const refitResults = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { results: JobResult[] };
+  assert.equal(refitResults.results.find((r) => r.setting === "collapse")!.status, "collapsed");
+
+  // A changed pretraining is refused instead of mixing old and new results.
+  spec.pretrain.config = { ...spec.pretrain.config, train: { warmupSteps: 3 } };
   writeFileSync(file, JSON.stringify(spec));
   const changed = d2v("experiment", file, "--out", out);
   assert.equal(changed.code, 2);
-  assert.match(changed.stderr, /data2vec-k-2\/seed-1 was run with other settings than "data2vec \(K=2\)" has now/);
+  assert.match(changed.stderr, /data2vec-k-2\/seed-1 was pretrained with other settings than "data2vec \(K=2\)" has now/);
 });
