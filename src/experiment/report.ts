@@ -82,7 +82,8 @@ export async function writeReport(spec: ExperimentSpec, results: JobResult[], ou
     const rs = results.filter((r) => r.setting === s.name);
     const ok = rs.filter((r) => r.metric !== undefined);
     const m = ok.length ? meanStd(ok.map((r) => r.metric!)) : null;
-    const cell = m ? `${fmt(m.mean)} ± ${fmt(m.std)}` : "–";
+    // One finished seed has no spread to show.
+    const cell = !m ? "–" : ok.length === 1 ? `${fmt(m.mean)} (1 seed)` : `${fmt(m.mean)} ± ${fmt(m.std)}`;
     const perSeed = rs.map((r) => (r.metric !== undefined ? fmt(r.metric) : "collapsed")).join(" / ") || "–";
     const pre = rs.filter((r) => r.pretrain).map((r) => r.pretrain!);
     const loss = pre.length ? meanStd(pre.map((p) => p.finalLoss)).mean.toPrecision(3) : "–";

@@ -122,6 +122,7 @@ test("d2v experiment: runs the grid, stops cleanly on SIGTERM and resumes, recor
   assert.ok(!existsSync(join(out, "collapse", "seed-1", "finetune")), "a collapsed run is not fine-tuned");
 
   const report = readFileSync(join(out, "report.md"), "utf8");
+  assert.match(report, /\| data2vec \(K=2\) \| \d+\.\d \(1 seed\) \| /, "one seed is shown without a spread");
   assert.match(report, /\| collapse \| – \| collapsed \|.*\*\*collapsed\*\* in 1 of 1 .* — expected \|/);
   assert.match(report, /\| pretraining helps \(data2vec \(K=2\) vs scratch\) \| [+-]\d+\.\d \| (agrees|disagrees) \|/);
   for (const svg of ["pretrain-loss.svg", "variance.svg", "metric.svg"]) assert.match(readFileSync(join(out, svg), "utf8"), /^<svg /);
