@@ -8,12 +8,12 @@
  */
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { buildDirectoryAtomic } from "../train/checkpoint.js";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { DataError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import { loadBrown } from "../text/brown.js";
+import { buildDirectoryAtomic } from "../train/checkpoint.js";
 import { decodeWav, encodeWav16, resample } from "./io.js";
 
 const run = promisify(execFile);
@@ -126,7 +126,6 @@ export async function synthesizeSpeech(outDir: string, o: SynthSettings, log: (m
   const rng = HostRng.seeded(o.seed);
   const sentences = rng.shuffle(speechSentences());
   const speakers = makeSpeakers(o.speakers, rng);
-  mkdirSync(dirname(outDir), { recursive: true });
   return buildDirectoryAtomic(outDir, async (tmp) => {
     const summary: SynthSummary = {};
     let cursor = 0;
@@ -193,7 +192,6 @@ export async function synthesizeWords(outDir: string, o: WordSynthSettings, log:
   const speakers = makeSpeakers(o.trainSpeakers + o.testSpeakers, rng);
   if (speakers.length < o.trainSpeakers + o.testSpeakers) throw new DataError(`espeak-ng has ${speakers.length} voice variants here; ask for fewer speakers`);
   const bySplit: [string, Speaker[]][] = [["train", speakers.slice(0, o.trainSpeakers)], ["test", speakers.slice(o.trainSpeakers)]];
-  mkdirSync(dirname(outDir), { recursive: true });
   return buildDirectoryAtomic(outDir, async (tmp) => {
     const summary: SynthSummary = {};
     for (const [split, voices] of bySplit) {

@@ -55,8 +55,8 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
 }
 
 /**
- * Builds a new directory atomically: `fill` writes into a temporary sibling, which is renamed to `dir` when it
- * succeeds and removed when it fails, so a crash never leaves a partial `dir`.
+ * Builds a new directory atomically: `fill` writes into a temporary sibling (its parents are created), which is
+ * renamed to `dir` when it succeeds and removed when it fails, so a crash never leaves a partial `dir`.
  */
 export async function buildDirectoryAtomic<T>(dir: string, fill: (tmp: string) => Promise<T>): Promise<T> {
   const tmp = `${dir}.tmp-${process.pid}`;

@@ -4,7 +4,7 @@
  *
  * `fitHead` is the training loop (full batch, AdamW, warm-up + cosine); `trainLinearProbe` is the standard
  * probe: each feature dimension standardized with the training set's mean and std (the non-affine batch norm
- * that MAE and data2vec 2.0 put before their probe), then a linear layer. The standardization is folded into the
+ * MAE puts before its probe), then a linear layer. The standardization is folded into the
  * returned linear layer, so the probe is an ordinary linear head on the raw features and needs no extra state.
  */
 import { jit, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
