@@ -1,4 +1,4 @@
-/** What the pretrain-then-compare experiments share: resumable pretraining, its summary, and the mean ± std cell. */
+/** What the experiments share: command-line values, resumable pretraining with its summary, and the mean ± std cell. */
 import { sampleMeanStd } from "../src/train/metrics.js";
 import { checkpointedUpdates, readPretrainRecords, type PretrainRecord } from "../src/train/pretrain.js";
 
@@ -22,6 +22,12 @@ export async function ensurePretrained(
   log(`pretraining: ${metrics.length} updates, ${minutes.toFixed(1)} min of steps`);
   const last = metrics[metrics.length - 1];
   return { updates: metrics.length, minutes, finalLoss: last.loss, last };
+}
+
+/** The value after `--name` on the command line, or `fallback`. */
+export function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
 }
 
 /** "mean ± std" of fractions, in percent (sample standard deviation). */

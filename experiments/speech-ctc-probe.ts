@@ -19,11 +19,8 @@ import { encoderStates } from "../src/audio/finetune.js";
 import { initEngine } from "../src/engine/runtime.js";
 import { charErrorRate, wordErrorRate } from "../src/train/metrics.js";
 import { featureMoments } from "../src/train/probe.js";
+import { arg } from "./common.js";
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
 const model = arg("model", "");
 if (!model) throw new Error("--model RUN (an audio pretraining run) is required");
 const scratch = arg("scratch", "");

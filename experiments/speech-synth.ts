@@ -25,12 +25,8 @@ import { LIBRISPEECH_VOCAB } from "../src/audio/ctc.js";
 import { libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../src/audio/data.js";
 import { evaluateCtc, finetuneCtc, newCtcHead, toUtterances } from "../src/audio/finetune.js";
 import { pretrainAudio } from "../src/audio/pretrain.js";
-import { ensurePretrained, percentMeanStd } from "./common.js";
+import { arg, ensurePretrained, percentMeanStd } from "./common.js";
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
 const data = resolve(arg("data", join("data", "synth-speech")));
 const preset = arg("preset", "small");
 const out = resolve(arg("out", join("runs", `speech-synth-${preset}`)));

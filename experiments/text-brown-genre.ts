@@ -19,13 +19,9 @@ import { loadTextCheckpoint } from "../src/text/checkpoints.js";
 import { resolveTextConfig } from "../src/text/config.js";
 import { initTextEncoder } from "../src/text/model.js";
 import { pretrainText } from "../src/text/pretrain.js";
-import { ensurePretrained, percentMeanStd } from "./common.js";
+import { arg, ensurePretrained, percentMeanStd } from "./common.js";
 import { KeyStream } from "../src/nn/random.js";
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
 const preset = arg("preset", "small");
 const out = resolve(arg("out", join("runs", `brown-genre-${preset}`)));
 const pretrainOverrides = arg("pretrain-config", "");

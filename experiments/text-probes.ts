@@ -28,11 +28,8 @@ import { loadTextCheckpoint } from "../src/text/checkpoints.js";
 import { encodeLabeled, type Encoded } from "../src/text/classify.js";
 import { padBatch, type LabeledText } from "../src/text/data.js";
 import { embedText, initTextEncoder, textEncoderSpec, type TextEncoderConfig, type TextEncoderParams } from "../src/text/model.js";
+import { arg } from "./common.js";
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
 const checkpoints = arg("checkpoints", "").split(",").filter(Boolean);
 const randomSeed = arg("random-seed", "");
 const out = arg("out", "");

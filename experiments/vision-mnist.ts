@@ -23,12 +23,8 @@ import { resolveVisionConfig } from "../src/vision/config.js";
 import { balancedSubset, mnistSplits } from "../src/vision/images.js";
 import { initVisionEncoder } from "../src/vision/model.js";
 import { pretrainVision } from "../src/vision/pretrain.js";
-import { ensurePretrained, percentMeanStd } from "./common.js";
+import { arg, ensurePretrained, percentMeanStd } from "./common.js";
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
 const preset = arg("preset", "small");
 const out = resolve(arg("out", join("runs", `vision-mnist-${preset}`)));
 const seeds = arg("seeds", "1,2,3").split(",").map(Number);

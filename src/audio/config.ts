@@ -46,6 +46,15 @@ export const audioRunSchema = z
         prob: z.number().gt(0).lt(1),
         spanLength: z.number().int().min(1),
         minSpans: z.number().int().min(1),
+        /**
+         * Each view (student, teacher) loses 0 to `edgeJitter` frames at each end of a clip, drawn
+         * independently, and the loss covers masked frames both views keep. 0 (the paper) shows both views the
+         * same frames. The convolutional positional encoder sees where a clip starts and ends, so with short
+         * crops and small batches the teacher can drift into targets that encode position alone (a collapse
+         * that target_var does not see; `positionShare` does); when the views' edges differ, the student
+         * cannot predict position-only targets and has to predict content.
+         */
+        edgeJitter: z.number().int().min(0).default(0),
       })
       .strict(),
     data: z
@@ -68,6 +77,7 @@ export const audioRunSchema = z
     if (c.data2vec.ema.tauStart > c.data2vec.ema.tauEnd) issue(["data2vec", "ema", "tauStart"], "τ0 must not exceed τe (τ rises)");
     const frames = framesForSamples(Math.round(c.data.minSeconds * m.sampleRate), m.convLayers);
     if (frames <= c.masking.spanLength) issue(["data", "minSeconds"], `clips of ${c.data.minSeconds} s give ${frames} frames, not more than one span of ${c.masking.spanLength}; raise data.minSeconds`);
+    else if (frames - 2 * c.masking.edgeJitter <= c.masking.spanLength) issue(["masking", "edgeJitter"], `clips of data.minSeconds = ${c.data.minSeconds} s give ${frames} frames; trimming up to ${c.masking.edgeJitter} at each end leaves no room for a span of ${c.masking.spanLength}; lower masking.edgeJitter or raise data.minSeconds`);
     if (c.data.minSeconds > c.data.cropSeconds) issue(["data", "minSeconds"], "must not exceed data.cropSeconds");
   });
 
@@ -118,8 +128,10 @@ const tiny: AudioRunConfig = {
     minPredVar: 0.01,
     collapseWarmupSteps: 200,
     teacherContext: null,
+    maxPositionShare: null,
+    removePositionMean: false,
   },
-  masking: { prob: 0.65, spanLength: 10, minSpans: 1 },
+  masking: { prob: 0.65, spanLength: 10, minSpans: 1, edgeJitter: 0 },
   data: { cropSeconds: 1, minSeconds: 0.5 },
   train: {
     batchSize: 4,

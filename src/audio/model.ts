@@ -188,8 +188,10 @@ export function encodeAudio(p: AudioEncoderParams, wave: np.Array, frameMask: np
 /** A pretraining batch: waveforms, which frames are real, which are masked for the student. */
 export type AudioPretrainBatch = {
   wave: np.Array; // [B, L] float32
-  frameMask: np.Array; // [B, T] float32, 1 = real frame
-  mask: np.Array; // [B, T] float32, 1 = masked (never on padding)
+  frameMask: np.Array; // [B, T] float32, 1 = real frame (of the student's view)
+  mask: np.Array; // [B, T] float32, 1 = masked (never on padding, always in both views)
+  /** [B, T] the teacher's frames when its view differs from the student's (`masking.edgeJitter`). */
+  teacherFrameMask?: np.Array;
 };
 
 /**
@@ -202,17 +204,19 @@ export function audioModality(m: AudioModelConfig): Modality<AudioShared, AudioP
     encoder: audioEncoderSpec(m),
     embed(shared, batch, view, keys) {
       const mask = view === "student" ? batch.mask : null;
-      return { x: embedAudio(shared, batch.wave.ref, batch.frameMask, mask, m, keys), padding: batch.frameMask.ref };
+      const frames = view === "teacher" ? (batch.teacherFrameMask ?? batch.frameMask) : batch.frameMask;
+      return { x: embedAudio(shared, batch.wave.ref, frames, mask, m, keys), padding: frames.ref };
     },
     embedViews(shared, batch, keys) {
       const { features, projected } = projectFeatures(shared, c, batch.wave.ref);
       features.dispose();
       const frozen = lax.stopGradient(projected.ref);
       const teacherPositions = { posConv: shared.posConv.map((p) => tree.map((a: np.Array) => lax.stopGradient(a.ref), p as never) as unknown as ConvParams), encoderNorm: tree.map((a: np.Array) => lax.stopGradient(a.ref), shared.encoderNorm as never) as unknown as LayerNormParams };
-      const teacher = addPositions(teacherPositions, c, frozen, batch.frameMask, { padding: "isolate" });
+      const teacherFrames = batch.teacherFrameMask ?? batch.frameMask;
+      const teacher = addPositions(teacherPositions, c, frozen, teacherFrames, { padding: "isolate" });
       const h = applyMask(dropout(projected, m.featureDropout, keys), batch.mask, shared.maskEmbedding);
       const student = dropout(addPositions(shared, c, h, batch.frameMask, { padding: "isolate" }), m.dropout, keys);
-      return { student: { x: student, padding: batch.frameMask.ref }, teacher: { x: teacher, padding: batch.frameMask.ref } };
+      return { student: { x: student, padding: batch.frameMask.ref }, teacher: { x: teacher, padding: teacherFrames.ref } };
     },
     lossWeights: (batch) => batch.mask.ref,
   };

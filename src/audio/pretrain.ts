@@ -6,7 +6,7 @@ import { HostRng } from "../engine/random.js";
 import { firstEpoch, freshPretrainState, loadPretrainState, nextRows, openPretrainRun, pretrain, runSetup, type EpochOrder, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { parseAudioRunConfig, type AudioRunConfig } from "./config.js";
 import { lengthBuckets, loadClips, totalSeconds, unlabeledEntries, type Clip } from "./data.js";
-import { spanMask } from "./masking.js";
+import { spanMask, type SpanMaskSettings } from "./masking.js";
 import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec, type AudioPretrainBatch } from "./model.js";
 
 export type AudioPretrainOptions = {
@@ -73,18 +73,50 @@ export class AudioStream implements PretrainData<AudioPretrainBatch> {
     });
     const frames = framesForSamples(crop, m.convLayers);
     const frameLengths = lengths.map((n) => framesForSamples(n, m.convLayers));
-    const mask = spanMask(frameLengths, frames, this.cfg.masking, rng);
+    const batch: AudioPretrainBatch = { wave: np.array(wave).reshape([b, crop]), frameMask: null as never, mask: null as never };
+    if (this.cfg.masking.edgeJitter === 0) {
+      batch.frameMask = np.array(frameMaskArray(lengths, frames, m)).reshape([b, frames]);
+      batch.mask = np.array(Float32Array.from(spanMask(frameLengths, frames, this.cfg.masking, rng))).reshape([b, frames]);
+    } else {
+      const views = jitteredViews(frameLengths, frames, this.cfg.masking, rng);
+      batch.frameMask = np.array(views.student).reshape([b, frames]);
+      batch.teacherFrameMask = np.array(views.teacher).reshape([b, frames]);
+      batch.mask = np.array(views.mask).reshape([b, frames]);
+    }
     this.#s.rng = rng.state();
     this.#units = lengths.reduce((a, n) => a + n, 0) / m.sampleRate;
-    return {
-      wave: np.array(wave).reshape([b, crop]),
-      frameMask: np.array(frameMaskArray(lengths, frames, m)).reshape([b, frames]),
-      mask: np.array(Float32Array.from(mask)).reshape([b, frames]),
-    };
+    return batch;
   }
   state(): StreamState {
     return structuredClone(this.#s);
   }
+}
+
+/**
+ * The student's and the teacher's frames ([rows × frames], 1 = in the view) when each view drops 0 to
+ * `edgeJitter` frames at each end of a row, independently, and span masks ([rows × frames], 1 = masked)
+ * placed inside the frames both views keep, with the same count in every row.
+ */
+export function jitteredViews(frameLengths: number[], frames: number, s: SpanMaskSettings & { edgeJitter: number }, rng: HostRng): { student: Float32Array; teacher: Float32Array; mask: Float32Array } {
+  const rows = frameLengths.length;
+  const student = new Float32Array(rows * frames);
+  const teacher = new Float32Array(rows * frames);
+  const common = frameLengths.map((n, i) => {
+    // Never trim a row below one span plus one frame in the frames both views keep.
+    const jitter = Math.max(0, Math.min(s.edgeJitter, Math.floor((n - s.spanLength - 1) / 2)));
+    const draw = () => [rng.int(0, jitter), rng.int(0, jitter)];
+    const [sa, sb] = draw();
+    const [ta, tb] = draw();
+    student.fill(1, i * frames + sa, i * frames + n - sb);
+    teacher.fill(1, i * frames + ta, i * frames + n - tb);
+    return { start: Math.max(sa, ta), length: n - Math.max(sa, ta) - Math.max(sb, tb) };
+  });
+  const inner = spanMask(common.map((c) => c.length), frames, s, rng);
+  const mask = new Float32Array(rows * frames);
+  common.forEach(({ start, length }, i) => {
+    for (let t = 0; t < length; t++) mask[i * frames + start + t] = inner[i * frames + t];
+  });
+  return { student, teacher, mask };
 }
 
 /** Unlabeled clips of a source at the model's rate, without those shorter than `data.minSeconds`. */

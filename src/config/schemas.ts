@@ -10,6 +10,8 @@ export const data2vecSchema = z
     targetLayer: z.enum(["ffn", "ffn_residual", "end", "attn"]),
     targetNorm,
     targetNormAfterAverage: targetNorm,
+    /** Subtract the targets' per-step batch mean, then normalize again (against collapse to position). */
+    removePositionMean: z.boolean().default(false),
     loss: z.enum(["l2", "smooth_l1"]),
     lossBeta: z.number().min(0),
     lossScale: z.number().positive().nullable(),
@@ -25,6 +27,8 @@ export const data2vecSchema = z
     teacherContext: z.number().int().min(0).nullable().default(null),
     minTargetVar: z.number().min(0),
     minPredVar: z.number().min(0),
+    /** Stop when the targets' position share exceeds this (after the warm-up); null: log it only. */
+    maxPositionShare: z.number().gt(0).max(1).nullable().default(null),
     collapseWarmupSteps: z.number().int().min(0),
   })
   .strict();

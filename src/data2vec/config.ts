@@ -12,6 +12,12 @@ export type Data2VecSettings = {
   /** Per-layer target normalization, then optional normalization of the average. */
   targetNorm: TargetNorm;
   targetNormAfterAverage: TargetNorm;
+  /**
+   * Subtract from the averaged targets their mean over the batch at each step, then apply the per-layer norm
+   * again: the student gains nothing from encoding position, which otherwise short inputs and small batches
+   * let the targets collapse to (see `positionShare`). Not in the paper; needs 2 or more rows per batch.
+   */
+  removePositionMean?: boolean;
   loss: LossKind;
   /** Smooth L1 β (ignored for L2). */
   lossBeta: number;
@@ -29,5 +35,10 @@ export type Data2VecSettings = {
   /** Collapse monitor: stop when target_var / pred_var fall under these after `collapseWarmupSteps`. */
   minTargetVar: number;
   minPredVar: number;
+  /**
+   * Stop when the targets' position share (`positionShare`: about 1/B unrelated to position, 1 when the
+   * targets encode position alone) rises above this after the warm-up; null only logs it.
+   */
+  maxPositionShare?: number | null;
   collapseWarmupSteps: number;
 };

@@ -30,6 +30,31 @@ export function regressionLoss(
 }
 
 /**
+ * The share of the variance of x [B, T, D] that the step index alone explains: Σ_t n_t·|x̄_t − x̄|² over
+ * Σ |x − x̄|², with x̄_t the mean over the rows' real steps t and x̄ the mean over all real steps (weights
+ * [B, T], 1 = real; null: all real). It is about 1/B for inputs unrelated to position, and 1 when targets
+ * encode position alone, a collapse that target_var misses (the targets still vary along the sequence).
+ * Undefined (NaN) for a single row. Consumes both.
+ */
+export function positionShare(x: np.Array, weights: np.Array | null): np.Array {
+  const [b, t, d] = x.shape;
+  if (b < 2) {
+    x.dispose();
+    weights?.dispose();
+    return np.array(NaN);
+  }
+  const w = (weights ?? np.ones([b, t])).reshape([b, t, 1]);
+  const perStep = np.maximum(w.ref.sum(0), 1e-9); // [T, 1]
+  const total = w.ref.sum();
+  const weighted = x.ref.mul(w.ref);
+  const mean = weighted.ref.reshape([b * t, d]).sum(0).div(total); // [D]
+  const stepMean = weighted.sum(0).div(perStep.ref); // [T, D]
+  const between = np.square(stepMean.sub(mean.ref)).mul(perStep).sum();
+  const within = np.square(x.sub(mean)).mul(w).sum();
+  return between.div(np.maximum(within, 1e-12));
+}
+
+/**
  * Mean over dimensions of the per-dimension standard deviation across the weighted steps (fairseq's
  * `compute_var`: unbiased variance, sqrt(var + 1e-6)). x: [B, T, D], weights: [B, T]. Consumes both.
  */

@@ -15,8 +15,8 @@ import { gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from
 import { initLayerNorm, initLinear } from "../nn/init.js";
 import type { KeyStream } from "../nn/random.js";
 import type { Data2VecSettings } from "./config.js";
-import { meanStd, regressionLoss } from "./loss.js";
-import { buildTargets } from "./targets.js";
+import { meanStd, positionShare, regressionLoss } from "./loss.js";
+import { buildTargets, normalizeTarget, subtractPositionMean } from "./targets.js";
 
 /**
  * A modality's embedded view: [B, T, D] states, an optional [B, T] padding mask, and what the blocks need
@@ -91,7 +91,7 @@ export function regressionHead(p: RegressionHead, x: np.Array, eps = 1e-5): np.A
   return x;
 }
 
-export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array };
+export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array; positionShare: np.Array };
 
 /**
  * The data2vec loss for one batch. Consumes params, teacherLayers, batch and key.
@@ -135,7 +135,10 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
   });
   teacher.out.dispose();
   // Padded steps are left out of the instance-norm statistics, so padding never reaches the targets.
-  const target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage, teacherIn.padding?.ref ?? null));
+  let target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage, teacherIn.padding?.ref ?? null));
+  // The share is taken before any position mean is removed: it tells whether the teacher itself encodes position.
+  const targetPositionShare = lax.stopGradient(positionShare(target.ref, teacherIn.padding?.ref ?? null));
+  if (cfg.removePositionMean) target = normalizeTarget(subtractPositionMean(target, teacherIn.padding), cfg.targetNorm, teacherIn.padding);
   disposeExtras(teacherIn);
 
   // Regression at the masked steps.
@@ -147,6 +150,7 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
     targetVar: lax.stopGradient(meanStd(target.ref, weights.ref)),
     predVar: lax.stopGradient(meanStd(pred.ref, weights.ref)),
     maskedSteps: lax.stopGradient(weights.ref.sum()),
+    positionShare: targetPositionShare,
   };
   const loss = regressionLoss(pred, target, weights, { kind: cfg.loss, beta: cfg.lossBeta, scale });
   tree.dispose(batch as never);

@@ -7,11 +7,19 @@
 import { CollapseError } from "../engine/errors.js";
 import type { Data2VecSettings } from "./config.js";
 
-export function checkCollapse(cfg: Data2VecSettings, update: number, targetVar: number, predVar: number): void {
+export function checkCollapse(cfg: Data2VecSettings, update: number, targetVar: number, predVar: number, positionShare = NaN): void {
   if (update < cfg.collapseWarmupSteps) return;
   const problems: string[] = [];
   if (!Number.isFinite(targetVar) || targetVar < cfg.minTargetVar) problems.push(`target_var ${targetVar.toFixed(4)} < ${cfg.minTargetVar}`);
   if (!Number.isFinite(predVar) || predVar < cfg.minPredVar) problems.push(`pred_var ${predVar.toFixed(4)} < ${cfg.minPredVar}`);
+  if (problems.length === 0 && cfg.maxPositionShare != null && positionShare > cfg.maxPositionShare) {
+    throw new CollapseError(
+      `the targets encode position alone at update ${update}: position_share ${positionShare.toFixed(4)} > ${cfg.maxPositionShare} ` +
+        "(the step index explains that share of the targets' variance; about 1/batch size is healthy). The student can predict such targets " +
+        "without looking at the input. Try longer crops, a larger batch, a lower learning rate, or (speech) masking.edgeJitter, which shows " +
+        "the two views different clip edges. The threshold is data2vec.maxPositionShare.",
+    );
+  }
   if (problems.length === 0) return;
   throw new CollapseError(
     `representations collapsed at update ${update}: ${problems.join(", ")}. ` +

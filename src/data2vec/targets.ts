@@ -3,6 +3,7 @@
  * normalized, optionally normalized again after averaging. Targets are built from the unmasked teacher
  * pass and are only read at masked steps; the caller applies stop-gradient.
  */
+import { ConfigError } from "../engine/errors.js";
 import { numpy as np } from "../engine/jax.js";
 import { instanceNorm, layerNorm } from "../nn/layers.js";
 
@@ -13,6 +14,18 @@ export function normalizeTarget(x: np.Array, kind: TargetNorm, padding: np.Array
   if (kind === "layer") return layerNorm(null, x, 1e-5);
   if (kind === "instance") return instanceNorm(x, 1e-5, padding);
   return x;
+}
+
+/**
+ * y minus its mean over the batch's rows at each step (over the rows where the step is real): what the step
+ * index alone predicts is gone. Consumes y; borrows the padding.
+ */
+export function subtractPositionMean(y: np.Array, padding: np.Array | null): np.Array {
+  const [b, t] = y.shape;
+  if (b < 2) throw new ConfigError("data2vec.removePositionMean needs at least 2 rows per batch (with one, the targets would be all zero); raise train.batchSize");
+  const w = padding ? padding.ref.reshape([b, t, 1]) : np.ones([b, t, 1]);
+  const mean = y.ref.mul(w.ref).sum(0).div(np.maximum(w.sum(0), 1)); // [T, D]
+  return y.sub(mean);
 }
 
 /**

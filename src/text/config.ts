@@ -82,6 +82,8 @@ const tiny: TextRunConfig = {
     minPredVar: 0.01,
     collapseWarmupSteps: 500,
     teacherContext: null,
+    maxPositionShare: null,
+    removePositionMean: false,
   },
   masking: { kind: "span", prob: 0.35, spanLength: 4, randomTokenProb: 0, leaveUnmaskedProb: 0 },
   train: {

@@ -118,6 +118,8 @@ const tiny: VisionRunConfig = {
     minPredVar: 0,
     collapseWarmupSteps: 0,
     teacherContext: null,
+    maxPositionShare: null,
+    removePositionMean: false,
   },
   masking: { ratio: 0.6, minBlockPatches: null, minAspect: 0.3 },
   // Digits: no flips (a mirrored 2 is not a 2), mild crops, brightness/contrast jitter.

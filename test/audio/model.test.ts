@@ -9,7 +9,8 @@ import { instanceNorm } from "../../src/nn/layers.js";
 import { data2vecLoss } from "../../src/data2vec/model.js";
 import { resolveAudioConfig } from "../../src/audio/config.js";
 import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec } from "../../src/audio/model.js";
-import { pretrainAudio } from "../../src/audio/pretrain.js";
+import { jitteredViews, pretrainAudio } from "../../src/audio/pretrain.js";
+import { HostRng } from "../../src/engine/random.js";
 import { LIBRISPEECH_VOCAB } from "../../src/audio/ctc.js";
 import { durationBatches, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtterances } from "../../src/audio/finetune.js";
 import { freshAudioEncoder } from "../../src/audio/checkpoints.js";
@@ -54,6 +55,83 @@ test("padding does not leak: a clip's data2vec loss is the same alone and padded
   withPadding.set(clip);
   const inBatch = await lossOf(withPadding, padded, paddedFrames);
   assert.ok(Math.abs(alone - inBatch) < 1e-4 * Math.abs(alone), `alone ${alone} vs padded ${inBatch}`);
+});
+
+test("edge jitter: a view that drops a clip's first frames is the clip cut there; masks lie in both views", async () => {
+  // Both views drop the first 4 frames: the loss must equal that of the clip cut at 4 × 320 samples.
+  const n = 9000;
+  const cut = 4;
+  const hop = 320; // the tiny CNN's total stride; its receptive field (400) never reaches back across a cut
+  const clip = Float32Array.from({ length: n }, (_, i) => Math.sin(i / 7) * 0.5 + Math.cos(i / 31) * 0.3);
+  const frames = framesForSamples(n, cfg.model.convLayers);
+  assert.equal(framesForSamples(n - cut * hop, cfg.model.convLayers), frames - cut);
+  const masked = [8, 9, 10, 11, 12, 17, 18, 19, 20, 21];
+  const row = (t: number, on: (i: number) => boolean) => np.array(Float32Array.from({ length: t }, (_, i) => (on(i) ? 1 : 0))).reshape([1, t]);
+  const lossOf = async (wave: Float32Array, batch: (t: number) => Record<string, np.Array>) => {
+    const params = initAudioData2Vec(cfg, 5);
+    const teacher = tree.map((a: np.Array) => a.ref, params.layers as never) as never;
+    const t = framesForSamples(wave.length, cfg.model.convLayers);
+    const [loss, m] = data2vecLoss(audioModality(cfg.model), cfg.data2vec, params, teacher, { wave: np.array(wave).reshape([1, wave.length]), ...batch(t) } as never, null);
+    tree.dispose(m as never);
+    return (await loss.data())[0];
+  };
+  const trimmed = await lossOf(clip, (t) => ({ frameMask: row(t, (i) => i >= cut), teacherFrameMask: row(t, (i) => i >= cut), mask: row(t, (i) => masked.includes(i)) }));
+  const cutClip = await lossOf(clip.slice(cut * hop), (t) => ({ frameMask: row(t, () => true), mask: row(t, (i) => masked.includes(i + cut)) }));
+  assert.ok(Math.abs(trimmed - cutClip) < 1e-4 * Math.abs(cutClip), `trimmed views ${trimmed} vs the cut clip ${cutClip}`);
+  // Only the teacher's view trimmed: its targets change, so the loss does.
+  const teacherOnly = await lossOf(clip, (t) => ({ frameMask: row(t, () => true), teacherFrameMask: row(t, (i) => i >= cut), mask: row(t, (i) => masked.includes(i)) }));
+  const same = await lossOf(clip, (t) => ({ frameMask: row(t, () => true), mask: row(t, (i) => masked.includes(i)) }));
+  assert.ok(Math.abs(teacherOnly - same) > 1e-3 * Math.abs(same), `the teacher's view changes its targets (${teacherOnly} vs ${same})`);
+
+  // The views the stream draws: contiguous, trimmed by at most J at each end, masks inside both, equal counts.
+  const rng = HostRng.seeded(2);
+  const J = 6;
+  const lengths = [74, 60, 74, 31];
+  let differ = 0;
+  for (let trial = 0; trial < 50; trial++) {
+    const v = jitteredViews(lengths, 74, { prob: 0.65, spanLength: 10, minSpans: 1, edgeJitter: J }, rng);
+    const counts = lengths.map((len, i) => {
+      const at = (a: Float32Array, j: number) => a[i * 74 + j];
+      for (const view of [v.student, v.teacher]) {
+        const on = Array.from({ length: 74 }, (_, j) => at(view, j));
+        const first = on.indexOf(1);
+        const last = on.lastIndexOf(1);
+        assert.ok(first <= J && last >= len - 1 - J && last < len, `row ${i}: view [${first}, ${last}] of ${len} frames`);
+        assert.equal(on.slice(first, last + 1).every((x) => x === 1), true, "a view is contiguous");
+      }
+      let c = 0;
+      for (let j = 0; j < 74; j++) if (at(v.mask, j)) (c++, assert.ok(at(v.student, j) && at(v.teacher, j), `row ${i}: masked frame ${j} in both views`));
+      if (v.student.slice(i * 74, (i + 1) * 74).some((x, j) => x !== at(v.teacher, j))) differ++;
+      return c;
+    });
+    assert.ok(counts[0] > 0 && counts.every((c) => c === counts[0]), `same masked count per row: ${counts}`);
+  }
+  assert.ok(differ > 150, `the two views usually differ (${differ} of 200 rows)`);
+});
+
+test("removePositionMean: two identical rows leave no target at all, whatever the teacher", async () => {
+  const n = 9000;
+  const clip = Float32Array.from({ length: n }, (_, i) => Math.sin(i / 7) * 0.5 + Math.cos(i / 31) * 0.3);
+  const t = framesForSamples(n, cfg.model.convLayers);
+  const wave = new Float32Array(2 * n);
+  wave.set(clip);
+  wave.set(clip, n);
+  const maskRow = Float32Array.from({ length: t }, (_, i) => (i % 5 < 2 ? 1 : 0));
+  const lossOf = async (removePositionMean: boolean, teacherSeed: number) => {
+    const params = initAudioData2Vec(cfg, 5);
+    const other = initAudioData2Vec(cfg, teacherSeed);
+    tree.dispose([other.shared, other.head] as never);
+    const batch = { wave: np.array(wave).reshape([2, n]), frameMask: np.ones([2, t]), mask: np.array(Float32Array.from([...maskRow, ...maskRow])).reshape([2, t]) };
+    const [loss, m] = data2vecLoss(audioModality(cfg.model), { ...cfg.data2vec, removePositionMean }, params, other.layers, batch, null);
+    const share = (await m.positionShare.ref.data())[0];
+    tree.dispose(m as never);
+    return { loss: (await loss.data())[0], share };
+  };
+  const [a, b] = [await lossOf(true, 5), await lossOf(true, 6)];
+  assert.ok(Math.abs(a.loss - b.loss) < 1e-5 * Math.abs(a.loss), `centered targets are zero: the teacher does not matter (${a.loss} vs ${b.loss})`);
+  assert.ok(Math.abs(a.share - 1) < 1e-4, `identical rows: the step explains everything (${a.share})`);
+  const [c, d] = [await lossOf(false, 5), await lossOf(false, 6)];
+  assert.ok(Math.abs(c.loss - d.loss) > 1e-3 * Math.abs(c.loss), `without it the teacher's targets count (${c.loss} vs ${d.loss})`);
 });
 
 test("audio pretraining resumes exactly (tiny preset, padded short clips)", async () => {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { numpy as np } from "../../src/engine/jax.js";
 import { initEngine } from "../../src/engine/runtime.js";
-import { meanStd, regressionLoss } from "../../src/data2vec/loss.js";
+import { meanStd, positionShare, regressionLoss } from "../../src/data2vec/loss.js";
 import { toHost } from "../jaxutil.js";
 
 await initEngine();
@@ -49,4 +49,24 @@ test("meanStd is the mean per-dimension std over the weighted steps (unbiased, +
   const expected = (std([1, 2, 6]) + std([10, 20, 60])) / 2;
   const got = (await toHost(meanStd(np.array(x), np.array(w))))[0];
   assert.ok(Math.abs(got - expected) / expected < 1e-5, `${got} vs ${expected}`);
+});
+
+test("positionShare: the step index's share of the variance over real steps, by hand; 1 for position-only targets", async () => {
+  // B=2, T=3, D=1; row 1's last step is padding and must not count.
+  const x = [[[1], [4], [2]], [[3], [0], [999]]];
+  const w = [[1, 1, 1], [1, 1, 0]];
+  const real = [1, 4, 2, 3, 0];
+  const mean = real.reduce((a, b) => a + b) / real.length;
+  const steps = [[1, 3], [4, 0], [2]];
+  const between = steps.reduce((s, v) => s + v.length * (v.reduce((a, b) => a + b) / v.length - mean) ** 2, 0);
+  const total = real.reduce((s, v) => s + (v - mean) ** 2, 0);
+  const got = (await toHost(positionShare(np.array(x), np.array(w))))[0];
+  assert.ok(Math.abs(got - between / total) < 1e-5, `${got} vs ${between / total}`);
+  // Every row the same function of position (D = 2): the whole variance is explained by the step.
+  const positional = [0, 1].map(() => [[[1, -1]], [[2, 5]], [[-3, 0]]].map((r) => r[0]));
+  assert.ok(Math.abs((await toHost(positionShare(np.array(positional), null)))[0] - 1) < 1e-5);
+  // Rows that differ only by a constant offset per row: position explains nothing.
+  const offsets = [[[1], [1], [1]], [[5], [5], [5]]];
+  assert.ok(Math.abs((await toHost(positionShare(np.array(offsets), null)))[0]) < 1e-6);
+  assert.ok(Number.isNaN((await toHost(positionShare(np.array([x[0]]), null)))[0]), "undefined for one row");
 });

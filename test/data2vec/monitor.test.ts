@@ -18,6 +18,13 @@ test("the monitor waits for its warm-up, then stops on low target or prediction 
   assert.throws(() => checkCollapse(cfg, 100, 0.05, 0.2), (e: Error) => e instanceof CollapseError && /target_var 0\.0500 < 0\.1/.test(e.message) && /train\.lr/.test(e.message));
   assert.throws(() => checkCollapse(cfg, 100, 0.5, 0.001), /pred_var 0\.0010 < 0\.01/);
   assert.throws(() => checkCollapse(cfg, 100, NaN, 0.5), CollapseError);
+  // Position-only targets: checked only when a threshold is set, after the warm-up, never on NaN (a batch of one).
+  assert.doesNotThrow(() => checkCollapse(cfg, 100, 0.5, 0.2, 0.999));
+  const strict = { ...cfg, maxPositionShare: 0.9 };
+  assert.doesNotThrow(() => checkCollapse(strict, 99, 0.5, 0.2, 0.999));
+  assert.doesNotThrow(() => checkCollapse(strict, 100, 0.5, 0.2, 0.3));
+  assert.doesNotThrow(() => checkCollapse(strict, 100, 0.5, 0.2, NaN));
+  assert.throws(() => checkCollapse(strict, 100, 0.5, 0.2, 0.95), (e: Error) => e instanceof CollapseError && /position_share 0\.9500 > 0\.9/.test(e.message) && /edgeJitter/.test(e.message));
 });
 
 test("training logs target_var and pred_var every update and stops with a CollapseError", async () => {
@@ -29,5 +36,6 @@ test("training logs target_var and pred_var every update and stops with a Collap
   assert.equal(lines.length, 4);
   for (const l of lines) {
     assert.ok(l.targetVar > 0 && l.predVar > 0);
+    assert.ok(l.positionShare > 0 && l.positionShare < 1, `position share ${l.positionShare} logged`);
   }
 });

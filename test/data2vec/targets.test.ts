@@ -1,7 +1,9 @@
 import { test } from "node:test";
 import { numpy as np, random, tree } from "../../src/engine/jax.js";
 import { initEngine } from "../../src/engine/runtime.js";
-import { buildTargets } from "../../src/data2vec/targets.js";
+import { buildTargets, subtractPositionMean } from "../../src/data2vec/targets.js";
+import assert from "node:assert/strict";
+import { ConfigError } from "../../src/engine/errors.js";
 import { runEncoder, type EncoderSpec } from "../../src/nn/encoder.js";
 import { initPostLnBlock } from "../../src/nn/init.js";
 import type { PostLnBlockParams } from "../../src/nn/blocks.js";
@@ -77,3 +79,12 @@ for (const [perLayer, after] of [["layer", "none"], ["instance", "none"], ["laye
     assertClose(await toHost(y), referenceTargets(refLayers, seqs, perLayer, after), 2e-4, "targets");
   });
 }
+
+test("removing the position mean: each step loses its mean over the rows where it is real, by hand", async () => {
+  // B=2, T=3, D=2; row 1's last step is padding, so step 2's mean is row 0's value alone.
+  const y = [[[1, 10], [2, 20], [3, 30]], [[5, -10], [6, 0], [999, 999]]];
+  const got = await toHost(subtractPositionMean(np.array(y), np.array([[1, 1, 1], [1, 1, 0]])));
+  const expected = [[[-2, 10], [-2, 10], [0, 0]], [[2, -10], [2, -10]]].flat(2);
+  expected.forEach((v, i) => assert.ok(Math.abs(got[i] - v) < 1e-5, `element ${i}: ${got[i]} vs ${v}`));
+  assert.throws(() => subtractPositionMean(np.array([y[0]]), null), (e: Error) => e instanceof ConfigError && /batchSize/.test(e.message));
+});
