@@ -18,7 +18,7 @@
 import { writeFileSync } from "node:fs";
 import { numpy as np, random, tree } from "../src/engine/jax.js";
 import { initEngine } from "../src/engine/runtime.js";
-import { linear } from "../src/nn/layers.js";
+import { linear, maskedMean } from "../src/nn/layers.js";
 import { runEncoder } from "../src/nn/encoder.js";
 import { KeyStream } from "../src/nn/random.js";
 import { accuracy } from "../src/train/metrics.js";
@@ -60,10 +60,9 @@ async function pooledStates(encoder: TextEncoderParams, enc: TextEncoderConfig, 
     const x = embedText(tree.ref(encoder.shared as never), np.array(ids, { dtype: np.int32 }).reshape(shape), np.array(positions, { dtype: np.int32 }).reshape(shape), enc, null);
     const run = runEncoder(tree.ref(encoder.layers as never), x.ref, textEncoderSpec(enc), { padding: mask.ref, keys: null, capture: "end", captureFrom: 0 });
     run.out.dispose();
-    const weights = mask.reshape([seqs.length, seqLen, 1]);
     const states = [x, ...run.captured];
-    for (let d = 0; d < states.length; d++) perDepth[d].set((await states[d].mul(weights.ref).sum(1).div(weights.ref.sum(1)).data()) as Float32Array, i * enc.dim);
-    weights.dispose();
+    for (let d = 0; d < states.length; d++) perDepth[d].set((await maskedMean(states[d], mask.ref).data()) as Float32Array, i * enc.dim);
+    mask.dispose();
   }
   return perDepth;
 }

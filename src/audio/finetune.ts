@@ -15,7 +15,7 @@ import { HostRng } from "../engine/random.js";
 import type { ParamTree } from "../engine/tree.js";
 import { stepKey } from "../data2vec/step.js";
 import { initLinear } from "../nn/init.js";
-import { layerNorm, linear, type LinearParams } from "../nn/layers.js";
+import { layerNorm, linear, maskedMean, type LinearParams } from "../nn/layers.js";
 import { runEncoder } from "../nn/encoder.js";
 import { KeyStream } from "../nn/random.js";
 import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
@@ -353,10 +353,7 @@ export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frame
 
 /** The mean of the real frames' final states [B, D]. Consumes the encoder and inputs. */
 function pooledStates(encoder: AudioEncoderParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null): np.Array {
-  const h = encodeInputs(encoder, { wave, frameMask: frameMask.ref }, m, keys);
-  const [b, t] = frameMask.shape;
-  const w = frameMask.reshape([b, t, 1]);
-  return h.mul(w.ref).sum(1).div(np.maximum(w.sum(1), 1));
+  return maskedMean(encodeInputs(encoder, { wave, frameMask: frameMask.ref }, m, keys), frameMask);
 }
 
 /** A fixed-length clip: a random crop in training (when `rng`), else the first `samples`; shorter clips are padded. */

@@ -73,19 +73,20 @@ export class AudioStream implements PretrainData<AudioPretrainBatch> {
     });
     const frames = framesForSamples(crop, m.convLayers);
     const frameLengths = lengths.map((n) => framesForSamples(n, m.convLayers));
-    const batch: AudioPretrainBatch = { wave: np.array(wave).reshape([b, crop]), frameMask: null as never, mask: null as never };
-    if (this.cfg.masking.edgeJitter === 0) {
-      batch.frameMask = np.array(frameMaskArray(lengths, frames, m)).reshape([b, frames]);
-      batch.mask = np.array(Float32Array.from(spanMask(frameLengths, frames, this.cfg.masking, rng))).reshape([b, frames]);
-    } else {
-      const views = jitteredViews(frameLengths, frames, this.cfg.masking, rng);
-      batch.frameMask = np.array(views.student).reshape([b, frames]);
-      batch.teacherFrameMask = np.array(views.teacher).reshape([b, frames]);
-      batch.mask = np.array(views.mask).reshape([b, frames]);
-    }
+    // Without jitter both views are the real frames (and the RNG is drawn as before jitter existed).
+    const views =
+      this.cfg.masking.edgeJitter === 0
+        ? { student: frameMaskArray(lengths, frames, m), teacher: null, mask: Float32Array.from(spanMask(frameLengths, frames, this.cfg.masking, rng)) }
+        : jitteredViews(frameLengths, frames, this.cfg.masking, rng);
     this.#s.rng = rng.state();
     this.#units = lengths.reduce((a, n) => a + n, 0) / m.sampleRate;
-    return batch;
+    const device = (rows: Float32Array) => np.array(rows).reshape([b, frames]);
+    return {
+      wave: np.array(wave).reshape([b, crop]),
+      frameMask: device(views.student),
+      mask: device(views.mask),
+      ...(views.teacher ? { teacherFrameMask: device(views.teacher) } : {}),
+    };
   }
   state(): StreamState {
     return structuredClone(this.#s);
@@ -95,16 +96,15 @@ export class AudioStream implements PretrainData<AudioPretrainBatch> {
 /**
  * The student's and the teacher's frames ([rows × frames], 1 = in the view) when each view drops 0 to
  * `edgeJitter` frames at each end of a row, independently, and span masks ([rows × frames], 1 = masked)
- * placed inside the frames both views keep, with the same count in every row.
+ * placed inside the frames both views keep, with the same count in every row. Rows must be longer than
+ * 2 · edgeJitter + spanLength frames (the config checks this against `data.minSeconds`).
  */
 export function jitteredViews(frameLengths: number[], frames: number, s: SpanMaskSettings & { edgeJitter: number }, rng: HostRng): { student: Float32Array; teacher: Float32Array; mask: Float32Array } {
   const rows = frameLengths.length;
   const student = new Float32Array(rows * frames);
   const teacher = new Float32Array(rows * frames);
   const common = frameLengths.map((n, i) => {
-    // Never trim a row below one span plus one frame in the frames both views keep.
-    const jitter = Math.max(0, Math.min(s.edgeJitter, Math.floor((n - s.spanLength - 1) / 2)));
-    const draw = () => [rng.int(0, jitter), rng.int(0, jitter)];
+    const draw = () => [rng.int(0, s.edgeJitter), rng.int(0, s.edgeJitter)];
     const [sa, sb] = draw();
     const [ta, tb] = draw();
     student.fill(1, i * frames + sa, i * frames + n - sb);

@@ -5,6 +5,7 @@ import { jit, numpy as np, random, tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { initEngine } from "../engine/runtime.js";
+import { maskedMean } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
@@ -191,8 +192,7 @@ export async function runEmbed(texts: string[], o: { model: string; file?: strin
       padding.dispose();
       return h.slice([], 0);
     }
-    const w = padding.reshape([padding.shape[0], padding.shape[1], 1]);
-    return h.mul(w.ref).sum(1).div(w.sum(1));
+    return maskedMean(h, padding);
   });
   for (const text of all) {
     const { ids, padding, positions } = padBatch([Int32Array.from(tok.encode(text))], seqLen, tok.pad, tok.eos);

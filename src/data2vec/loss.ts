@@ -1,5 +1,6 @@
 /** The regression loss at masked steps, and the variance statistics of the collapse monitor. */
 import { numpy as np } from "../engine/jax.js";
+import { stepMeans } from "./targets.js";
 
 export type LossKind = "l2" | "smooth_l1";
 
@@ -37,20 +38,17 @@ export function regressionLoss(
  * Undefined (NaN) for a single row. Consumes both.
  */
 export function positionShare(x: np.Array, weights: np.Array | null): np.Array {
-  const [b, t, d] = x.shape;
+  const [b, t] = x.shape;
   if (b < 2) {
     x.dispose();
     weights?.dispose();
     return np.array(NaN);
   }
-  const w = (weights ?? np.ones([b, t])).reshape([b, t, 1]);
-  const perStep = np.maximum(w.ref.sum(0), 1e-9); // [T, 1]
-  const total = w.ref.sum();
-  const weighted = x.ref.mul(w.ref);
-  const mean = weighted.ref.reshape([b * t, d]).sum(0).div(total); // [D]
-  const stepMean = weighted.sum(0).div(perStep.ref); // [T, D]
-  const between = np.square(stepMean.sub(mean.ref)).mul(perStep).sum();
-  const within = np.square(x.sub(mean)).mul(w).sum();
+  const w = weights ?? np.ones([b, t]);
+  const { means, counts } = stepMeans(x.ref, w); // [T, D], [T, 1]
+  const mean = means.ref.mul(counts.ref).sum(0).div(counts.ref.sum()); // [D], over all real steps
+  const between = np.square(means.sub(mean.ref)).mul(counts).sum();
+  const within = np.square(x.sub(mean)).mul(w.reshape([b, t, 1])).sum();
   return between.div(np.maximum(within, 1e-12));
 }
 

@@ -17,15 +17,26 @@ export function normalizeTarget(x: np.Array, kind: TargetNorm, padding: np.Array
 }
 
 /**
- * y minus its mean over the batch's rows at each step (over the rows where the step is real): what the step
- * index alone predicts is gone. Consumes y; borrows the padding.
+ * The mean over the batch's rows at each step, over the rows where the step is real: y [B, T, D] → means
+ * [T, D], with the number of real rows per step [T, 1] (padding [B, T], 1 = real; null: all real).
+ * Consumes y; borrows the padding.
+ */
+export function stepMeans(y: np.Array, padding: np.Array | null): { means: np.Array; counts: np.Array } {
+  const [b, t] = y.shape;
+  const w = padding ? padding.ref.reshape([b, t, 1]) : np.ones([b, t, 1]);
+  const counts = w.ref.sum(0);
+  return { means: y.mul(w).sum(0).div(np.maximum(counts.ref, 1)), counts };
+}
+
+/**
+ * y minus its mean over the batch's rows at each step (`stepMeans`): what the step index alone predicts is
+ * gone. Consumes y; borrows the padding.
  */
 export function subtractPositionMean(y: np.Array, padding: np.Array | null): np.Array {
-  const [b, t] = y.shape;
-  if (b < 2) throw new ConfigError("data2vec.removePositionMean needs at least 2 rows per batch (with one, the targets would be all zero); raise train.batchSize");
-  const w = padding ? padding.ref.reshape([b, t, 1]) : np.ones([b, t, 1]);
-  const mean = y.ref.mul(w.ref).sum(0).div(np.maximum(w.sum(0), 1)); // [T, D]
-  return y.sub(mean);
+  if (y.shape[0] < 2) throw new ConfigError("data2vec.removePositionMean needs at least 2 rows per batch (with one, the targets would be all zero); raise train.batchSize");
+  const { means, counts } = stepMeans(y.ref, padding);
+  counts.dispose();
+  return y.sub(means);
 }
 
 /**

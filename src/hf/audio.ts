@@ -9,7 +9,7 @@ import { validate } from "../config/validate.js";
 import type { PostLnBlockParams } from "../nn/blocks.js";
 import { convWeightFromTorch, type ConvParams } from "../nn/conv.js";
 import { runEncoder, type EncoderSpec } from "../nn/encoder.js";
-import { linear, type LinearParams } from "../nn/layers.js";
+import { linear, maskedMean, type LinearParams } from "../nn/layers.js";
 import { addPositions, framesForSamples, projectFeatures, type AudioFrontEnd, type AudioFrontEndConfig } from "../audio/model.js";
 import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
@@ -170,7 +170,7 @@ export function audioForward(m: HfAudioModel, wave: np.Array, sampleLengths: num
       h = out.hiddenStates.ref.mul(w).sum(0);
     }
     const x = linear(head.projector, h); // [B, T, P]
-    const pooled = frameMask ? x.mul(frameMask.ref.reshape([b, t, 1])).sum(1).div(frameMask.ref.sum(1).reshape([b, 1])) : x.mean(1);
+    const pooled = frameMask ? maskedMean(x, frameMask.ref) : x.mean(1);
     out.logits = linear(head.out, pooled);
   }
   frameMask?.dispose();

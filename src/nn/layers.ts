@@ -30,6 +30,13 @@ export function layerNorm(p: LayerNormParams | null, x: np.Array, eps = 1e-5): n
   return y;
 }
 
+/** The mean over the real steps: x [B, T, D], mask [B, T] (1 = real step) → [B, D]. Consumes both. */
+export function maskedMean(x: np.Array, mask: np.Array): np.Array {
+  const [b, t] = mask.shape;
+  const w = mask.reshape([b, t, 1]);
+  return x.mul(w.ref).sum(1).div(np.maximum(w.sum(1), 1));
+}
+
 /**
  * Instance norm over time: each channel of each sequence normalized by its own mean and biased variance
  * over the time axis (axis 1 of [B, T, D]), as data2vec's speech targets. With `padding` [B, T] (1 = real

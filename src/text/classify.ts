@@ -6,7 +6,7 @@
 import { jit, numpy as np, random, tree } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import { initLayerNorm, initLinear } from "../nn/init.js";
-import { dropout, layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
+import { dropout, layerNorm, linear, maskedMean, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { padBatch, type LabeledText } from "./data.js";
@@ -44,13 +44,9 @@ export function classifierLogits(
   keys: KeyStream | null,
   pooling: Pooling = "first",
 ): np.Array {
-  const mask = padding.ref.reshape([padding.shape[0], padding.shape[1], 1]);
+  const mask = pooling === "first" ? null : padding.ref;
   const h = encodeText(p.encoder, ids, positions, padding, c, keys); // [B, T, D]
-  let pooled: np.Array; // [B, D]
-  if (pooling === "first") {
-    mask.dispose();
-    pooled = h.slice([], 0);
-  } else pooled = h.mul(mask.ref).sum(1).div(mask.sum(1));
+  let pooled = mask ? maskedMean(h, mask) : h.slice([], 0); // [B, D]
   if (p.head.norm) pooled = layerNorm(p.head.norm, pooled, c.layerNormEps);
   let x = dropout(pooled, c.dropout, keys);
   x = np.tanh(linear(p.head.dense, x));
