@@ -267,7 +267,7 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
         });
         [trainable, optState] = step.get(shape)(trainable, optState, deviceInputs(b, cached, channels), key, np.array(cotangent).reshape([size, b.frames, vocabSize]), np.array(learningRate(schedule, update)));
         update++;
-        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.max(1, counted)).toFixed(3) });
+        await progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.max(1, counted)).toFixed(3) });
       }
       const record = { epoch: epoch + 1, step: update, loss: lossSum / Math.max(1, counted), skipped };
       history.push(record);

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /** The `d2v` command line. */
 import "../engine/shims.js";
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { describeEngine, initEngine } from "../engine/runtime.js";
 import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError } from "../engine/errors.js";
 import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runClassify } from "./vision-commands.js";
@@ -29,6 +31,7 @@ function num(name: string) {
 const program = new Command()
   .name("d2v")
   .description("data2vec: self-supervised pretraining for speech, images and text, fine-tuning, evaluation and embeddings")
+  .option("-V, --version", "the version and the compute engine (native OpenBLAS or wasm; D2V_ENGINE chooses)")
   .showHelpAfterError();
 
 program
@@ -199,7 +202,13 @@ data
   .action(runData);
 
 try {
-  await program.parseAsync();
+  const args = process.argv.slice(2);
+  if (args.length === 1 && (args[0] === "--version" || args[0] === "-V")) {
+    // The version and the engine that would compute: native (OpenBLAS, its core type, threads) or wasm.
+    const info = await initEngine();
+    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+    process.stdout.write(`d2v ${pkg.version}\nengine: ${describeEngine(info)}\n`);
+  } else await program.parseAsync();
 } catch (e) {
   if (e instanceof D2vError) {
     process.stderr.write(`\nerror: ${e.message}\n`);

@@ -23,3 +23,5 @@ export class CollapseError extends D2vError {}
 export const COLLAPSE_EXIT_STATUS = 3;
 /** An experiment file that is invalid, or an experiment job that failed. */
 export class ExperimentError extends D2vError {}
+/** The compute engine asked for (`D2V_ENGINE`) cannot run here. */
+export class EngineError extends D2vError {}

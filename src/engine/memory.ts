@@ -17,7 +17,8 @@ type Backend = {
 const live = new Map<number, { ref: number; size: number }>();
 let installed: Promise<void> | null = null;
 
-async function wasmBackend(): Promise<Backend> {
+/** jax-js's wasm backend object (internal; for the buffer counter and the profiler). */
+export async function wasmBackend(): Promise<Backend> {
   const require = createRequire(import.meta.url);
   const indexJs = require.resolve("@jax-js/jax").replace(/index\.cjs$/, "index.js");
   const source = readFileSync(indexJs, "utf8");

@@ -6,17 +6,24 @@
  * 3. a global `Worker` backed by `worker_threads`, so the wasm backend runs kernels on real threads,
  * 4. `navigator.hardwareConcurrency`, which sizes jax-js's worker pool (it assumes 4 when missing).
  *
- * The thread count defaults to `os.availableParallelism()`; `D2V_THREADS=N` overrides it (1 disables workers).
+ * The thread count is `configuredThreads()`; `D2V_THREADS=N` overrides it (1 disables workers).
  */
 import { availableParallelism } from "node:os";
 import { resolveObjectURL } from "node:buffer";
 import { Worker as ThreadWorker } from "node:worker_threads";
+import { nativeEngineLikely } from "./native/addon.js";
 
 const g = globalThis as Record<string, unknown>;
 
+/**
+ * jax-js's worker threads: `D2V_THREADS`, else 1 when the native engine will run (its matmuls use every core
+ * through OpenBLAS, and the remaining small kernels run faster on the main thread than through a worker's
+ * message round trip: measured in docs/results/bench.md), else one per core.
+ */
 export function configuredThreads(): number {
   const fromEnv = Number(process.env.D2V_THREADS ?? "");
   if (Number.isInteger(fromEnv) && fromEnv >= 1) return fromEnv;
+  if (nativeEngineLikely()) return 1;
   return Math.max(1, availableParallelism());
 }
 
@@ -87,12 +94,20 @@ class NodeBlobWorker {
 
   #start(source: string) {
     if (this.#terminated) return;
-    const thread = new ThreadWorker(WORKER_PRELUDE + source, { eval: true });
+    // The worker source is CommonJS: a parent started with --input-type=module (e.g. `node -e` of an ES
+    // module) must not pass that flag on, or the worker fails to start.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith("--input-type"));
+    const thread = new ThreadWorker(WORKER_PRELUDE + source, { eval: true, execArgv });
     thread.on("message", (data: unknown) => {
       if (--this.#outstanding === 0) thread.unref();
       this.onmessage?.({ data });
     });
-    thread.on("error", (err: Error) => this.onerror?.({ message: err.message }));
+    thread.on("error", (err: Error) => {
+      // jax-js skips the kernels of a pool whose worker failed and reads their outputs uncomputed:
+      // stopping here is the only way not to return wrong numbers.
+      process.stderr.write(`d2v: a jax-js worker thread failed (${err.message}); stopping rather than compute without it\n`);
+      process.exit(70);
+    });
     this.#thread = thread;
     for (const msg of this.#pending) thread.postMessage(msg);
     this.#pending = [];

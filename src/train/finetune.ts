@@ -94,7 +94,7 @@ export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTr
         lossSum += (await loss.data())[0] * rows.length;
         correctSum += (await correct.data())[0];
         update++;
-        progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
+        await progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
       }
       const record = { epoch: epoch + 1, step: update, loss: lossSum / order.length, trainAccuracy: correctSum / order.length };
       history.push(record);

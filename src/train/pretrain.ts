@@ -253,7 +253,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
       setup.onUpdate?.(record);
       unitsDone += data.unitsPerBatch * setup.accumSteps;
       const elapsed = (performance.now() - t0) / 1000;
-      progress.update(update + 1, {
+      await progress.update(update + 1, {
         loss: loss.toFixed(4),
         tvar: targetVar.toFixed(3),
         pvar: predVar.toFixed(3),

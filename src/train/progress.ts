@@ -1,6 +1,7 @@
 /** Progress on long work (a bar with loss, throughput and ETA on a TTY; periodic lines otherwise) and JSONL metrics. */
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import cliProgress from "cli-progress";
+import { describeEngine } from "../engine/runtime.js";
 
 export type ProgressFields = Record<string, string>;
 
@@ -16,6 +17,8 @@ export class Progress {
     this.#total = total;
     this.#label = label;
     this.#quiet = opts.quiet ?? false;
+    // The first line says which engine computes (native OpenBLAS or wasm), so every log records it.
+    if (!this.#quiet) process.stderr.write(`${label}: engine ${describeEngine()}\n`);
     if (!this.#quiet && process.stderr.isTTY) {
       this.#bar = new cliProgress.SingleBar(
         { format: `${label} [{bar}] {value}/{total} | {fields} | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true, etaBuffer: 20 },
@@ -25,7 +28,17 @@ export class Progress {
     }
   }
 
-  update(done: number, fields: ProgressFields): void {
+  /**
+   * Shows progress, then lets the event loop run once. Training loops await it after every update: with the
+   * native engine every kernel runs on the main thread, and without this turn a loop would never see Ctrl-C,
+   * SIGTERM or a timer until it finished.
+   */
+  async update(done: number, fields: ProgressFields): Promise<void> {
+    this.#show(done, fields);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  #show(done: number, fields: ProgressFields): void {
     const text = Object.entries(fields).map(([k, v]) => `${k} ${v}`).join(" ");
     if (this.#bar) {
       this.#bar.update(done, { fields: text });
