@@ -1,10 +1,11 @@
 /**
  * Where a training step's time goes (not a test). Runs steps with one jax-js thread, so every kernel runs
  * on the main thread when it is dispatched and its time can be read off directly, and sorts kernel time into
- * native matmuls, matmuls left on wasm, other reductions (layer norm, softmax, loss sums), elementwise
- * kernels with and without transcendentals (exp, erf, sqrt, …), random bits (threefry, for dropout and
- * masking noise) and routines; what remains of the step's wall time is JavaScript (tracing the jitted
- * function's dispatch, host-side batches, the optimizer's bookkeeping).
+ * native matmuls, native (compiled) elementwise kernels, matmuls left on wasm, other reductions (layer norm,
+ * softmax, loss sums), wasm elementwise kernels with and without transcendentals (exp, erf, sqrt, …), random
+ * bits (threefry, for dropout and masking noise) and routines; what remains of the step's wall time is
+ * JavaScript (dispatching the jitted function's kernels, host-side batches, the optimizer's bookkeeping).
+ * D2V_ENGINE=wasm profiles the wasm engine; D2V_NATIVE_KERNELS=0 native matmuls with wasm elementwise kernels.
  *   npm run bench -- --profile                      text-tiny, vision-tiny, audio-tiny on the default engine
  *   node dist/bench/profile.js text-small audio-tiny  any steps
  */
@@ -12,10 +13,11 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describeEngine, initEngine } from "../src/engine/runtime.js";
 import { wasmBackend } from "../src/engine/memory.js";
+import { nativeKernelsReady } from "../src/engine/native/engine.js";
 import type { JaxAluExp, JaxKernel } from "../src/engine/native/gemm-plan.js";
 import { benchStep } from "./steps.js";
 
-type Category = "native matmul" | "wasm matmul" | "wasm reduction" | "elementwise, transcendental" | "elementwise" | "random bits" | "routine";
+type Category = "native matmul" | "native elementwise" | "wasm matmul" | "wasm reduction" | "elementwise, transcendental" | "elementwise" | "random bits" | "routine";
 
 const TRANSCENDENTAL = new Set(["Exp", "Log", "Erf", "Erfc", "Sin", "Cos", "Asin", "Atan", "Sqrt", "Reciprocal", "Tanh"]);
 
@@ -59,7 +61,7 @@ async function profile(what: string, steps = 4): Promise<string> {
     const ms = performance.now() - t;
     if (!counting) return;
     const source = exe.source as JaxKernel & { name?: string };
-    const cat = source.exp ? (tookNative ? "native matmul" : categorize(source)) : `routine ${source.name ?? ""}`.trim();
+    const cat = source.exp ? (tookNative ? (source.reduction ? "native matmul" : "native elementwise") : categorize(source)) : `routine ${source.name ?? ""}`.trim();
     const e = time.get(cat) ?? { ms: 0, n: 0 };
     e.ms += ms;
     e.n++;
@@ -67,6 +69,7 @@ async function profile(what: string, steps = 4): Promise<string> {
   };
   const step = benchStep(what);
   await step.run(0);
+  await nativeKernelsReady();
   await step.run(1);
   counting = true;
   const t0 = performance.now();

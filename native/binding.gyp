@@ -1,10 +1,10 @@
 {
   "targets": [
     {
-      "target_name": "d2v_blas",
-      "sources": ["d2v_blas.c"],
-      "libraries": ["-lopenblas"],
-      "cflags": ["-O2", "-std=c11", "-Wall", "-Wextra"]
+      "target_name": "d2v_native",
+      "sources": ["d2v_native.c"],
+      "libraries": ["-lopenblas", "-ldl", "-lpthread"],
+      "cflags": ["-O2", "-std=gnu11", "-Wall", "-Wextra"]
     }
   ]
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Builds the optional native engine (native/d2v_blas.c → native/build/Release/d2v_blas.node) with node-gyp,
+ * Builds the optional native engine (native/d2v_native.c → native/build/Release/d2v_native.node) with node-gyp,
  * against the local Node headers and Debian's OpenBLAS (`apt-get install libopenblas-dev`). Nothing is
  * downloaded. Runs after `npm install` / `npm ci`, and as `npm run build:native`.
  *
@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 const strict = process.argv.includes("--strict");
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const native = join(root, "native");
-const built = join(native, "build", "Release", "d2v_blas.node");
+const built = join(native, "build", "Release", "d2v_native.node");
 const APT = "apt-get install libopenblas-dev";
 
 function done(ok, message) {

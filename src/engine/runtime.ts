@@ -30,5 +30,7 @@ export function describeEngine(info: EngineInfo | null = engineInfo()): string {
   if (!info) return `not started; ${wasm}`;
   if (info.kind === "wasm") return `wasm: ${wasm}${info.fallbackReason ? ` (native unavailable: ${info.fallbackReason})` : ""}`;
   const b = info.blas!;
-  return `native: ${b.library}, core ${b.corename}, ${b.threads} BLAS thread${b.threads === 1 ? "" : "s"} + ${wasm}`;
+  const k = info.kernels;
+  const kernels = !k ? "" : "off" in k ? `; elementwise kernels on wasm (${k.off})` : `; elementwise kernels compiled by ${k.compiler}`;
+  return `native: ${b.library}, core ${b.corename}, ${b.threads} BLAS thread${b.threads === 1 ? "" : "s"}${kernels} + ${wasm}`;
 }

@@ -12,28 +12,14 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jit, lax, numpy as np, random, tree, valueAndGrad, nn as jnn } from "../../src/engine/jax.js";
+import { jit, numpy as np, random, tree, valueAndGrad, nn as jnn } from "../../src/engine/jax.js";
 import { initEngine } from "../../src/engine/runtime.js";
-import { defaultAddonPath, loadAddonAt } from "../../src/engine/native/addon.js";
-import { nativeStats, setNativeEnabled } from "../../src/engine/native/engine.js";
-import type { ParamTree } from "../../src/engine/tree.js";
+import { ADDON_ABI, defaultAddonPath, loadAddonAt } from "../../src/engine/native/addon.js";
+import { nativeKernelsReady, nativeStats, setNativeEnabled } from "../../src/engine/native/engine.js";
 import { conv1d } from "../../src/nn/conv.js";
 import { patchify } from "../../src/vision/model.js";
-import { makeData2VecSteps, stepKey } from "../../src/data2vec/step.js";
-import type { BlockParams } from "../../src/nn/encoder.js";
-import { microConfig } from "../train/fixtures.js";
-import { initTextData2Vec, textModality } from "../../src/text/model.js";
-import { HostRng } from "../../src/engine/random.js";
-import { resolveVisionConfig } from "../../src/vision/config.js";
-import { initVisionData2Vec, visionModality } from "../../src/vision/model.js";
-import { ImageStream } from "../../src/vision/pretrain.js";
-import { mnistSplits } from "../../src/vision/images.js";
-import { resolveAudioConfig } from "../../src/audio/config.js";
-import { audioModality, initAudioData2Vec } from "../../src/audio/model.js";
-import { AudioStream } from "../../src/audio/pretrain.js";
-import { optimizerSettings } from "../../src/train/pretrain.js";
 import { ROOT } from "../helpers.js";
-import { syntheticTextBatch } from "../../bench/steps.js";
+import { TRAINING_STEPS } from "./training-steps.js";
 
 const info = await initEngine();
 const wasmOnly = (process.env.D2V_ENGINE ?? "").toLowerCase() === "wasm";
@@ -86,6 +72,9 @@ async function compareEngines(name: string, compute: () => unknown, minNative: n
   setNativeEnabled(false);
   const wasm = await hostLeaves(compute());
   setNativeEnabled(true);
+  // The first native run queues its elementwise kernels for the compiler; the compared run uses them.
+  await hostLeaves(compute());
+  await nativeKernelsReady();
   const before = nativeStats().calls;
   const native = await hostLeaves(compute());
   const calls = nativeStats().calls - before;
@@ -163,52 +152,11 @@ test("operands behind a padding mask, broadcast batch dims, and output dims that
   await compareEngines("A's rows over two dims", () => rows({ a: normal(29, [7, 48, 9]), b: normal(30, [48, 33]) }, [7, 9, 33], 31), 2);
 });
 
-/** Loss and every gradient of one data2vec micro-step, on both engines, from the same weights, batch and key. */
-async function compareTrainingStep<B extends { [k: string]: np.Array }>(
-  name: string,
-  steps: ReturnType<typeof makeData2VecSteps>,
-  params: () => ParamTree,
-  batch: () => B,
-  minNative: number,
-): Promise<void> {
-  await compareEngines(
-    name,
-    () => {
-      const p = params() as never as { layers: BlockParams[] };
-      const teacher = tree.map((a: np.Array) => lax.stopGradient(a.ref), p.layers as never) as unknown as BlockParams[];
-      const [grads, out] = (steps.microStep as (...a: unknown[]) => [ParamTree, { loss: np.Array; targetVar: np.Array; predVar: np.Array }])(p, teacher, batch(), stepKey(3, 1));
-      const { loss, targetVar, predVar, ...rest } = out;
-      tree.dispose(rest as never);
-      return [loss, targetVar, predVar, grads];
-    },
-    minNative,
-  );
+for (const modality of ["text", "vision", "audio"] as const) {
+  test(`a full ${modality} training step: loss and every gradient agree within 1e-5`, { skip }, async () => {
+    await compareEngines(`${modality} step`, TRAINING_STEPS[modality](), 20);
+  });
 }
-
-test("a full text training step: loss and every gradient agree within 1e-5", { skip }, async () => {
-  const cfg = microConfig({ model: { dim: 64, ffnDim: 128, heads: 4 } });
-  const enc = { ...cfg.model, padId: 1 };
-  const steps = makeData2VecSteps(textModality(enc), cfg.data2vec, optimizerSettings(cfg.train));
-  const makeBatch = () => syntheticTextBatch(cfg, HostRng.seeded(5));
-  await compareTrainingStep("text step", steps as never, () => initTextData2Vec(cfg, enc, 0) as never, makeBatch, 20);
-});
-
-test("a full vision training step: loss and every gradient agree within 1e-5", { skip }, async () => {
-  const cfg = resolveVisionConfig("tiny", { train: { batchSize: 8 } });
-  const steps = makeData2VecSteps(visionModality(cfg.model), cfg.data2vec, optimizerSettings(cfg.train));
-  const images = mnistSplits().train.images.slice(0, 16);
-  const makeBatch = () => new ImageStream(images, cfg, null, { mnist: true }).next();
-  await compareTrainingStep("vision step", steps as never, () => initVisionData2Vec(cfg, 0) as never, makeBatch, 20);
-});
-
-test("a full audio training step: loss and every gradient agree within 1e-5", { skip }, async () => {
-  const cfg = resolveAudioConfig("tiny", { train: { batchSize: 2 }, data: { cropSeconds: 0.5 } });
-  const steps = makeData2VecSteps(audioModality(cfg.model), cfg.data2vec, optimizerSettings(cfg.train));
-  const rng = HostRng.seeded(9);
-  const clips = Array.from({ length: 4 }, (_, i) => ({ name: `c${i}`, samples: new Float32Array(9000 + 1000 * i).map(() => 2 * rng.uniform() - 1) }));
-  const makeBatch = () => new AudioStream(clips, cfg, null, { caller: true }).next();
-  await compareTrainingStep("audio step", steps as never, () => initAudioData2Vec(cfg, 0) as never, makeBatch, 20);
-});
 
 // ---- failure modes: each is one sentence naming the fix, never a crash or wrong numbers ----
 
@@ -220,12 +168,12 @@ function fakeAddon(body: string): string {
 }
 
 test("a missing, foreign, stale or unrelated addon is refused with what to do", () => {
-  const missing = loadAddonAt(join(tmpdir(), "no-such-dir", "d2v_blas.node"));
+  const missing = loadAddonAt(join(tmpdir(), "no-such-dir", "d2v_native.node"));
   assert.ok("error" in missing && /not built.*npm run build:native/.test(missing.error), JSON.stringify(missing));
 
   // The real addon marked as a 32-bit ELF: what a build for another architecture looks like to dlopen.
   const dir = mkdtempSync(join(tmpdir(), "d2v-addon-"));
-  const foreign = join(dir, "d2v_blas.node");
+  const foreign = join(dir, "d2v_native.node");
   const elf = existsSync(defaultAddonPath()) ? readFileSync(defaultAddonPath()) : Buffer.alloc(4096);
   elf.set([0x7f, 0x45, 0x4c, 0x46, 1], 0); // "\x7fELF", EI_CLASS = ELFCLASS32
   writeFileSync(foreign, elf);
@@ -251,7 +199,7 @@ function childProduct(env: Record<string, string>) {
 }
 
 test("without the addon the engine runs on wasm, says so once, and computes correctly", () => {
-  const r = childProduct({ D2V_NATIVE_ADDON: join(tmpdir(), "missing", "d2v_blas.node") });
+  const r = childProduct({ D2V_NATIVE_ADDON: join(tmpdir(), "missing", "d2v_native.node") });
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim());
   assert.equal(out.kind, "wasm");
@@ -262,7 +210,7 @@ test("without the addon the engine runs on wasm, says so once, and computes corr
 });
 
 test("D2V_ENGINE=native without a working addon is an error that names the fix; D2V_ENGINE=wasm says nothing", () => {
-  const r = childProduct({ D2V_ENGINE: "native", D2V_NATIVE_ADDON: join(tmpdir(), "missing", "d2v_blas.node") });
+  const r = childProduct({ D2V_ENGINE: "native", D2V_NATIVE_ADDON: join(tmpdir(), "missing", "d2v_native.node") });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /EngineError: D2V_ENGINE=native, but the native addon is not built/);
   const w = childProduct({ D2V_ENGINE: "wasm" });
@@ -276,8 +224,8 @@ test("D2V_ENGINE=native without a working addon is an error that names the fix; 
 test("an addon whose products are wrong fails the startup self-check: wasm runs instead, with the reason", () => {
   // Loads and reports like the real addon, but its gemm writes nothing: the self-check must catch it.
   const wrong = fakeAddon(`module.exports = {
-    info: () => ({ abi: 1, corename: "Fake", config: "OpenBLAS 0.0.0", threads: 1, parallel: 0 }),
-    setThreads() {}, sgemm() {}, gemm() {},
+    info: () => ({ abi: ${ADDON_ABI}, corename: "Fake", config: "OpenBLAS 0.0.0", threads: 1, parallel: 0 }),
+    setThreads() {}, sgemm() {}, gemm() {}, loadKernel() { return 0; }, runKernel() {},
   };`);
   const r = childProduct({ D2V_NATIVE_ADDON: wrong });
   assert.equal(r.status, 0, r.stderr);

@@ -1,13 +1,13 @@
 /**
- * Loads the optional native addon (`native/d2v_blas.c`, built at install time by `scripts/build-native.mjs`
+ * Loads the optional native addon (`native/d2v_native.c`, built at install time by `scripts/build-native.mjs`
  * against Debian's OpenBLAS). Every way it can fail to load becomes one sentence that says what to do.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
-/** Must equal `D2V_BLAS_ABI` in native/d2v_blas.c: an addon built from other sources is refused as stale. */
-export const ADDON_ABI = 1;
+/** Must equal `D2V_NATIVE_ABI` in native/d2v_native.c: an addon built from other sources is refused as stale. */
+export const ADDON_ABI = 4;
 
 export interface BlasInfo {
   abi: number;
@@ -31,6 +31,10 @@ export interface BlasAddon {
     tableB: Int32Array | null,
     tableG: Int32Array | null,
   ): void;
+  /** Loads `d2v_kernel` from a compiled kernel object; returns its id. */
+  loadKernel(path: string): number;
+  /** Runs a loaded kernel; its `outer` outermost iterations are split into `parts` pieces on as many threads. */
+  runKernel(id: number, mem: Float32Array, bases: Float64Array, needs: Float64Array, outBase: number, outBytes: number, outer: number, parts: number): void;
   sgemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void;
   setThreads(n: number): void;
   info(): BlasInfo;
@@ -38,7 +42,7 @@ export interface BlasAddon {
 
 /** The addon's default location: `native/build/Release/` of the package. */
 export function defaultAddonPath(): string {
-  return fileURLToPath(new URL("../../../../native/build/Release/d2v_blas.node", import.meta.url));
+  return fileURLToPath(new URL("../../../../native/build/Release/d2v_native.node", import.meta.url));
 }
 
 const REBUILD = "run `npm run build:native` (it needs `apt-get install libopenblas-dev`)";

@@ -11,9 +11,10 @@
  */
 import { availableParallelism } from "node:os";
 import { EngineError } from "../errors.js";
-import { numpy as np, random } from "../jax.js";
+import { lax, numpy as np, random } from "../jax.js";
 import { loadAddon, type BlasAddon, type BlasInfo } from "./addon.js";
 import { planGemm, type GemmPlan, type JaxKernel } from "./gemm-plan.js";
+import { KernelCompiler, type CompilerInfo } from "./compiler.js";
 
 export type EngineKind = "native" | "wasm";
 
@@ -22,21 +23,25 @@ export interface EngineInfo {
   /** Why the engine is wasm when native was not asked against (unset: it was asked for). */
   fallbackReason?: string;
   blas?: BlasInfo & { library: string };
+  /** Native engine: the compiler building elementwise kernels, or why they stay on wasm. */
+  kernels?: CompilerInfo | { off: string };
 }
 
 type HostKernelHook = (kernel: JaxKernel, hash: string, memory: WebAssembly.Memory, ptrs: number[]) => (() => void) | null;
 const g = globalThis as { __jaxjsHostKernel?: HostKernelHook };
 
-/** Native sgemm dispatches since the engine started, and their multiply-adds (for profiles and tests). */
+/** Native dispatches since the engine started: sgemm calls and their multiply-adds, elementwise programs. */
 export interface NativeStats {
   calls: number;
   work: number;
+  elementwiseCalls: number;
 }
 
 let addon: BlasAddon | null = null;
 let enabled = false;
 const plans = new Map<string, GemmPlan | null>();
-const stats: NativeStats = { calls: 0, work: 0 };
+const stats: NativeStats = { calls: 0, work: 0, elementwiseCalls: 0 };
+let compiler: KernelCompiler | null = null;
 let memoryView: Float32Array | null = null;
 
 function memoryF32(memory: WebAssembly.Memory): Float32Array {
@@ -50,7 +55,11 @@ function inBounds(base: number, [lo, hi]: [number, number], length: number): boo
 }
 
 const hostKernel: HostKernelHook = (kernel, hash, memory, ptrs) => {
-  if (!enabled || !addon || !kernel.reduction) return null;
+  if (!enabled || !addon) return null;
+  return kernel.reduction ? matmulKernel(addon, kernel, hash, memory, ptrs) : elementwiseKernel(addon, kernel, hash, memory, ptrs);
+};
+
+function matmulKernel(blas: BlasAddon, kernel: JaxKernel, hash: string, memory: WebAssembly.Memory, ptrs: number[]): (() => void) | null {
   let plan = plans.get(hash);
   if (plan === undefined) {
     plan = planGemm(kernel);
@@ -72,12 +81,45 @@ const hostKernel: HostKernelHook = (kernel, hash, memory, ptrs) => {
   ) {
     return null;
   }
-  const blas = addon;
   const p = plan;
   stats.calls++;
   stats.work += p.work;
   return () => blas.gemm(memoryF32(memory), p.plan, p.rel, bases, p.alpha, p.tables[0], p.tables[1], p.tables[2]);
-};
+}
+
+/**
+ * Elementwise kernels below this many elements stay on wasm: a call costs about as much either way, and each
+ * compiled kernel costs a compile (measured in docs/results/bench.md).
+ */
+export const MIN_COMPILED_ELEMENTS = Number(process.env.D2V_KERNEL_MIN_SIZE ?? 4096);
+/** Compiled kernels of at least this many elements run on every core (smaller ones lose to the hand-off). */
+const SPLIT_ELEMENTS = 65536;
+/** Threads a compiled kernel runs on: `D2V_KERNEL_THREADS`, else one per core. */
+const kernelThreads = Math.max(1, Number(process.env.D2V_KERNEL_THREADS) || availableParallelism());
+
+function elementwiseKernel(native: BlasAddon, kernel: JaxKernel, hash: string, memory: WebAssembly.Memory, ptrs: number[]): (() => void) | null {
+  if (kernel.size < MIN_COMPILED_ELEMENTS) return null;
+  const k = compiler?.get(hash, kernel);
+  if (!k) return null;
+  const bytes = memory.buffer.byteLength;
+  const out = ptrs[ptrs.length - 1];
+  const outBytes = k.size * k.outWidth;
+  const needs = new Float64Array(ptrs.length - 1);
+  for (const l of k.loads) {
+    if (l.input >= needs.length || ptrs[l.input] + l.bytes > bytes) return null;
+    needs[l.input] = l.bytes;
+  }
+  if (out + outBytes > bytes) return null;
+  const bases = Float64Array.from(ptrs.slice(0, -1));
+  stats.elementwiseCalls++;
+  const parts = k.size >= SPLIT_ELEMENTS ? kernelThreads : 1;
+  return () => native.runKernel(k.id, memoryF32(memory), bases, needs, out, outBytes, k.outer, parts);
+}
+
+/** Resolves when every elementwise kernel seen so far is compiled (benchmarks and tests wait for it). */
+export function nativeKernelsReady(): Promise<void> {
+  return compiler ? compiler.idle() : Promise.resolve();
+}
 
 /** Turns the native path on or off in this process (tests compare both engines on the same inputs). */
 export function setNativeEnabled(on: boolean): void {
@@ -103,15 +145,21 @@ export function nativePlans(): ReadonlyMap<string, GemmPlan | null> {
  * epilogue and a batched one with a transpose-then-reshape operand (the index-table path).
  */
 async function selfCheck(): Promise<string | null> {
+  // Inputs made on the host: only the products under test compile (a start-up cost of every process).
+  const host = (seed: number, shape: number[]) => {
+    let state = seed;
+    const values = new Float32Array(shape.reduce((a, b) => a * b, 1)).map(() => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 31) - 1);
+    return np.array(values).reshape(shape);
+  };
   const cases: [string, () => np.Array][] = [
-    ["x·w + b", () => np.add(np.matmul(random.normal(random.key(1), [37, 45]), random.normal(random.key(2), [45, 29])), random.normal(random.key(3), [29]))],
-    ["xᵀ·w", () => np.matmul(np.transpose(random.normal(random.key(4), [45, 37])), random.normal(random.key(5), [45, 29]))],
+    ["x·w + b", () => np.add(np.matmul(host(1, [37, 45]), host(2, [45, 29])), host(3, [29]))],
+    ["xᵀ·w", () => np.matmul(np.transpose(host(4, [45, 37])), host(5, [45, 29]))],
     [
       "batched, merged heads",
       () => {
-        const heads = random.normal(random.key(6), [2, 3, 17, 16]); // [B, H, T, Dh]
+        const heads = host(6, [2, 3, 17, 16]); // [B, H, T, Dh]
         const merged = np.reshape(np.transpose(heads, [0, 2, 1, 3]), [34, 48]);
-        return np.matmul(merged, random.normal(random.key(7), [48, 40]));
+        return np.matmul(merged, host(7, [48, 40]));
       },
     ],
   ];
@@ -131,6 +179,43 @@ async function selfCheck(): Promise<string | null> {
   }
   if (stats.calls - callsBefore < cases.length) return "the native path did not take the self-check's products (a jax-js version this code does not know?)";
   return null;
+}
+
+/**
+ * Elementwise kernels the C translation must reproduce bit for bit (see kernel-c.ts): exp, log, erf, sqrt,
+ * reciprocal and floor over values that reach their range limits, comparisons and selects, float/int
+ * conversions that saturate, and threefry random bits. Compiled inline, so the first run on a machine pays
+ * for them once (the objects are cached).
+ */
+async function kernelSelfCheck(c: KernelCompiler): Promise<string | null> {
+  // Above MIN_COMPILED_ELEMENTS, so that the kernels compile; made on the host, so that only they compile.
+  const n = Math.max(4100, MIN_COMPILED_ELEMENTS);
+  const values = new Float32Array(n).map((_, i) => 30 * Math.sin(i * 12.9898) * Math.cos(i * 0.37));
+  values.set([0, -0, 1e-30, -1e-30, 88.7, 89, -87, -104, 1e30, -1e30, 3.4e38, Infinity, -Infinity, NaN]);
+  const x = () => np.array(values);
+  const cases: [string, () => np.Array][] = [
+    ["exp, log, erf", () => np.exp(x().mul(0.1)).add(np.log(np.abs(x()).add(1e-3))).add(lax.erf(x().mul(0.05)))],
+    ["sqrt, reciprocal, floor, where", () => np.where(x().greater(0), np.sqrt(x()), np.reciprocal(x().sub(0.5))).add(np.floor(x().mul(0.37)))],
+    ["casts and integer arithmetic", () => x().mul(1e7).astype(np.int32).add(np.arange(n, undefined, undefined, { dtype: np.int32 }).mul(7919)).astype(np.float32)],
+    ["threefry bits", () => random.bits(random.key(12), [n + 17]).astype(np.float32)],
+  ];
+  c.synchronous = true;
+  try {
+    const before = stats.elementwiseCalls;
+    for (const [name, make] of cases) {
+      enabled = false;
+      const reference = new Uint32Array(((await make().data()) as Float32Array).buffer);
+      enabled = true;
+      const got = new Uint32Array(((await make().data()) as Float32Array).buffer);
+      const nan = (u: number) => (u & 0x7f800000) === 0x7f800000 && (u & 0x7fffff) !== 0;
+      const i = reference.findIndex((r, j) => r !== got[j] && !(nan(r) && nan(got[j])));
+      if (i >= 0) return `the compiled kernel "${name}" gives 0x${got[i].toString(16)} where wasm gives 0x${reference[i].toString(16)}`;
+    }
+    if (stats.elementwiseCalls === before) return `no kernel of the self-check compiled (${c.failures[0] ?? "unknown reason"})`;
+    return null;
+  } finally {
+    c.synchronous = false;
+  }
 }
 
 /**
@@ -177,7 +262,21 @@ export async function startEngine(): Promise<EngineInfo> {
   }
   const blas = addon!.info();
   const version = /OpenBLAS\s+([\d.]+)/.exec(blas.config)?.[1];
-  return (info = { kind: "native", blas: { ...blas, library: version ? `OpenBLAS ${version}` : "OpenBLAS" } });
+  return (info = { kind: "native", blas: { ...blas, library: version ? `OpenBLAS ${version}` : "OpenBLAS" }, kernels: await startKernels(addon!) });
+}
+
+/** Elementwise kernels compiled to C, unless `D2V_NATIVE_KERNELS=0`, there is no compiler or the check fails. */
+async function startKernels(native: BlasAddon): Promise<CompilerInfo | { off: string }> {
+  if (process.env.D2V_NATIVE_KERNELS === "0") return { off: "D2V_NATIVE_KERNELS=0" };
+  const made = KernelCompiler.create(native);
+  if ("error" in made) return { off: made.error };
+  compiler = made;
+  const failed = await kernelSelfCheck(made);
+  if (failed) {
+    compiler = null;
+    return { off: `the compiled kernels failed their self-check: ${failed}` };
+  }
+  return made.info;
 }
 
 export function engineInfo(): EngineInfo | null {

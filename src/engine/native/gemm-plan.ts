@@ -42,12 +42,12 @@ export interface JaxKernel {
   reduction?: { op: string; dtype: string; size: number; epilogue: JaxAluExp };
 }
 
-/** How an operand reaches BLAS (the values match `d2v_blas.c`). */
+/** How an operand reaches BLAS (the values match `d2v_native.c`). */
 export const OperandMode = { none: 0, direct: 1, strided: 2, table: 3 } as const;
 /** An index-table entry that reads as zero (a masked-out element, e.g. padding). */
 export const MASKED = -2147483648;
 
-/** Plan slots, in the order `d2v_blas.c` reads them. */
+/** Plan slots, in the order `d2v_native.c` reads them. */
 const P = { M: 0, N: 1, K: 2, BATCH: 3, A_MODE: 4, A_TRANS: 5, A_S0: 6, A_S1: 7, B_MODE: 8, B_TRANS: 9, B_S0: 10, B_S1: 11, G_MODE: 12, G_S0: 13, G_S1: 14, LEN: 15 };
 
 /** A matmul kernel as sgemm calls: one per batch entry, C[M×N] = alpha·A[M×K]·B[K×N] (+ G). */
@@ -61,7 +61,7 @@ export interface GemmPlan {
   inputA: number;
   inputB: number;
   inputG: number;
-  /** The plan as `d2v_blas.gemm` reads it. */
+  /** The plan as `d2v_native.gemm` reads it. */
   plan: Int32Array;
   /** Per batch entry: offsets of A, B, C and G (elements, or the entry's first table index). */
   rel: Int32Array;
