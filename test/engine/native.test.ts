@@ -167,7 +167,7 @@ function fakeAddon(body: string): string {
   return path;
 }
 
-test("a missing, foreign, stale or unrelated addon is refused with what to do", () => {
+test("a missing, foreign, stale or unrelated addon, or one whose OpenBLAS is missing, is refused with what to do", () => {
   const missing = loadAddonAt(join(tmpdir(), "no-such-dir", "d2v_native.node"));
   assert.ok("error" in missing && /not built.*npm run build:native/.test(missing.error), JSON.stringify(missing));
 
@@ -179,6 +179,18 @@ test("a missing, foreign, stale or unrelated addon is refused with what to do", 
   writeFileSync(foreign, elf);
   const f = loadAddonAt(foreign);
   assert.ok("error" in f && /another machine or architecture.*npm run build:native/.test(f.error), JSON.stringify(f));
+
+  // The real addon asking the loader for a library that is not installed (its OpenBLAS dependency renamed).
+  if (existsSync(defaultAddonPath())) {
+    const bytes = readFileSync(defaultAddonPath());
+    const at = bytes.indexOf("libopenblas.so.0");
+    assert.ok(at > 0, "the addon links libopenblas.so.0");
+    bytes.write("libopenblaz.so.0", at);
+    const noBlas = join(dir, "no-blas.node");
+    writeFileSync(noBlas, bytes);
+    const b = loadAddonAt(noBlas);
+    assert.ok("error" in b && /OpenBLAS cannot be loaded \(.*libopenblaz\.so\.0.*apt-get install libopenblas0/.test(b.error), JSON.stringify(b));
+  }
 
   const stale = loadAddonAt(fakeAddon("module.exports = { info: () => ({ abi: 0 }), gemm() {} };"));
   assert.ok("error" in stale && /stale/.test(stale.error), JSON.stringify(stale));
@@ -236,4 +248,17 @@ test("an addon whose products are wrong fails the startup self-check: wasm runs 
   const strict = childProduct({ D2V_ENGINE: "native", D2V_NATIVE_ADDON: wrong });
   assert.notEqual(strict.status, 0);
   assert.match(strict.stderr, /D2V_ENGINE=native, but the native engine failed its self-check/);
+});
+
+test("d2v --version names the engine: OpenBLAS, its core type and threads, the kernel compiler; or wasm", () => {
+  const cli = join(ROOT, "dist", "src", "cli", "main.js");
+  const run = (env: Record<string, string>) => spawnSync(process.execPath, [cli, "--version"], { encoding: "utf8", env: { ...process.env, D2V_ENGINE: "", ...env } });
+  const wasm = run({ D2V_ENGINE: "wasm" });
+  assert.equal(wasm.status, 0, wasm.stderr);
+  assert.match(wasm.stdout, /^d2v \d+\.\d+\.\d+\nengine: wasm: jax-js wasm \(\d+ threads?\)\n$/);
+  if (!skip) {
+    const native = run({});
+    assert.equal(native.status, 0, native.stderr);
+    assert.match(native.stdout, /engine: native: OpenBLAS [\d.]+, core \w+, \d+ BLAS threads?; elementwise kernels compiled by .+ \+ jax-js wasm \(1 thread\)/);
+  }
 });

@@ -69,7 +69,8 @@ export function loadAddonAt(path: string): { addon: BlasAddon } | { error: strin
     addon = createRequire(import.meta.url)(path) as BlasAddon;
   } catch (err) {
     const msg = (err as Error).message.split("\n")[0];
-    if (/libopenblas|libblas|libgfortran/.test(msg)) {
+    // A library the addon links (OpenBLAS and what it needs) that the dynamic loader cannot find or open.
+    if (/^(?!.*d2v_native\.node:[^:]*(ELF|short)).*(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.test(msg) || /libopenblas|libblas|libgfortran/.test(msg)) {
       return { error: `OpenBLAS cannot be loaded (${msg}); install it with \`apt-get install libopenblas0\`` };
     }
     if (/ELF|wrong architecture|invalid|exec format|file too short/i.test(msg)) {
