@@ -9,7 +9,7 @@ import { checkpointedUpdates, readPretrainRecords, type PretrainRecord } from ".
 export async function ensurePretrained(
   pretrainDir: string,
   steps: number,
-  pretrain: (resume: boolean) => Promise<{ interrupted: boolean }>,
+  pretrain: (resume: boolean) => Promise<{ interrupted: unknown }>,
   log: (msg: string) => void,
 ): Promise<{ updates: number; minutes: number; finalLoss: number; last: PretrainRecord }> {
   const checkpointed = checkpointedUpdates(pretrainDir);

@@ -4,6 +4,7 @@
  * is sized for pretraining on a few hours of audio on 2 cores, `base` follows the paper (LibriSpeech 960h:
  * 7 × 512-channel CNN, 12 × 768 blocks, K = 8, instance-norm targets, L2 loss).
  */
+import { DEFAULT_DIVERGENCE } from "../data2vec/monitor.js";
 import { z } from "zod";
 import { CheckpointError, ConfigError } from "../engine/errors.js";
 import { deepMerge, validate } from "../config/validate.js";
@@ -130,6 +131,7 @@ const tiny: AudioRunConfig = {
     teacherContext: null,
     maxPositionShare: null,
     removePositionMean: false,
+    divergence: { ...DEFAULT_DIVERGENCE },
   },
   masking: { prob: 0.65, spanLength: 10, minSpans: 1, edgeJitter: 0 },
   data: { cropSeconds: 1, minSeconds: 0.5 },

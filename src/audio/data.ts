@@ -82,6 +82,15 @@ export function libriSpeechEntries(dir: string): AudioEntry[] {
         entries.push({ path: audio, transcript: m[2] });
       });
   }
+  // An audio file without a transcript line would be left out silently: refuse it, as text and images do.
+  const transcribed = new Set(entries.map((e) => e.path));
+  const untranscribed = listAudioFiles(dir).filter((p) => !transcribed.has(p));
+  if (untranscribed.length > 0) {
+    throw new DataError(
+      `${untranscribed[0]}${untranscribed.length > 1 ? ` and ${untranscribed.length - 1} more audio files` : ""} have no transcript line in a *.trans.txt file beside them; ` +
+        `add a line "ID TRANSCRIPT" for each, or move the untranscribed audio out of ${dir}`,
+    );
+  }
   return entries;
 }
 
@@ -95,8 +104,14 @@ export function labeledAudioEntries(path: string): AudioEntry[] {
     return entries;
   }
   const classes = readdirSync(path, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  const entries = classes.flatMap((c) => listAudioFiles(join(path, c)).map((p) => ({ path: p, label: c })));
-  if (classes.length < 2 || entries.length === 0) throw new DataError(`${path} must hold one folder of audio files per class (at least two classes)`);
+  if (classes.length < 2) throw new DataError(`${path} must hold one folder of audio files per class (at least two classes; it has ${classes.length})`);
+  const entries: AudioEntry[] = [];
+  for (const c of classes) {
+    const files = listAudioFiles(join(path, c));
+    // An empty class would vanish from the label set without a word: refuse it, as text and images do.
+    if (files.length === 0) throw new DataError(`class folder ${join(path, c)} holds no WAV or FLAC files; add some or remove the folder`);
+    entries.push(...files.map((p) => ({ path: p, label: c })));
+  }
   return entries;
 }
 

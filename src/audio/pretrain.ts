@@ -1,7 +1,7 @@
 /** data2vec pretraining on unlabeled speech: audio folder or manifest → bucketed random crops + span masks → `pretrain`. */
 import { join, resolve } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
-import { ConfigError, DataError } from "../engine/errors.js";
+import { ConfigError, DataError, type StopSignal } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import { firstEpoch, freshPretrainState, loadPretrainState, nextRows, openPretrainRun, pretrain, runSetup, type EpochOrder, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { parseAudioRunConfig, type AudioRunConfig } from "./config.js";
@@ -136,7 +136,7 @@ export async function loadPretrainClips(cfg: AudioRunConfig, source: AudioSource
   return kept;
 }
 
-export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
+export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: StopSignal | null }> {
   const log = o.log ?? (() => {});
   const { ckpt, saved } = openPretrainRun(o.outDir, o);
   let cfg = o.config;
@@ -171,7 +171,7 @@ export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records:
   } else state = freshPretrainState(fresh);
 
   const result = await pretrain(
-    runSetup(audioModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate }),
+    runSetup(audioModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log }),
     state,
     new AudioStream(clips, cfg, dataState, source),
   );

@@ -7,13 +7,13 @@
  * split read by voices the training split never heard.
  */
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { DataError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import { loadBrown } from "../text/brown.js";
-import { buildDirectoryAtomic } from "../train/checkpoint.js";
+import { checkOutput, writeOutput } from "../train/output.js";
 import { decodeWav, encodeWav16, resample } from "./io.js";
 
 const run = promisify(execFile);
@@ -120,13 +120,13 @@ async function pool<T>(tasks: (() => Promise<T>)[], jobs: number): Promise<T[]> 
  * nothing partial). Splits: `pretrain/` (≥ hours), `train/` (≥ labeledMinutes), `test/` (≥ testMinutes),
  * disjoint in sentences, sharing the speakers.
  */
-export async function synthesizeSpeech(outDir: string, o: SynthSettings, log: (msg: string) => void = () => {}): Promise<SynthSummary> {
+export async function synthesizeSpeech(outDir: string, o: SynthSettings, log: (msg: string) => void = () => {}, force = false): Promise<SynthSummary> {
+  checkOutput(outDir, { flag: "--out", what: "corpus", kind: "dir", force });
   checkEspeak();
-  if (existsSync(outDir)) throw new DataError(`${outDir} already exists; choose a new --out or remove it`);
   const rng = HostRng.seeded(o.seed);
   const sentences = rng.shuffle(speechSentences());
   const speakers = makeSpeakers(o.speakers, rng);
-  return buildDirectoryAtomic(outDir, async (tmp) => {
+  return writeOutput(outDir, "dir", async (tmp) => {
     const summary: SynthSummary = {};
     let cursor = 0;
     const splits: [string, number][] = [["test", o.testMinutes * 60], ["train", o.labeledMinutes * 60], ["pretrain", o.hours * 3600]];
@@ -180,19 +180,19 @@ export type WordSynthSettings = {
  * `d2v finetune --task classify` reads). Test voices are disjoint from training voices. Written to a
  * temporary folder and renamed at the end.
  */
-export async function synthesizeWords(outDir: string, o: WordSynthSettings, log: (msg: string) => void = () => {}): Promise<SynthSummary> {
+export async function synthesizeWords(outDir: string, o: WordSynthSettings, log: (msg: string) => void = () => {}, force = false): Promise<SynthSummary> {
   const words = [...new Set(o.words.map((w) => w.trim().toLowerCase()))];
   const bad = words.find((w) => !/^[a-z][a-z']*$/.test(w));
   if (bad !== undefined) throw new DataError(`--words: ${JSON.stringify(bad)} is not a word of letters; pass a comma-separated list such as yes,no,up`);
   if (words.length < 2) throw new DataError("--words: pass at least two distinct words");
   if (o.trainSpeakers < 1 || o.testSpeakers < 1 || o.takes < 1) throw new DataError("--train-speakers, --test-speakers and --takes must each be at least 1");
-  if (existsSync(outDir)) throw new DataError(`${outDir} already exists; choose a new --out or remove it`);
+  checkOutput(outDir, { flag: "--out", what: "corpus", kind: "dir", force });
   checkEspeak();
   const rng = HostRng.seeded(o.seed);
   const speakers = makeSpeakers(o.trainSpeakers + o.testSpeakers, rng);
   if (speakers.length < o.trainSpeakers + o.testSpeakers) throw new DataError(`espeak-ng has ${speakers.length} voice variants here; ask for fewer speakers`);
   const bySplit: [string, Speaker[]][] = [["train", speakers.slice(0, o.trainSpeakers)], ["test", speakers.slice(o.trainSpeakers)]];
-  return buildDirectoryAtomic(outDir, async (tmp) => {
+  return writeOutput(outDir, "dir", async (tmp) => {
     const summary: SynthSummary = {};
     for (const [split, voices] of bySplit) {
       const jobs = voices.flatMap((s) => words.flatMap((word) => Array.from({ length: o.takes }, (_, take) => ({ s, word, take, rng: HostRng.seeded(rng.seed32()) }))));

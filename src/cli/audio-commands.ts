@@ -3,10 +3,12 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
-import { ConfigError, DataError } from "../engine/errors.js";
+import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
+import { checkPretrainOutput } from "../train/pretrain.js";
 import { initEngine } from "../engine/runtime.js";
 import { accuracy, macroF1 } from "../train/metrics.js";
 import { resolveAudioConfig, type AudioRunConfig } from "../audio/config.js";
+import { checkpointModality } from "../train/checkpoint.js";
 import { freshAudioEncoder, loadAudioCheckpoint, saveAudioModel, type AudioClassifierConfig, type AudioCtcConfig } from "../audio/checkpoints.js";
 import { LIBRISPEECH_VOCAB } from "../audio/ctc.js";
 import { labeledAudioEntries, libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../audio/data.js";
@@ -24,6 +26,7 @@ export async function runAudioPretrain(o: { data?: string; preset: string; confi
   const config = resolveAudioConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   const outDir = resolve(o.out ?? join("runs", `pretrain-audio-${o.preset}`));
+  checkPretrainOutput(outDir, o);
   await initEngine();
   if (!o.resume) {
     const m = config.model;
@@ -31,7 +34,10 @@ export async function runAudioPretrain(o: { data?: string; preset: string; confi
   }
   const r = await pretrainAudio({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
   const last = r.records[r.records.length - 1];
-  if (r.interrupted) log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+  if (r.interrupted) {
+    log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+    process.exitCode = SIGNAL_EXIT_STATUS[r.interrupted];
+  }
   else log(`done: checkpoint in ${r.checkpoint}`);
   if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
 }
@@ -200,6 +206,8 @@ export async function runAudioEval(o: { model: string; data?: string; batchSize?
 
 /** `d2v transcribe` with one of our CTC checkpoints: one JSON line per file. */
 export async function runAudioTranscribe(files: string[], o: { model: string; beam?: number }) {
+  const modality = checkpointModality(o.model);
+  if (modality !== "audio") throw new ConfigError(`${o.model} is a ${modality} model; d2v transcribe needs a speech transcriber (\`d2v finetune --task ctc\`, or a Hugging Face Data2VecAudioForCTC directory)`);
   if (files.length === 0) throw new DataError("pass at least one WAV or FLAC file");
   for (const f of files) if (!existsSync(f)) throw new DataError(`${f} does not exist`);
   await initEngine();
@@ -216,14 +224,14 @@ export async function runAudioTranscribe(files: string[], o: { model: string; be
   files.forEach((f, i) => console.log(JSON.stringify({ file: basename(f), text: texts[i] })));
 }
 
-export async function runSynthSpeech(o: { out: string; hours: number; labeledMinutes: number; testMinutes: number; speakers: number; snr?: number; seed: number; jobs: number }) {
-  const summary = await synthesizeSpeech(resolve(o.out), { hours: o.hours, labeledMinutes: o.labeledMinutes, testMinutes: o.testMinutes, speakers: o.speakers, snr: o.snr ?? null, seed: o.seed, sampleRate: 16000, jobs: o.jobs }, log);
+export async function runSynthSpeech(o: { out: string; hours: number; labeledMinutes: number; testMinutes: number; speakers: number; snr?: number; seed: number; jobs: number; force?: boolean }) {
+  const summary = await synthesizeSpeech(resolve(o.out), { hours: o.hours, labeledMinutes: o.labeledMinutes, testMinutes: o.testMinutes, speakers: o.speakers, snr: o.snr ?? null, seed: o.seed, sampleRate: 16000, jobs: o.jobs }, log, o.force);
   console.log(JSON.stringify({ out: resolve(o.out), ...summary }));
 }
 
-export async function runSynthWords(o: { out: string; words: string; trainSpeakers: number; testSpeakers: number; takes: number; snr?: number; seed: number; jobs: number }) {
+export async function runSynthWords(o: { out: string; words: string; trainSpeakers: number; testSpeakers: number; takes: number; snr?: number; seed: number; jobs: number; force?: boolean }) {
   const settings = { words: o.words.split(","), trainSpeakers: o.trainSpeakers, testSpeakers: o.testSpeakers, takes: o.takes, snr: o.snr ?? null, seed: o.seed, sampleRate: 16000, jobs: o.jobs };
-  const summary = await synthesizeWords(resolve(o.out), settings, log);
+  const summary = await synthesizeWords(resolve(o.out), settings, log, o.force);
   console.log(JSON.stringify({ out: resolve(o.out), ...summary }));
 }
 

@@ -1,27 +1,29 @@
 /** The `d2v` subcommands. Each validates its input first, so bad input fails before any output is written. */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { jit, numpy as np, random, tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
-import { ConfigError, DataError } from "../engine/errors.js";
+import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
+import { checkPretrainOutput, recoverCheckpoint } from "../train/pretrain.js";
 import { initEngine } from "../engine/runtime.js";
 import { maskedMean } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
-import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, type Pooling, type TextClassifierParams } from "../text/classify.js";
+import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, textClassProbabilities, type Pooling, type TextClassifierParams } from "../text/classify.js";
 import { loadTextCheckpoint, saveClassifier, type ClassifierConfig } from "../text/checkpoints.js";
 import { checkpointModality, resolveCheckpoint } from "../train/checkpoint.js";
+import { checkOutput, writeOutput } from "../train/output.js";
 import { resolveTextConfig, type TextRunConfig } from "../text/config.js";
-import { padBatch, readLabeledText } from "../text/data.js";
+import { padBatch, readLabeledText, readUtf8 } from "../text/data.js";
 import { encodeText, initTextEncoder, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
 import { pretrainText } from "../text/pretrain.js";
 import { resolveVisionConfig } from "../vision/config.js";
 import { isHfModelDir } from "../hf/model.js";
-import { runHfEmbed } from "./hf-commands.js";
+import { runHfClassify, runHfEmbed } from "./hf-commands.js";
 import { resolveAudioConfig } from "../audio/config.js";
 import { runAudioEmbed, runAudioEval, runAudioFinetune, runAudioPretrain, type AudioFinetuneOptions } from "./audio-commands.js";
-import { runVisionEval, runVisionFinetune, runVisionPretrain, type VisionFinetuneOptions } from "./vision-commands.js";
+import { runVisionClassify, runVisionEval, runVisionFinetune, runVisionPretrain, type VisionFinetuneOptions } from "./vision-commands.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
@@ -29,10 +31,10 @@ function loadConfigFile(path: string | undefined): unknown {
   return path ? readJsonFile(path, "config file") : undefined;
 }
 
-export async function runPretrain(o: {
-  modality: string;
+type PretrainOptions = {
+  modality?: string;
   data?: string;
-  preset: string;
+  preset?: string;
   config?: string;
   out?: string;
   tokenizer?: string;
@@ -43,20 +45,66 @@ export async function runPretrain(o: {
   resume?: boolean;
   force?: boolean;
   quiet?: boolean;
-}) {
-  if (o.modality === "vision") return runVisionPretrain(o);
-  if (o.modality === "audio") return runAudioPretrain(o);
+};
+
+/**
+ * `--resume` continues a run with the settings saved in its checkpoint: options that would change them are refused
+ * rather than silently ignored, and the modality is the run's. Returns that modality.
+ */
+function resumedModality(o: PretrainOptions): string {
+  const ignored = (
+    [
+      ["--config", o.config],
+      ["--preset", o.preset],
+      ["--batch-size", o.batchSize],
+      ["--lr", o.lr],
+      ["--seed", o.seed],
+      ["--tokenizer", o.tokenizer],
+      ["--force", o.force],
+    ] as const
+  )
+    .filter(([, v]) => v !== undefined && v !== false)
+    .map(([flag]) => flag);
+  if (ignored.length > 0) {
+    throw new ConfigError(
+      `--resume continues a run with the settings it was started with, so ${ignored.join(", ")} would be ignored: drop ${ignored.length > 1 ? "them" : "it"}, ` +
+        "or start a new run with another --out (on resume, --steps sets the total updates and --data the corpus)",
+    );
+  }
+  if (!o.out) throw new ConfigError("--resume needs --out: the run directory to continue");
+  const saved = join(resolve(o.out), "checkpoint");
+  if (!existsSync(resolve(o.out))) throw new DataError(`--resume: ${o.out} does not exist`);
+  recoverCheckpoint(resolve(o.out), log);
+  let modality: string;
+  try {
+    modality = checkpointModality(resolve(o.out));
+  } catch {
+    throw new DataError(`--resume: ${o.out} holds no checkpoint to resume from (${saved} is missing)`);
+  }
+  if (o.modality && o.modality !== modality) throw new ConfigError(`--resume: ${o.out} is a ${modality} run, not ${o.modality}; drop --modality`);
+  return modality;
+}
+
+export async function runPretrain(options: PretrainOptions) {
+  const modality = options.resume ? resumedModality(options) : (options.modality ?? "text");
+  const o = { ...options, modality, preset: options.preset ?? "tiny" };
+  if (modality === "vision") return runVisionPretrain(o);
+  if (modality === "audio") return runAudioPretrain(o);
   const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
   const config = resolveTextConfig(o.preset, loadConfigFile(o.config), overrides, o.config ?? `preset ${o.preset}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   const outDir = resolve(o.out ?? join("runs", `pretrain-${o.modality}-${o.preset}`));
+  checkPretrainOutput(outDir, o);
   await initEngine();
   if (!o.resume) {
     log(`data2vec ${o.modality} pretraining, preset ${config.preset}: ${config.model.layers} layers × ${config.model.dim}, ${config.train.steps} updates of ${config.train.batchSize} × ${config.train.seqLen} tokens → ${outDir}`);
   }
   const r = await pretrainText({ config, data: o.data, tokenizer: o.tokenizer, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
   const last = r.records[r.records.length - 1];
-  if (r.interrupted) log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+  if (r.interrupted) {
+    log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+    process.exitCode = SIGNAL_EXIT_STATUS[r.interrupted];
+  }
   else log(`done: checkpoint in ${r.checkpoint}`);
   if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
 }
@@ -93,10 +141,13 @@ type FinetuneOptions = {
   pool: Pooling;
   poolNorm?: boolean;
   quiet?: boolean;
+  force?: boolean;
 } & Omit<VisionFinetuneOptions, "data" | "init" | "scratch" | "preset" | "config" | "evalData" | "out" | "epochs" | "batchSize" | "lr" | "weightDecay" | "seed" | "quiet"> &
   Pick<AudioFinetuneOptions, "task" | "maxSeconds" | "freezeFeatureEncoder" | "maskProb">;
 
 export async function runFinetune(opts: FinetuneOptions) {
+  // Checked before anything trains: an existing --out, or one that is an input, is refused (see train/output.ts).
+  checkOutput(opts.out, { flag: "--out", what: "fine-tuned checkpoint", kind: "dir", force: opts.force, inputs: [opts.init, opts.data, opts.evalData, opts.tokenizer, opts.config] });
   const modality = opts.init ? checkpointModality(opts.init) : opts.task ? "audio" : opts.modality;
   if (modality === "vision") return runVisionFinetune(opts);
   if (modality === "audio") return runAudioFinetune(opts);
@@ -177,9 +228,14 @@ export async function runEval(opts: { model: string; data?: string; batchSize?: 
 
 export async function runEmbed(texts: string[], o: { model: string; file?: string; pool: "mean" | "first" }) {
   const all = [...texts];
-  if (o.file) all.push(...readFileSync(o.file, "utf8").split("\n").filter((l) => l.trim()));
+  if (o.file) {
+    if (!existsSync(o.file)) throw new DataError(`--file ${o.file} does not exist; pass a UTF-8 text file with one text per line`);
+    for (const line of readUtf8(o.file).split("\n")) if (line.trim()) all.push(line);
+  }
   if (isHfModelDir(o.model)) return runHfEmbed(all, o);
-  if (checkpointModality(o.model) === "audio") return runAudioEmbed(all, o);
+  const modality = checkpointModality(o.model);
+  if (modality === "audio") return runAudioEmbed(all, o);
+  if (modality !== "text") throw new ConfigError(`${o.model} is a ${modality} model; d2v embed takes our text and speech checkpoints, and Hugging Face directories of any modality`);
   if (all.length === 0) throw new DataError("nothing to embed: pass texts as arguments or --file");
   await initEngine();
   const loaded = loadTextCheckpoint(o.model);
@@ -207,6 +263,34 @@ export async function runEmbed(texts: string[], o: { model: string; file?: strin
   tree.dispose(loaded.encoder as never);
 }
 
+/** `d2v classify`: the top classes of each input (texts or images by the model), one JSON line per input. */
+export async function runClassify(inputs: string[], o: { model: string; top: number }) {
+  if (isHfModelDir(o.model)) return runHfClassify(inputs, o);
+  const modality = checkpointModality(o.model);
+  if (modality === "vision") return runVisionClassify(inputs, o);
+  if (modality !== "text") {
+    throw new ConfigError(`${o.model} is a ${modality} model; d2v classify takes our text and vision classifiers and Hugging Face classifiers (speech: d2v eval --model ${o.model} --data <folder per class>)`);
+  }
+  if (inputs.length === 0) throw new DataError("pass at least one text to classify");
+  await initEngine();
+  const loaded = loadTextCheckpoint(o.model);
+  if (!loaded.classifier) {
+    tree.dispose(loaded.encoder as never);
+    throw new ConfigError(`${o.model} is a pretrained model without a classifier head; fine-tune it first (\`d2v finetune --init ${o.model} ...\`)`);
+  }
+  const { params, labels, config } = loaded.classifier;
+  const encoded = { ids: inputs.map((t) => Int32Array.from(loaded.tok.encode(t))), labels: inputs.map(() => 0) };
+  const probs = await textClassProbabilities(params, loaded.enc, loaded.tok, encoded, labels.length, Math.min(16, inputs.length), config.finetune.seqLen, config.finetune.pooling ?? "first");
+  tree.dispose(params as never);
+  inputs.forEach((text, i) => {
+    const top = Array.from(probs.subarray(i * labels.length, (i + 1) * labels.length))
+      .map((p, k) => ({ label: labels[k], probability: Number(p.toFixed(6)) }))
+      .sort((a, b) => b.probability - a.probability)
+      .slice(0, o.top);
+    console.log(JSON.stringify({ text, top }));
+  });
+}
+
 export async function runTokenize(texts: string[], o: { tokenizer: string; special: boolean }) {
   let dir = o.tokenizer;
   if (!existsSync(join(dir, "vocab.json"))) {
@@ -225,18 +309,16 @@ export async function runConfig(o: { preset: string; modality: string }) {
   console.log(JSON.stringify(config, null, 2));
 }
 
-export async function runData(o: { out: string; perClass: number; testPerClass: number; seed: number }) {
+export async function runData(o: { out: string; perClass: number; testPerClass: number; seed: number; force?: boolean }) {
+  const out = checkOutput(o.out, { flag: "--out", what: "dataset", kind: "dir", force: o.force });
   const task = brownGenreTask({ perClass: o.perClass, testPerClass: o.testPerClass, seed: o.seed });
-  const out = resolve(o.out);
-  const tmp = `${out}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(join(tmp, "pretrain"), { recursive: true });
   const jsonl = (xs: { text: string; label: string }[]) => xs.map((x) => JSON.stringify(x)).join("\n") + "\n";
-  writeFileSync(join(tmp, "train.jsonl"), jsonl(task.train));
-  writeFileSync(join(tmp, "test.jsonl"), jsonl(task.test));
-  task.pretrainDocs.forEach((d, i) => writeFileSync(join(tmp, "pretrain", `doc${String(i).padStart(3, "0")}.txt`), d));
-  writeFileSync(join(tmp, "README.json"), JSON.stringify({ labels: task.labels, train: task.train.length, test: task.test.length, pretrainDocuments: task.pretrainDocs.length, testDocuments: task.testDocIds }, null, 2));
-  rmSync(out, { recursive: true, force: true });
-  renameSync(tmp, out);
+  await writeOutput(out, "dir", (tmp) => {
+    mkdirSync(join(tmp, "pretrain"));
+    writeFileSync(join(tmp, "train.jsonl"), jsonl(task.train));
+    writeFileSync(join(tmp, "test.jsonl"), jsonl(task.test));
+    task.pretrainDocs.forEach((d, i) => writeFileSync(join(tmp, "pretrain", `doc${String(i).padStart(3, "0")}.txt`), d));
+    writeFileSync(join(tmp, "README.json"), JSON.stringify({ labels: task.labels, train: task.train.length, test: task.test.length, pretrainDocuments: task.pretrainDocs.length, testDocuments: task.testDocIds }, null, 2));
+  });
   log(`wrote ${out}: ${task.train.length} labeled training passages, ${task.test.length} test passages, ${task.pretrainDocs.length} unlabeled training documents`);
 }

@@ -1,6 +1,7 @@
 /** `d2v` subcommands on Hugging Face model directories: run, transcribe, fill-mask, and the HF side of classify and embed. */
-import { existsSync, renameSync, writeFileSync } from "node:fs";
-import { basename, resolve } from "node:path";
+import { existsSync, writeFileSync } from "node:fs";
+import { checkOutput, writeOutput } from "../train/output.js";
+import { basename } from "node:path";
 import { numpy as np, nn as jnn } from "../engine/jax.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { initEngine } from "../engine/runtime.js";
@@ -27,14 +28,12 @@ async function load(dir: string, weights?: WeightsFormat): Promise<HfModel> {
 }
 
 /** `d2v run`: one batch through processor and model; every output into a safetensors file (written atomically). */
-export async function runHfRun(inputs: string[], o: { model: string; out: string; weights?: WeightsFormat }) {
+export async function runHfRun(inputs: string[], o: { model: string; out: string; weights?: WeightsFormat; force?: boolean }) {
+  const out = checkOutput(o.out, { flag: "--out", what: "outputs", kind: "file", force: o.force, inputs: [o.model, ...inputs] });
   const m = await load(o.model, o.weights);
   checkFiles(m, inputs);
   const { tensors, summary } = await runHfModel(m, o.model, inputs);
-  const out = resolve(o.out);
-  const tmp = `${out}.tmp-${process.pid}`;
-  writeFileSync(tmp, encodeSafetensors(tensors));
-  renameSync(tmp, out);
+  await writeOutput(out, "file", (tmp) => writeFileSync(tmp, encodeSafetensors(tensors)));
   for (const [name, t] of tensors) log(`${name} ${t.dtype} [${t.shape.join(", ")}]`);
   console.log(JSON.stringify({ model: m.architecture, out, outputs: [...tensors.keys()], ...(summary.length ? { results: summary } : {}) }));
 }
@@ -125,9 +124,10 @@ function meanLast(shape: number[], h: Float32Array, skipFirst: boolean): Float32
 }
 
 /** `d2v export --hf DIR`: one of our checkpoints as a Hugging Face directory. */
-export async function runHfExport(o: { model: string; hf: string }) {
+export async function runHfExport(o: { model: string; hf: string; force?: boolean }) {
+  const out = checkOutput(o.hf, { flag: "--hf", what: "Hugging Face directory", kind: "dir", force: o.force, inputs: [o.model] });
   await initEngine();
-  const r = await exportHf(o.model, o.hf);
+  const r = await exportHf(o.model, out);
   for (const n of r.notes) log(`note: ${n}`);
   log(`wrote ${r.outDir}: ${r.architecture}, ${r.tensors} tensors (load with transformers: AutoModel.from_pretrained("${r.outDir}"))`);
   console.log(JSON.stringify({ architecture: r.architecture, out: r.outDir, tensors: r.tensors }));

@@ -4,9 +4,8 @@ import "../engine/shims.js";
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { describeEngine, initEngine } from "../engine/runtime.js";
-import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError } from "../engine/errors.js";
-import { runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
-import { runClassify } from "./vision-commands.js";
+import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError, DivergenceError, InterruptedError, SIGNAL_EXIT_STATUS, systemErrorMessage } from "../engine/errors.js";
+import { runClassify, runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
 import { runAudioTranscribe, runSynthSpeech, runSynthWords } from "./audio-commands.js";
 import { COMMAND_WORDS } from "../audio/synth.js";
@@ -36,10 +35,10 @@ const program = new Command()
 
 program
   .command("pretrain")
-  .description("pretrain a data2vec model on unlabeled data (default: the Brown corpus for text, MNIST for vision)")
-  .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision", "audio"]).default("text"))
-  .option("--data <path>", "text: a .txt file or a folder of .txt files; vision: a folder of images; audio: a folder of WAV/FLAC files or a fairseq .tsv manifest (all recursive)")
-  .option("--preset <name>", "text: tiny | small | base | large; vision and audio: tiny | small | base", "tiny")
+  .description("pretrain a data2vec model on unlabeled data (default: the Brown corpus's training documents for text, MNIST for vision)")
+  .addOption(new Option("--modality <m>", "input modality (default text; on --resume, the run's)").choices(["text", "vision", "audio"]))
+  .option("--data <path>", "text: a .txt file (documents separated by blank lines) or a folder of .txt files; vision: a folder of images; audio: a folder of WAV/FLAC files or a fairseq .tsv manifest (all recursive)")
+  .option("--preset <name>", "text: tiny | small | base | large; vision and audio: tiny | small | base (default tiny)")
   .option("--config <file.json>", "a JSON file of settings merged over the preset (see `d2v config`)")
   .option("--out <dir>", "run directory (checkpoint/, metrics.jsonl)")
   .option("--tokenizer <dir>", "text: use this vocab.json + merges.txt instead of training a vocabulary")
@@ -47,8 +46,8 @@ program
   .option("--batch-size <n>", "sequences (images) per batch", int("--batch-size"))
   .option("--lr <x>", "peak learning rate", num("--lr"))
   .option("--seed <n>", "random seed", int("--seed"))
-  .option("--resume", "continue the checkpoint in --out exactly where it stopped")
-  .option("--force", "start over even if --out already holds a checkpoint")
+  .option("--resume", "continue the checkpoint in --out exactly where it stopped, with its saved settings (--steps and --data may change)")
+  .option("--force", "start over even if --out already holds a checkpoint (or write the run into a folder that holds other files)")
   .option("--quiet", "no progress output")
   .action(runPretrain);
 
@@ -70,7 +69,8 @@ program
   .option("--config <file.json>", "settings merged over --preset (with --scratch and no --init)")
   .option("--tokenizer <dir>", "vocab.json + merges.txt for --scratch without --init")
   .option("--eval-data <path>", "held-out labeled data evaluated after training (vision default with MNIST: its test split)")
-  .requiredOption("--out <dir>", "where the fine-tuned checkpoint is written")
+  .requiredOption("--out <dir>", "where the fine-tuned checkpoint is written (a new path; see --force)")
+  .option("--force", "replace --out if it exists (never `.`, your home, or an input such as --init)")
   .option("--epochs <n>", "passes over the training data (text 10, vision 40)", int("--epochs"))
   .option("--batch-size <n>", "examples per batch (16)", int("--batch-size"))
   .option("--lr <x>", "peak learning rate (text 1e-4; vision 1e-3, linear probe 1e-2)", num("--lr"))
@@ -103,9 +103,9 @@ program
 program
   .command("classify")
   .description("classify inputs with a fine-tuned model (one JSON line per input)")
-  .requiredOption("--model <dir>", "a `d2v finetune` vision checkpoint, or a Hugging Face *ForImageClassification / *ForSequenceClassification directory")
+  .requiredOption("--model <dir>", "a `d2v finetune` text or vision classifier, or a Hugging Face *ForImageClassification / *ForSequenceClassification directory")
   .option("--top <n>", "how many classes to list", int("--top"), 3)
-  .argument("<inputs...>", "image files (PNG, JPEG, WebP, ...); texts or WAV files for Hugging Face text/audio classifiers")
+  .argument("<inputs...>", "texts for text classifiers, image files (PNG, JPEG, WebP, ...) for vision ones, WAV files for Hugging Face audio classifiers")
   .action(runClassify);
 
 program
@@ -128,7 +128,8 @@ program
   .command("export")
   .description("write a trained checkpoint as a Hugging Face model directory (config.json + model.safetensors + tokenizer/processor files)")
   .requiredOption("--model <dir>", "a `d2v pretrain` or `d2v finetune` checkpoint (text or vision)")
-  .requiredOption("--hf <dir>", "the Hugging Face directory to write (replaced atomically)")
+  .requiredOption("--hf <dir>", "the Hugging Face directory to write (a new path; written atomically)")
+  .option("--force", "replace --hf if it exists (never the --model directory)")
   .action(runHfExport);
 
 program
@@ -136,6 +137,7 @@ program
   .description("run inputs as one batch through a Hugging Face model's processor and model, exactly as transformers does, and save every output")
   .requiredOption("--model <dir>", "a Hugging Face data2vec directory (config.json + model.safetensors or pytorch_model.bin)")
   .requiredOption("--out <file.safetensors>", "where the outputs go (input ids/values/pixels, masks, hidden_states, last_hidden_state, pooler_output, logits)")
+  .option("--force", "replace --out if it exists")
   .addOption(new Option("--weights <format>", "which weights file to read when both exist").choices(["safetensors", "bin"]))
   .argument("<inputs...>", "texts, image files or WAV files, by the model's modality")
   .action(runHfRun);
@@ -171,7 +173,8 @@ const data = program.command("data").description("build demo datasets");
 data
   .command("synth-speech")
   .description("a synthetic speech corpus in the LibriSpeech layout: Brown-corpus sentences read by espeak-ng (must be installed: apt-get install espeak-ng) with varied voices, rates and pitches, at 16 kHz; splits pretrain/, train/ and test/")
-  .requiredOption("--out <dir>", "output directory (must not exist; written atomically)")
+  .requiredOption("--out <dir>", "output directory (a new path; written atomically)")
+  .option("--force", "replace --out if it exists")
   .option("--hours <h>", "hours of the unlabeled pretraining split", num("--hours"), 2)
   .option("--labeled-minutes <m>", "minutes of the labeled training split", num("--labeled-minutes"), 15)
   .option("--test-minutes <m>", "minutes of the test split", num("--test-minutes"), 8)
@@ -183,7 +186,8 @@ data
 data
   .command("synth-words")
   .description("spoken words for keyword spotting (like Speech Commands), read by espeak-ng (apt-get install espeak-ng) at 16 kHz: train/<word>/ and test/<word>/, the test split read by voices the training split never heard")
-  .requiredOption("--out <dir>", "output directory (must not exist; written atomically)")
+  .requiredOption("--out <dir>", "output directory (a new path; written atomically)")
+  .option("--force", "replace --out if it exists")
   .option("--words <list>", "comma-separated words", COMMAND_WORDS.join(","))
   .option("--train-speakers <n>", "voices reading the training split", int("--train-speakers"), 16)
   .option("--test-speakers <n>", "other voices reading the test split", int("--test-speakers"), 8)
@@ -195,7 +199,8 @@ data
 data
   .command("brown-genre")
   .description("genre classification from the Brown corpus: train.jsonl (small labeled subset), test.jsonl, pretrain/ (unlabeled training documents)")
-  .requiredOption("--out <dir>", "output directory")
+  .requiredOption("--out <dir>", "output directory (a new path; written atomically)")
+  .option("--force", "replace --out if it exists")
   .option("--per-class <n>", "labeled training passages per genre", int("--per-class"), 16)
   .option("--test-per-class <n>", "test passages per genre", int("--test-per-class"), 60)
   .option("--seed <n>", "split seed", int("--seed"), 2022)
@@ -213,7 +218,14 @@ try {
   if (e instanceof D2vError) {
     process.stderr.write(`\nerror: ${e.message}\n`);
     // A collapse is a finding, not a usage error: experiments tell it apart by the status.
-    process.exit(e instanceof CollapseError ? COLLAPSE_EXIT_STATUS : 2);
+    if (e instanceof InterruptedError) process.exit(SIGNAL_EXIT_STATUS[e.signal]);
+    process.exit(e instanceof CollapseError || e instanceof DivergenceError ? COLLAPSE_EXIT_STATUS : 2);
+  }
+  // A file system failure (permissions, a full disk, a path that is a file) is the user's to fix: no stack trace.
+  const system = systemErrorMessage(e);
+  if (system) {
+    process.stderr.write(`\nerror: ${system}\n`);
+    process.exit(2);
   }
   throw e;
 }

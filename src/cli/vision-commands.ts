@@ -1,11 +1,10 @@
 /** The `d2v` subcommands for images. Input is validated before any output is written. */
-import { isHfModelDir } from "../hf/model.js";
-import { runHfClassify } from "./hf-commands.js";
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { random, tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
-import { ConfigError, DataError } from "../engine/errors.js";
+import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
+import { checkPretrainOutput } from "../train/pretrain.js";
 import { HostRng } from "../engine/random.js";
 import { initEngine } from "../engine/runtime.js";
 import { KeyStream } from "../nn/random.js";
@@ -36,6 +35,7 @@ export async function runVisionPretrain(o: {
   const config = resolveVisionConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   const outDir = resolve(o.out ?? join("runs", `pretrain-vision-${o.preset}`));
+  checkPretrainOutput(outDir, o);
   await initEngine();
   if (!o.resume) {
     const m = config.model;
@@ -43,7 +43,10 @@ export async function runVisionPretrain(o: {
   }
   const r = await pretrainVision({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
   const last = r.records[r.records.length - 1];
-  if (r.interrupted) log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+  if (r.interrupted) {
+    log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+    process.exitCode = SIGNAL_EXIT_STATUS[r.interrupted];
+  }
   else log(`done: checkpoint in ${r.checkpoint}`);
   if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
 }
@@ -157,8 +160,7 @@ export async function runVisionEval(o: { model: string; data?: string; batchSize
 }
 
 /** `d2v classify`: the top classes of each image, one JSON line per image. */
-export async function runClassify(files: string[], o: { model: string; top: number }) {
-  if (isHfModelDir(o.model)) return runHfClassify(files, o);
+export async function runVisionClassify(files: string[], o: { model: string; top: number }) {
   if (files.length === 0) throw new DataError("pass at least one image file");
   for (const f of files) if (!existsSync(f)) throw new DataError(`${f} does not exist`);
   await initEngine();

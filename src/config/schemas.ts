@@ -30,6 +30,15 @@ export const data2vecSchema = z
     /** Stop when the targets' position share exceeds this (after the warm-up); null: log it only. */
     maxPositionShare: z.number().gt(0).max(1).nullable().default(null),
     collapseWarmupSteps: z.number().int().min(0),
+    /** Divergence guard: loss or target_var over maxGrowth × their early mean for `patience` updates stops the run. */
+    divergence: z
+      .object({
+        referenceSteps: z.number().int().min(1).default(20),
+        maxGrowth: z.number().gt(1).nullable().default(10),
+        patience: z.number().int().min(1).default(10),
+      })
+      .strict()
+      .default({ referenceSteps: 20, maxGrowth: 10, patience: 10 }),
   })
   .strict();
 

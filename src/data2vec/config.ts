@@ -41,4 +41,9 @@ export type Data2VecSettings = {
    */
   maxPositionShare?: number | null;
   collapseWarmupSteps: number;
+  /** Divergence guard (see `DivergenceGuard`); absent in configs saved before it existed: the defaults apply. */
+  divergence?: DivergenceSettings;
 };
+
+/** Stop when the loss or target_var stays over `maxGrowth` × its mean over the first `referenceSteps` updates for `patience` updates. */
+export type DivergenceSettings = { referenceSteps: number; maxGrowth: number | null; patience: number };

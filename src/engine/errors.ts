@@ -10,6 +10,8 @@ export class D2vError extends Error {
 }
 /** A file, folder or dataset that is missing, empty or unreadable. */
 export class DataError extends D2vError {}
+/** An output path that is protected, already taken (without --force) or not writable. */
+export class OutputError extends D2vError {}
 /** A config field that is unknown or out of range. */
 export class ConfigError extends D2vError {}
 /** A checkpoint that is corrupt, truncated or does not match what it is loaded into. */
@@ -19,9 +21,54 @@ export class VocabError extends D2vError {}
 /** Training stopped because the representations collapsed (see the collapse monitor). */
 export class CollapseError extends D2vError {}
 
-/** The `d2v` exit status when training stopped because the representations collapsed (2 is every other user error). */
+/** Training stopped because the loss or the targets grew far beyond their own early level (see the divergence guard). */
+export class DivergenceError extends D2vError {}
+
+/** The `d2v` exit status when training stopped because the representations collapsed or diverged (2 is every other user error). */
 export const COLLAPSE_EXIT_STATUS = 3;
 /** An experiment file that is invalid, or an experiment job that failed. */
 export class ExperimentError extends D2vError {}
 /** The compute engine asked for (`D2V_ENGINE`) cannot run here. */
 export class EngineError extends D2vError {}
+
+/** The exit statuses of a run stopped by Ctrl-C (SIGINT) or a polite kill (SIGTERM), as shells report them: 128 + the signal. */
+export const SIGNAL_EXIT_STATUS = { SIGINT: 130, SIGTERM: 143 } as const;
+export type StopSignal = keyof typeof SIGNAL_EXIT_STATUS;
+
+/** Work stopped by a signal after saving what it could; the CLI exits with 130 (SIGINT) or 143 (SIGTERM). */
+export class InterruptedError extends D2vError {
+  constructor(
+    message: string,
+    readonly signal: StopSignal,
+  ) {
+    super(message);
+  }
+}
+
+const SYSTEM_REASONS: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EROFS: "the file system is read-only",
+  ENOSPC: "the disk is full",
+  EDQUOT: "the disk quota is exhausted",
+  ENOTDIR: "a part of the path is a file, not a folder",
+  EISDIR: "it is a folder, not a file",
+  EEXIST: "it already exists",
+  ENOENT: "no such file or folder",
+  ENOTEMPTY: "the folder is not empty",
+  ENAMETOOLONG: "the name is too long",
+  EMFILE: "too many open files (raise the limit: ulimit -n)",
+  EIO: "an input/output error from the disk",
+  ELOOP: "too many symbolic links",
+};
+
+/**
+ * A Node system error (a failed open, write, rename, …) as a message naming the operation, the path and the
+ * reason, or null for any other error: the CLI prints it like a typed error, never as a stack trace.
+ */
+export function systemErrorMessage(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException & { dest?: string };
+  if (!err || typeof err !== "object" || typeof err.code !== "string" || !(err.code in SYSTEM_REASONS)) return null;
+  const target = err.path ? ` ${err.path}${err.dest ? ` → ${err.dest}` : ""}` : "";
+  return `cannot ${err.syscall ?? "access"}${target}: ${SYSTEM_REASONS[err.code]} (${err.code})`;
+}

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { COLLAPSE_EXIT_STATUS, ExperimentError } from "../engine/errors.js";
+import { COLLAPSE_EXIT_STATUS, ExperimentError, InterruptedError, SIGNAL_EXIT_STATUS, type StopSignal } from "../engine/errors.js";
 import { writeFileAtomic } from "../train/checkpoint.js";
 import { checkpointedUpdates, readPretrainRecords } from "../train/pretrain.js";
 import { experimentDir, settingPretrainConfig, settingSlug, type ExperimentSpec, type SettingSpec } from "./spec.js";
@@ -76,12 +76,12 @@ export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): P
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, "experiment.json"), JSON.stringify(spec, null, 2) + "\n");
 
-  let interrupted = false;
+  let interrupted: StopSignal | null = null;
   let child: ReturnType<typeof spawn> | null = null;
   // Ctrl-C reaches the child through the process group; SIGTERM is forwarded. Either way the child saves
   // its checkpoint and the grid stops after it.
-  const onSignal = (signal: NodeJS.Signals) => {
-    interrupted = true;
+  const onSignal = (signal: StopSignal) => {
+    interrupted = signal;
     if (signal === "SIGTERM") child?.kill("SIGTERM");
   };
   process.on("SIGINT", onSignal);
@@ -107,7 +107,7 @@ export async function runExperiment(spec: ExperimentSpec, o: RunOptions = {}): P
       });
     });
   const stopIfInterrupted = () => {
-    if (interrupted) throw new ExperimentError(`interrupted; run the same command again to continue (finished jobs are kept, pretraining resumes)`);
+    if (interrupted) throw new InterruptedError(`interrupted; run the same command again to continue (finished jobs are kept, pretraining resumes)`, interrupted);
   };
   const failed = (what: string, logFile: string, stderr: string) =>
     new ExperimentError(`${what} failed; its output is in ${logFile}:\n${stderr.trim().split("\n").slice(-6).join("\n")}`);
@@ -206,19 +206,26 @@ async function runJob(
     writeFileSync(configPath, JSON.stringify(settingPretrainConfig(spec, setting), null, 2) + "\n");
     const checkpointed = checkpointedUpdates(initDir);
     if (checkpointed < spec.pretrain.steps) {
-      const args = ["pretrain", "--modality", spec.modality, "--preset", spec.preset, "--config", configPath, "--steps", String(spec.pretrain.steps), "--seed", String(seed), "--out", initDir, "--quiet"];
+      // A resumed run keeps the settings saved in its checkpoint (the recipe check above guards against a changed file).
+      const args =
+        checkpointed > 0
+          ? ["pretrain", "--out", initDir, "--resume", "--steps", String(spec.pretrain.steps), "--quiet"]
+          : ["pretrain", "--modality", spec.modality, "--preset", spec.preset, "--config", configPath, "--steps", String(spec.pretrain.steps), "--seed", String(seed), "--out", initDir, "--quiet", "--force"];
       if (spec.pretrain.data) args.push("--data", spec.pretrain.data);
-      args.push(checkpointed > 0 ? "--resume" : "--force", ...spec.pretrain.args);
+      if (checkpointed === 0) args.push(...spec.pretrain.args); // extra settings, saved with the run's config
       const r = await timed("pretrain", () => d2v(args, logFile));
       stopIfInterrupted();
       if (r.status === COLLAPSE_EXIT_STATUS) {
+        // Collapse or divergence: a finding of this setting, recorded as its result.
         const message = r.stderr.split("\n").find((l) => l.startsWith("error: "))?.slice(7).split(". ")[0] ?? "collapsed";
         return { setting: setting.name, seed, status: "collapsed", collapse: message, pretrain: pretrainSummary(initDir), seconds };
       }
-      if (r.status !== 0) throw failed(`pretraining (${setting.name}, seed ${seed})`, logFile, r.stderr);
       const reached = checkpointedUpdates(initDir);
-      // A pretraining stopped by a signal of its own exits 0 with a partial checkpoint: never fine-tune that.
-      if (reached < spec.pretrain.steps) throw new ExperimentError(`pretraining (${setting.name}, seed ${seed}) stopped at update ${reached} of ${spec.pretrain.steps}; run the same command again to continue`);
+      // A pretraining stopped by a signal of its own saves a partial checkpoint and exits 130/143: never fine-tune that.
+      if (r.status === SIGNAL_EXIT_STATUS.SIGINT || r.status === SIGNAL_EXIT_STATUS.SIGTERM || (r.status === 0 && reached < spec.pretrain.steps)) {
+        throw new ExperimentError(`pretraining (${setting.name}, seed ${seed}) stopped at update ${reached} of ${spec.pretrain.steps}; run the same command again to continue`);
+      }
+      if (r.status !== 0) throw failed(`pretraining (${setting.name}, seed ${seed})`, logFile, r.stderr);
     }
     pretrain = pretrainSummary(initDir);
   }

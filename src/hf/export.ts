@@ -4,7 +4,8 @@
  * text → Data2VecTextModel or Data2VecTextForSequenceClassification, vision → Data2VecVisionModel or
  * Data2VecVisionForImageClassification. The data2vec regression head is pretraining-only and is not exported.
  */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { writeOutput } from "../train/output.js";
 import { join, resolve } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { ConfigError } from "../engine/errors.js";
@@ -44,13 +45,10 @@ class TensorSink {
 export type ExportResult = { architecture: string; outDir: string; tensors: number; notes: string[] };
 
 /** Writes `files` into `outDir` atomically (a temporary sibling renamed into place). */
-function writeDirectory(outDir: string, files: Record<string, string | Uint8Array>): void {
-  const tmp = `${outDir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  for (const [name, data] of Object.entries(files)) writeFileSync(join(tmp, name), data);
-  rmSync(outDir, { recursive: true, force: true });
-  renameSync(tmp, outDir);
+async function writeDirectory(outDir: string, files: Record<string, string | Uint8Array>): Promise<void> {
+  await writeOutput(outDir, "dir", (tmp) => {
+    for (const [name, data] of Object.entries(files)) writeFileSync(join(tmp, name), data);
+  });
 }
 
 const labelMaps = (labels: string[]) => ({
@@ -119,7 +117,7 @@ async function exportText(checkpoint: string, outDir: string): Promise<ExportRes
     transformers_version: TRANSFORMERS_VERSION,
   };
   const special = { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", sep_token: "</s>", pad_token: "<pad>", cls_token: "<s>", mask_token: { content: "<mask>", lstrip: true, normalized: false, rstrip: false, single_word: false } };
-  writeDirectory(outDir, {
+  await writeDirectory(outDir, {
     "config.json": JSON.stringify(config, null, 2),
     "model.safetensors": encodeSafetensors(sink.tensors, { format: "pt" }),
     ...tok.files(),
@@ -216,7 +214,7 @@ async function exportVision(checkpoint: string, outDir: string): Promise<ExportR
     image_std: a.std,
     do_reduce_labels: false,
   };
-  writeDirectory(outDir, {
+  await writeDirectory(outDir, {
     "config.json": JSON.stringify(config, null, 2),
     "model.safetensors": encodeSafetensors(sink.tensors, { format: "pt" }),
     "preprocessor_config.json": JSON.stringify(preprocessor, null, 2),

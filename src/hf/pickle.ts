@@ -98,6 +98,13 @@ export function unpickle(bytes: Uint8Array, persistentLoad: (pid: PyValue) => Py
   const u32 = () => (need(4), (pos += 4), dv.getUint32(pos - 4, true));
   const i32 = () => (need(4), (pos += 4), dv.getInt32(pos - 4, true));
   const take = (n: number) => (need(n), (pos += n), bytes.subarray(pos - n, pos));
+  const utf8 = (b: Uint8Array) => {
+    try {
+      return text.decode(b);
+    } catch {
+      throw fail("a string that is not valid UTF-8");
+    }
+  };
   const line = () => {
     const end = bytes.indexOf(0x0a, pos);
     if (end < 0) throw fail("unterminated line");
@@ -154,13 +161,13 @@ export function unpickle(bytes: Uint8Array, persistentLoad: (pid: PyValue) => Py
         break;
       }
       case 0x47: need(8); stack.push(dv.getFloat64(pos, false)); pos += 8; break; // BINFLOAT (big-endian)
-      case 0x58: stack.push(text.decode(take(u32()))); break; // BINUNICODE
-      case 0x8c: stack.push(text.decode(take(u8()))); break; // SHORT_BINUNICODE
+      case 0x58: stack.push(utf8(take(u32()))); break; // BINUNICODE
+      case 0x8c: stack.push(utf8(take(u8()))); break; // SHORT_BINUNICODE
       case 0x8d: { // BINUNICODE8
         need(8);
         const n = Number(dv.getBigUint64(pos, true));
         pos += 8;
-        stack.push(text.decode(take(n)));
+        stack.push(utf8(take(n)));
         break;
       }
       case 0x55: stack.push(new TextDecoder("latin1").decode(take(u8()))); break; // SHORT_BINSTRING

@@ -3,7 +3,7 @@
  * (RoBERTa's classification head), cross-entropy, accuracy. Fine-tuning starts from a data2vec checkpoint
  * or from scratch with the same architecture.
  */
-import { jit, numpy as np, random, tree } from "../engine/jax.js";
+import { jit, nn as jnn, numpy as np, random, tree } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import { initLayerNorm, initLinear } from "../nn/init.js";
 import { dropout, layerNorm, linear, maskedMean, type LayerNormParams, type LinearParams } from "../nn/layers.js";
@@ -117,6 +117,35 @@ export async function finetuneClassifier(
 }
 
 /** Class predictions for every example (no dropout). Does not consume params. */
+/** Runs `head` (argmax or softmax of the classifier's logits) over every example in fixed-size batches. */
+async function mapClassifier(
+  params: TextClassifierParams,
+  enc: TextEncoderConfig,
+  tok: BpeTokenizer,
+  data: Encoded,
+  classes: number,
+  batchSize: number,
+  seqLen: number,
+  pooling: Pooling,
+  width: number,
+  head: (logits: np.Array) => np.Array,
+): Promise<Float32Array> {
+  const forward = jit((p: TextClassifierParams, b: ClassifyBatch) => {
+    b.labels.dispose();
+    b.weights.dispose();
+    return head(classifierLogits(p, b.ids, b.positions, b.padding, enc, null, pooling));
+  });
+  const out = new Float32Array(data.ids.length * width);
+  for (let i = 0; i < data.ids.length; i += batchSize) {
+    const rows = Array.from({ length: Math.min(batchSize, data.ids.length - i) }, (_, k) => i + k);
+    const values = (await forward(tree.ref(params as never) as TextClassifierParams, makeBatch(data, rows, batchSize, seqLen, classes, tok)).data()) as Float32Array | Int32Array;
+    out.set(Float32Array.from(values.subarray(0, rows.length * width)), i * width);
+  }
+  forward.dispose();
+  return out;
+}
+
+/** The predicted class of every example. Does not consume params. */
 export async function predictClasses(
   params: TextClassifierParams,
   enc: TextEncoderConfig,
@@ -127,19 +156,21 @@ export async function predictClasses(
   seqLen: number,
   pooling: Pooling = "first",
 ): Promise<number[]> {
-  const forward = jit((p: TextClassifierParams, b: ClassifyBatch) => {
-    b.labels.dispose();
-    b.weights.dispose();
-    return np.argmax(classifierLogits(p, b.ids, b.positions, b.padding, enc, null, pooling), -1);
-  });
-  const out: number[] = [];
-  for (let i = 0; i < data.ids.length; i += batchSize) {
-    const rows = Array.from({ length: Math.min(batchSize, data.ids.length - i) }, (_, k) => i + k);
-    const pred = (await forward(tree.ref(params as never) as TextClassifierParams, makeBatch(data, rows, batchSize, seqLen, classes, tok)).data()) as Int32Array;
-    out.push(...Array.from(pred.slice(0, rows.length)));
-  }
-  forward.dispose();
-  return out;
+  return Array.from(await mapClassifier(params, enc, tok, data, classes, batchSize, seqLen, pooling, 1, (logits) => np.argmax(logits, -1)));
+}
+
+/** Class probabilities [examples × classes]. Does not consume params. */
+export function textClassProbabilities(
+  params: TextClassifierParams,
+  enc: TextEncoderConfig,
+  tok: BpeTokenizer,
+  data: Encoded,
+  classes: number,
+  batchSize: number,
+  seqLen: number,
+  pooling: Pooling = "first",
+): Promise<Float32Array> {
+  return mapClassifier(params, enc, tok, data, classes, batchSize, seqLen, pooling, classes, (logits) => jnn.softmax(logits, -1));
 }
 
 /** Fresh classifier parameters: a given encoder (pretrained) or a random one (scratch), plus a new head. */

@@ -3,6 +3,7 @@
  * `tiny` is for tests and CI, `small` for demos on 2 cores, `base`/`large` follow the paper's text setup
  * (RoBERTa sizes, K = 10 of 12 blocks, layer-norm targets, Smooth L1 β = 4, 2-layer head, span masking).
  */
+import { DEFAULT_DIVERGENCE } from "../data2vec/monitor.js";
 import { z } from "zod";
 import { ConfigError } from "../engine/errors.js";
 import { CheckpointError } from "../engine/errors.js";
@@ -84,6 +85,7 @@ const tiny: TextRunConfig = {
     teacherContext: null,
     maxPositionShare: null,
     removePositionMean: false,
+    divergence: { ...DEFAULT_DIVERGENCE },
   },
   masking: { kind: "span", prob: 0.35, spanLength: 4, randomTokenProb: 0, leaveUnmaskedProb: 0 },
   train: {

@@ -2,7 +2,7 @@
  * Text datasets: unlabeled corpora (a .txt file or a folder of them, recursive) packed into fixed-length
  * blocks for pretraining, and labeled examples (JSONL lines {"text", "label"} or a folder per class).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
@@ -13,24 +13,105 @@ import { positionIds, type TextPretrainBatch } from "./model.js";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-function readUtf8(path: string): string {
-  const bytes = readFileSync(path);
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    // Find the first bad byte offset to point the user at it.
-    let offset = 0;
-    for (let step = 1 << 20; step >= 1; step >>= 1) {
-      while (offset + step <= bytes.length) {
-        try {
-          strictUtf8.decode(bytes.subarray(0, offset + step));
-          offset += step;
-        } catch {
-          break;
-        }
+/** The byte offset of the first invalid UTF-8 sequence in `bytes` (which must hold one). */
+function firstBadByte(bytes: Uint8Array): number {
+  let offset = 0;
+  for (let step = 1 << 24; step >= 1; step >>= 1) {
+    while (offset + step <= bytes.length) {
+      try {
+        new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, offset + step));
+        offset += step;
+      } catch {
+        break;
       }
     }
-    throw new DataError(`${path} is not valid UTF-8 (first bad byte near offset ${offset}); convert it, e.g. \`iconv -f latin1 -t utf-8\``);
+  }
+  return offset;
+}
+
+const notUtf8 = (path: string, offset: number) =>
+  new DataError(`${path} is not valid UTF-8 (first bad byte near offset ${offset}); convert it, e.g. \`iconv -f latin1 -t utf-8\``);
+
+/** Text that holds NUL bytes is a binary file (valid UTF-8 or not), not text to train on or embed. */
+function checkNotBinary(path: string, text: string): void {
+  const nul = text.indexOf("\u0000");
+  if (nul >= 0) throw new DataError(`${path} looks like a binary file, not text (a NUL byte at character ${nul}); pass plain UTF-8 text`);
+}
+
+/** A whole UTF-8 text file (labeled examples, lists of texts); binary files and bad encodings are refused. */
+export function readUtf8(path: string): string {
+  const bytes = readFileSync(path);
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    throw notUtf8(path, firstBadByte(bytes));
+  }
+  checkNotBinary(path, text);
+  return text;
+}
+
+/** Bytes read at a time from a corpus file: a corpus of any size streams through this much memory. */
+const READ_CHUNK_BYTES = 4 << 20;
+/**
+ * The longest document, in characters. Documents are paragraphs (separated by blank lines); a longer one (a corpus
+ * with no blank lines) is cut at line ends, so that shuffling and held-out splits have units to work with and no
+ * single string grows with the corpus.
+ */
+export const MAX_DOCUMENT_CHARS = 1 << 20;
+
+/**
+ * The documents of one corpus file, streamed: read in chunks, decoded incrementally, split on blank lines (and at
+ * line ends past `MAX_DOCUMENT_CHARS`); lines within a document keep their newlines.
+ */
+export function* readDocuments(path: string): Generator<string> {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const fd = openSync(path, "r");
+  const buf = new Uint8Array(READ_CHUNK_BYTES);
+  let lines: string[] = [];
+  let chars = 0;
+  let partial = "";
+  let offset = 0;
+  const flush = function* () {
+    if (chars > 0 && lines.some((l) => l.trim())) yield lines.join("\n");
+    lines = [];
+    chars = 0;
+  };
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      let text: string;
+      try {
+        text = decoder.decode(buf.subarray(0, n), { stream: n > 0 });
+      } catch {
+        throw notUtf8(path, offset + firstBadByte(buf.subarray(0, n)));
+      }
+      checkNotBinary(path, text);
+      offset += n;
+      const pieces = (partial + text).split("\n");
+      partial = n > 0 ? pieces.pop()! : "";
+      // A line longer than a document (a file without newlines) is cut at a space, so no string outgrows the limit.
+      while (partial.length > MAX_DOCUMENT_CHARS) {
+        let cut = partial.lastIndexOf(" ", MAX_DOCUMENT_CHARS);
+        if (cut <= 0) cut = MAX_DOCUMENT_CHARS - (/[\ud800-\udbff]/.test(partial[MAX_DOCUMENT_CHARS - 1]) ? 1 : 0);
+        pieces.push(partial.slice(0, cut));
+        partial = partial.slice(cut);
+      }
+      for (const raw of pieces) {
+        const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+        if (!line.trim()) {
+          yield* flush();
+          continue;
+        }
+        if (chars + line.length > MAX_DOCUMENT_CHARS) yield* flush();
+        lines.push(line);
+        chars += line.length + 1;
+      }
+      if (n === 0) break;
+    }
+    yield* flush();
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -47,12 +128,16 @@ function listFiles(dir: string, exts: string[]): string[] {
   return out;
 }
 
-/** Reads an unlabeled corpus: one document per .txt file. Errors name the path and the fix. */
+/**
+ * Reads an unlabeled corpus: a .txt file or a folder of them (recursive), as documents separated by blank lines
+ * (see `readDocuments`). Errors name the path and the fix.
+ */
 export function readTextCorpus(path: string): string[] {
   if (!existsSync(path)) throw new DataError(`corpus ${path} does not exist; pass a .txt file or a folder of .txt files with --data`);
   const files = statSync(path).isDirectory() ? listFiles(path, [".txt"]) : [path];
   if (files.length === 0) throw new DataError(`corpus folder ${path} holds no .txt files (searched recursively)`);
-  const docs = files.map(readUtf8).filter((t) => t.trim().length > 0);
+  const docs: string[] = [];
+  for (const file of files) for (const doc of readDocuments(file)) docs.push(doc);
   if (docs.length === 0) throw new DataError(`corpus ${path} is empty: every .txt file is blank`);
   return docs;
 }
@@ -98,22 +183,29 @@ export function readLabeledText(path: string): LabeledText[] {
  * Packs documents into blocks of `seqLen` tokens: each block is `<s>` + up to seqLen − 2 tokens of the
  * running token stream (documents separated by `</s>`) + `</s>`, padded at the end of the corpus.
  */
-export function packBlocks(docs: string[], tok: BpeTokenizer, seqLen: number): Int32Array[] {
-  const stream: number[] = [];
-  for (const d of docs) {
-    stream.push(...tok.encode(d, { addSpecial: false }), tok.eos);
-  }
+export function packBlocks(docs: Iterable<string>, tok: BpeTokenizer, seqLen: number): Int32Array[] {
   const body = seqLen - 2;
   const blocks: Int32Array[] = [];
-  for (let i = 0; i < stream.length; i += body) {
-    const chunk = stream.slice(i, i + body);
-    if (chunk.length < body / 4) break; // a tiny tail is not worth a mostly padded block
+  // The running token stream is consumed a block at a time, never held whole (a corpus can be any size).
+  const pending = new Int32Array(body);
+  let filled = 0;
+  const emit = () => {
     const block = new Int32Array(seqLen).fill(tok.pad);
     block[0] = tok.bos;
-    block.set(chunk, 1);
-    block[chunk.length + 1] = tok.eos;
+    block.set(pending.subarray(0, filled), 1);
+    block[filled + 1] = tok.eos;
     blocks.push(block);
+    filled = 0;
+  };
+  const push = (id: number) => {
+    pending[filled++] = id;
+    if (filled === body) emit();
+  };
+  for (const d of docs) {
+    for (const id of tok.encode(d, { addSpecial: false })) push(id);
+    push(tok.eos);
   }
+  if (filled >= body / 4) emit(); // a tiny tail is not worth a mostly padded block
   if (blocks.length === 0) throw new DataError("the corpus is too short to fill one training sequence; add more text");
   return blocks;
 }

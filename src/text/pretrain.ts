@@ -1,18 +1,19 @@
 /** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches → `pretrain`. */
 import { tree } from "../engine/jax.js";
 import { join, resolve } from "node:path";
-import { ConfigError, DataError, VocabError } from "../engine/errors.js";
+import { ConfigError, DataError, VocabError, type StopSignal } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, pretrain, runSetup, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
+import { brownGenreTask } from "./brown-genre.js";
 import { parseTextRunConfig, type TextRunConfig } from "./config.js";
 import { makePretrainBatch, packBlocks, readTextCorpus } from "./data.js";
 import { initTextData2Vec, textModality, type TextEncoderConfig, type TextPretrainBatch } from "./model.js";
 
 export type TextPretrainOptions = {
   config: TextRunConfig;
-  /** A .txt file or folder; the Brown corpus when absent. */
+  /** A .txt file or folder; the Brown corpus's training documents (see CorpusSource) when absent. */
   data?: string;
   /** Documents given directly (instead of `data`). */
   docs?: string[];
@@ -31,8 +32,18 @@ export type TextPretrainOptions = {
   log?: (msg: string) => void;
 };
 
-/** Where the corpus came from: a path, the Brown corpus, or documents passed by the caller. */
-type CorpusSource = { path: string } | { brown: true } | { caller: true };
+/**
+ * Where the corpus came from: a path, the Brown corpus, or documents passed by the caller. The default is the
+ * Brown corpus without the test documents of `d2v data brown-genre` (`brown: "genre-train"`), so that a model
+ * pretrained by default never saw the demo task's test passages; `brown: true` (all 500 documents) is what runs
+ * started before that change resume with.
+ */
+type CorpusSource = { path: string } | { brown: true | "genre-train" } | { caller: true };
+
+/** The Brown documents of a corpus source: all 500, or those `d2v data brown-genre` keeps out of its test split. */
+export function brownDocuments(which: true | "genre-train"): string[] {
+  return which === "genre-train" ? brownGenreTask().pretrainDocs : loadBrown().map((d) => d.text);
+}
 type StreamState = EpochOrder & { rng: number[]; source: CorpusSource };
 
 /** Shuffled epochs over packed blocks; masks drawn on the host with a resumable RNG. */
@@ -73,7 +84,7 @@ export function encoderConfig(cfg: TextRunConfig, tok: BpeTokenizer): TextEncode
   return { ...cfg.model, padId: tok.pad };
 }
 
-export async function pretrainText(o: TextPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
+export async function pretrainText(o: TextPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: StopSignal | null }> {
   const log = o.log ?? (() => {});
   const { ckpt, saved } = openPretrainRun(o.outDir, o);
   let cfg = o.config;
@@ -83,9 +94,9 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
   }
   // On resume the data is what the run started with (unless the caller passes it again).
   const savedSource = (saved?.source ?? null) as CorpusSource | null;
-  const source: CorpusSource = o.docs ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? { brown: true });
+  const source: CorpusSource = o.docs ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? { brown: "genre-train" });
   if ("caller" in source && !o.docs) throw new ConfigError("this run was started with documents passed through the API; pass the same `docs` to resume it");
-  const docs = o.docs ?? ("path" in source ? readTextCorpus(source.path) : loadBrown().map((d) => d.text));
+  const docs = o.docs ?? ("path" in source ? readTextCorpus(source.path) : "brown" in source ? brownDocuments(source.brown) : []);
   if (o.resume && savedSource && JSON.stringify(savedSource) !== JSON.stringify(source)) {
     log(`note: resuming on ${JSON.stringify(source)} although the run started on ${JSON.stringify(savedSource)}`);
   }
@@ -119,7 +130,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
   } else state = freshPretrainState(fresh);
 
   const result = await pretrain(
-    runSetup(textModality(enc), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, files: tok.files() }),
+    runSetup(textModality(enc), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log, files: tok.files() }),
     state,
     new BlockStream(blocks, tok, cfg, dataState as StreamState | null, source),
   );

@@ -4,12 +4,13 @@
  * state) and any side files (the tokenizer). They are written atomically: everything goes to a sibling
  * temporary directory that is renamed into place, so a crash leaves either the old or the new checkpoint.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { CheckpointError } from "../engine/errors.js";
 import { decodeSafetensors, encodeSafetensors, f32Tensor, toFloat32, type HostTensor } from "../engine/safetensors.js";
 import { fillTree, namedLeaves, type ParamTree } from "../engine/tree.js";
+import { recoverInterruptedReplace, writeOutput } from "./output.js";
 
 export type CheckpointContents = {
   config: unknown;
@@ -30,46 +31,16 @@ export async function treeToTensors(t: ParamTree): Promise<Map<string, HostTenso
   return out;
 }
 
-/** Writes a checkpoint directory atomically (replacing an existing one). */
+/** Writes a checkpoint directory atomically (replacing an existing one; see `writeOutput`). */
 export async function saveCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
-  const parent = dirname(dir);
-  mkdirSync(parent, { recursive: true });
-  const tmp = join(parent, `.${basename(dir)}.tmp-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
-  try {
+  await writeOutput(dir, "dir", async (tmp) => {
     writeFileSync(join(tmp, "config.json"), JSON.stringify(c.config, null, 2) + "\n");
     for (const [name, t] of Object.entries(c.trees)) {
       writeFileSync(join(tmp, `${name}.safetensors`), encodeSafetensors(await treeToTensors(t), { format: "d2v" }));
     }
     if (c.state !== undefined) writeFileSync(join(tmp, "state.json"), JSON.stringify(c.state) + "\n");
     for (const [name, content] of Object.entries(c.files ?? {})) writeFileSync(join(tmp, name), content);
-    const old = join(parent, `.${basename(dir)}.old-${process.pid}`);
-    if (existsSync(dir)) renameSync(dir, old);
-    renameSync(tmp, dir);
-    rmSync(old, { recursive: true, force: true });
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-}
-
-/**
- * Builds a new directory atomically: `fill` writes into a temporary sibling (its parents are created), which is
- * renamed to `dir` when it succeeds and removed when it fails, so a crash never leaves a partial `dir`.
- */
-export async function buildDirectoryAtomic<T>(dir: string, fill: (tmp: string) => Promise<T>): Promise<T> {
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  try {
-    const result = await fill(tmp);
-    renameSync(tmp, dir);
-    return result;
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
 }
 
 /** Writes a file through a temporary name and a rename, so a crash leaves the old file or the new one, never half of one. */
@@ -114,6 +85,9 @@ export function loadTree<T extends ParamTree>(dir: string, name: string, like: T
 
 /** `runs/x` and `runs/x/checkpoint` both name the checkpoint of a run directory. */
 export function resolveCheckpoint(path: string): string {
+  // A checkpoint swap that a killed process left half done is finished first (see recoverInterruptedReplace).
+  if (!existsSync(path)) recoverInterruptedReplace(resolve(path));
+  else if (!existsSync(join(path, "config.json"))) recoverInterruptedReplace(resolve(path, "checkpoint"));
   if (existsSync(join(path, "config.json"))) return path;
   if (existsSync(join(path, "checkpoint", "config.json"))) return join(path, "checkpoint");
   throw new CheckpointError(`${path} is not a checkpoint: it has no config.json (pass a directory written by \`d2v pretrain\` or \`d2v finetune\`)`);

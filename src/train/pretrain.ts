@@ -4,21 +4,22 @@
  * optimizer moments, data order and masking RNG are restored, and per-update dropout keys depend only on
  * (seed, update).
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
 import { emaDecay, emaStepDue } from "../data2vec/ema.js";
 import type { Data2VecParams, Modality, StepMetrics } from "../data2vec/model.js";
-import { checkCollapse } from "../data2vec/monitor.js";
+import { checkCollapse, DEFAULT_DIVERGENCE, DivergenceGuard, type DivergenceState } from "../data2vec/monitor.js";
 import { makeData2VecSteps, stepKey, type StepOutput } from "../data2vec/step.js";
 import { adamwInit, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { copyTree, type ParamTree } from "../engine/tree.js";
 import type { HostRng } from "../engine/random.js";
-import { ConfigError, DataError } from "../engine/errors.js";
+import { ConfigError, DataError, OutputError, type StopSignal } from "../engine/errors.js";
 import type { BlockParams } from "../nn/encoder.js";
 import { loadTree, readCheckpointJson, saveCheckpoint } from "./checkpoint.js";
-import { MetricsLog, Progress } from "./progress.js";
+import { MetricsLog, Progress, readJsonLines } from "./progress.js";
+import { checkOutput, recoverInterruptedReplace, staleTemporaries } from "./output.js";
 
 export type PretrainData<Batch> = {
   next(): Batch;
@@ -67,6 +68,8 @@ export type PretrainSetup<Shared extends ParamTree, Batch extends { [k: string]:
   stopAfter?: number;
   /** Called after every update (experiments, tests). */
   onUpdate?: (record: PretrainRecord) => void;
+  /** Warnings about the settings (e.g. a run shorter than its warm-up). */
+  log?: (msg: string) => void;
 };
 
 export type PretrainState<Shared extends ParamTree> = {
@@ -74,6 +77,8 @@ export type PretrainState<Shared extends ParamTree> = {
   teacher: BlockParams[];
   opt: AdamWState;
   step: number;
+  /** The divergence guard's state (absent: rebuilt from the run's metrics, or fresh). */
+  divergence?: DivergenceState;
 };
 
 /** One update's log line. `positionShare` is null when it is undefined (a batch of one). */
@@ -111,7 +116,7 @@ export function scheduleSettings(t: TrainSettings): ScheduleConfig {
 export function runSetup<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   modality: Modality<Shared, Batch>,
   cfg: { data2vec: Data2VecSettings; train: TrainSettings & { accumSteps: number; seed: number; checkpointEvery: number } },
-  o: { outDir: string; quiet?: boolean; stopAfter?: number; onUpdate?: (record: PretrainRecord) => void; files?: Record<string, string> },
+  o: { outDir: string; quiet?: boolean; stopAfter?: number; onUpdate?: (record: PretrainRecord) => void; files?: Record<string, string>; log?: (msg: string) => void },
 ): PretrainSetup<Shared, Batch> {
   const t = cfg.train;
   return {
@@ -129,7 +134,17 @@ export function runSetup<Shared extends ParamTree, Batch extends { [k: string]: 
     quiet: o.quiet,
     stopAfter: o.stopAfter,
     onUpdate: o.onUpdate,
+    log: o.log,
   };
+}
+
+/** What in a run's settings would surprise: a schedule whose warm-up is not over when the run ends. */
+export function scheduleWarnings(setup: { schedule: ScheduleConfig; steps: number }): string[] {
+  const s = setup.schedule;
+  if (s.kind !== "tri_stage" && s.warmupSteps >= setup.steps) {
+    return [`the run is ${setup.steps} updates but the learning-rate warm-up is ${s.warmupSteps} (train.warmupSteps): it ends before the learning rate reaches train.lr; lower train.warmupSteps or raise --steps`];
+  }
+  return [];
 }
 
 export function checkpointDir(outDir: string): string {
@@ -146,19 +161,44 @@ export function checkpointedUpdates(outDir: string): number {
 export function readPretrainRecords(outDir: string): PretrainRecord[] {
   const path = join(outDir, "metrics.jsonl");
   if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as PretrainRecord);
+  return readJsonLines<PretrainRecord>(path);
+}
+
+/** Whether `dir` is a pretraining run: it has a checkpoint, metrics, or a checkpoint being written. */
+export function isPretrainRun(dir: string): boolean {
+  const ckpt = checkpointDir(dir);
+  return existsSync(ckpt) || existsSync(join(dir, "metrics.jsonl")) || staleTemporaries(ckpt).length > 0;
+}
+
+/** Finishes a checkpoint swap that a stopped process left half done and removes its temporaries, saying so. */
+export function recoverCheckpoint(outDir: string, log?: (msg: string) => void): void {
+  const ckpt = checkpointDir(outDir);
+  const { recovered, removed } = recoverInterruptedReplace(ckpt);
+  if (recovered) log?.(`note: finished a checkpoint swap that a stopped process left half done (${recovered} → ${ckpt})`);
+  if (removed.length) log?.(`note: removed ${removed.length} temporary checkpoint cop${removed.length === 1 ? "y" : "ies"} left by a stopped process`);
+}
+
+/** Checks a run directory before any work: a file, a protected path, or a folder of other files (without `force`) is refused. */
+export function checkPretrainOutput(outDir: string, o: { resume?: boolean; force?: boolean }): void {
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) {
+    throw new OutputError(`--out ${outDir} is a file; a pretraining run is a folder (checkpoint/, metrics.jsonl): choose a new --out`);
+  }
+  checkOutput(outDir, { flag: "--out", what: "pretraining run", kind: "dir", force: o.force || o.resume }, isPretrainRun);
 }
 
 /**
  * Opens a run directory for pretraining: `resume` needs a checkpoint there, a fresh start refuses to overwrite
- * one unless `force`. On resume, returns the saved run config (for the caller to validate) and where the
- * data came from.
+ * one unless `force`, and a folder of other files needs `force` too (the run is then written beside them). A
+ * checkpoint swap that a killed process left half done is finished first, and its stale temporaries removed.
+ * On resume, returns the saved run config (for the caller to validate) and where the data came from.
  */
-export function openPretrainRun(outDir: string, o: { resume?: boolean; force?: boolean }): { ckpt: string; saved: { config: unknown; source: unknown } | null } {
+export function openPretrainRun(
+  outDir: string,
+  o: { resume?: boolean; force?: boolean; log?: (msg: string) => void },
+): { ckpt: string; saved: { config: unknown; source: unknown } | null } {
   const ckpt = checkpointDir(outDir);
+  checkPretrainOutput(outDir, o);
+  recoverCheckpoint(outDir, o.log);
   const hasCheckpoint = existsSync(join(ckpt, "state.json"));
   if (o.resume && !hasCheckpoint) throw new DataError(`--resume: ${outDir} holds no checkpoint to resume from`);
   if (!o.resume && hasCheckpoint && !o.force) {
@@ -176,19 +216,19 @@ export function freshPretrainState<Shared extends ParamTree>(params: Data2VecPar
 
 /** Restores a state saved by `pretrain` into the structure of `like` (consumed). Returns it with the data state. */
 export function loadPretrainState<Shared extends ParamTree>(dir: string, like: Data2VecParams<Shared>): { state: PretrainState<Shared>; data: unknown } {
-  const saved = readCheckpointJson(dir, "state.json") as { step: number; data: unknown };
+  const saved = readCheckpointJson(dir, "state.json") as { step: number; data: unknown; divergence?: DivergenceState };
   const opt = adamwInit(like as ParamTree);
   const params = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as Data2VecParams<Shared>;
   const teacher = (loadTree(dir, "teacher", { layers: params.layers } as ParamTree) as { layers: BlockParams[] }).layers;
   const optimizer = loadTree(dir, "optimizer", opt as ParamTree, { consumeLike: true }) as AdamWState;
-  return { state: { params, teacher, opt: optimizer, step: saved.step }, data: saved.data };
+  return { state: { params, teacher, opt: optimizer, step: saved.step, divergence: saved.divergence }, data: saved.data };
 }
 
 export async function pretrain<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   setup: PretrainSetup<Shared, Batch>,
   state: PretrainState<Shared>,
   data: PretrainData<Batch>,
-): Promise<{ state: PretrainState<Shared>; records: PretrainRecord[]; interrupted: boolean }> {
+): Promise<{ state: PretrainState<Shared>; records: PretrainRecord[]; interrupted: StopSignal | null }> {
   const steps = makeData2VecSteps(setup.modality, setup.d2v, setup.optim);
   mkdirSync(setup.outDir, { recursive: true });
   const metrics = new MetricsLog(join(setup.outDir, "metrics.jsonl"));
@@ -198,9 +238,15 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   const progress = new Progress("pretrain", setup.steps, state.step, { quiet: setup.quiet });
   const records: PretrainRecord[] = [];
   let { params, teacher, opt } = state;
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
+  const guardSettings = setup.d2v.divergence ?? DEFAULT_DIVERGENCE;
+  // A checkpoint from before the guard existed: its state is rebuilt from the run's logged updates.
+  const divergence = state.divergence
+    ? new DivergenceGuard(guardSettings, state.divergence)
+    : DivergenceGuard.replay(guardSettings, readPretrainRecords(setup.outDir).filter((r) => r.step <= state.step));
+  if (state.step === 0) for (const w of scheduleWarnings(setup)) setup.log?.(`warning: ${w}`);
+  let interrupted: StopSignal | null = null;
+  const onSigint = (signal: StopSignal) => {
+    interrupted = signal;
   };
   // Ctrl-C or a polite kill: finish the current update, save a checkpoint, return.
   process.once("SIGINT", onSigint);
@@ -210,7 +256,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
     saveCheckpoint(checkpointDir(setup.outDir), {
       config: setup.config,
       trees: { model: params as ParamTree, teacher: { layers: teacher } as ParamTree, optimizer: opt as ParamTree },
-      state: { step, data: data.state(), seed: setup.seed },
+      state: { step, data: data.state(), seed: setup.seed, divergence: divergence.state() },
       files: setup.files,
     });
 
@@ -260,9 +306,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
         ...(positionShare === null ? {} : { pos: positionShare.toFixed(2) }),
         [`${data.unitName}/s`]: (unitsDone / elapsed).toFixed(0),
       });
-      if (!Number.isFinite(loss)) {
-        throw new Error(`the loss became ${loss} at update ${update + 1}; lower train.lr or raise train.warmupSteps`);
-      }
+      divergence.observe(update + 1, loss, targetVar);
       checkCollapse(setup.d2v, update, targetVar, predVar, positionShare ?? NaN);
       const done = update + 1;
       if (done % setup.checkpointEvery === 0 || done === end || interrupted) await save(done);
@@ -273,5 +317,5 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
     process.removeListener("SIGINT", onSigint);
     process.removeListener("SIGTERM", onSigint);
   }
-  return { state: { params, teacher, opt, step: state.step + records.length }, records, interrupted };
+  return { state: { params, teacher, opt, step: state.step + records.length, divergence: divergence.state() }, records, interrupted };
 }

@@ -65,10 +65,8 @@ export class MetricsLog {
 
   truncateAfter(step: number): void {
     if (!existsSync(this.path)) return;
-    const kept = readFileSync(this.path, "utf8")
-      .split("\n")
-      .filter((l) => l.trim() && (JSON.parse(l) as { step?: number }).step! <= step);
-    writeFileSync(this.path, kept.map((l) => l + "\n").join(""));
+    const kept = readJsonLines<{ step?: number }>(this.path).filter((r) => (r.step ?? Infinity) <= step);
+    writeFileSync(this.path, kept.map((r) => JSON.stringify(r) + "\n").join(""));
   }
 
   reset(): void {
@@ -78,4 +76,21 @@ export class MetricsLog {
   write(record: Record<string, unknown>): void {
     appendFileSync(this.path, JSON.stringify(record) + "\n");
   }
+}
+
+/**
+ * The records of a JSON-lines log. A line that does not parse (a write cut short when the process was killed) is
+ * dropped: the log is a record of what was done, and the checkpoint, not the log, is what a resume continues.
+ */
+export function readJsonLines<T>(path: string): T[] {
+  const out: T[] = [];
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      out.push(JSON.parse(line) as T);
+    } catch {
+      /* a torn line */
+    }
+  }
+  return out;
 }

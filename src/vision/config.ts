@@ -4,6 +4,7 @@
  * `base` follows the paper's ViT-B/16 setup (K = 6 of 12 block outputs, layer norm per layer and after the
  * average, Smooth L1 β = 2, shared relative position bias, ~60% of the patches masked in blocks).
  */
+import { DEFAULT_DIVERGENCE } from "../data2vec/monitor.js";
 import { z } from "zod";
 import { CheckpointError, ConfigError } from "../engine/errors.js";
 import { deepMerge, validate } from "../config/validate.js";
@@ -120,6 +121,7 @@ const tiny: VisionRunConfig = {
     teacherContext: null,
     maxPositionShare: null,
     removePositionMean: false,
+    divergence: { ...DEFAULT_DIVERGENCE },
   },
   masking: { ratio: 0.6, minBlockPatches: null, minAspect: 0.3 },
   // Digits: no flips (a mirrored 2 is not a 2), mild crops, brightness/contrast jitter.

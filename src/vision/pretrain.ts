@@ -1,7 +1,7 @@
 /** data2vec pretraining on unlabeled images: folder (or MNIST) → augmented views + block masks → `pretrain`. */
 import { join, resolve } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
-import { ConfigError, DataError } from "../engine/errors.js";
+import { ConfigError, DataError, type StopSignal } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import { firstEpoch, freshPretrainState, nextRows, openPretrainRun, type EpochOrder, loadPretrainState, pretrain, runSetup, type PretrainData, type PretrainRecord } from "../train/pretrain.js";
 import { augmentImage } from "./augment.js";
@@ -85,7 +85,7 @@ export async function loadPretrainImages(cfg: VisionRunConfig, source: ImageSour
   return out.map((img) => withChannels(img, m.channels));
 }
 
-export async function pretrainVision(o: VisionPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: boolean }> {
+export async function pretrainVision(o: VisionPretrainOptions): Promise<{ records: PretrainRecord[]; checkpoint: string; interrupted: StopSignal | null }> {
   const log = o.log ?? (() => {});
   const { ckpt, saved } = openPretrainRun(o.outDir, o);
   let cfg = o.config;
@@ -116,7 +116,7 @@ export async function pretrainVision(o: VisionPretrainOptions): Promise<{ record
   } else state = freshPretrainState(fresh);
 
   const result = await pretrain(
-    runSetup(visionModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate }),
+    runSetup(visionModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log }),
     state,
     new ImageStream(images, cfg, dataState, source),
   );

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { decodeAudio, decodeFlac, encodeWav16, readAudio, resample } from "../../src/audio/io.js";
-import { libriSpeechEntries, loadClips, readManifest, unlabeledEntries } from "../../src/audio/data.js";
+import { labeledAudioEntries, libriSpeechEntries, loadClips, readManifest, unlabeledEntries } from "../../src/audio/data.js";
 import { spanMask } from "../../src/audio/masking.js";
 import { framesForSamples } from "../../src/audio/model.js";
 import { paperConvLayers } from "../../src/audio/config.js";
@@ -96,4 +96,21 @@ test("datasets: LibriSpeech layout with transcripts, folders, manifests, and cle
   assert.throws(() => readManifest(join(dir, "bad.tsv")), (e: Error) => e instanceof DataError && /line 2/.test(e.message));
   assert.throws(() => libriSpeechEntries(dir), (e: Error) => e instanceof DataError && /trans\.txt/.test(e.message));
   assert.throws(() => unlabeledEntries(join(dir, "missing")), (e: Error) => e instanceof DataError && /does not exist/.test(e.message));
+});
+
+test("nothing is dropped silently: an audio file without a transcript line, an empty class folder", () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-drops-"));
+  cpSync(LIBRI, join(dir, "libri"), { recursive: true });
+  const trans = join(dir, "libri", "100", "1", "100-1.trans.txt");
+  writeFileSync(trans, readFileSync(trans, "utf8").split("\n").filter((l) => !l.startsWith("100-1-00001")).join("\n"));
+  assert.throws(() => libriSpeechEntries(join(dir, "libri")), (e: Error) => e instanceof DataError && /100-1-00001\.flac have no transcript line/.test(e.message));
+
+  mkdirSync(join(dir, "classes", "dog"), { recursive: true });
+  mkdirSync(join(dir, "classes", "cat"));
+  mkdirSync(join(dir, "classes", "bird"));
+  cpSync(FLAC, join(dir, "classes", "dog", "a.flac"));
+  cpSync(FLAC, join(dir, "classes", "cat", "b.flac"));
+  assert.throws(() => labeledAudioEntries(join(dir, "classes")), (e: Error) => e instanceof DataError && /bird holds no WAV or FLAC files/.test(e.message));
+  rmSync(join(dir, "classes", "bird"), { recursive: true });
+  assert.deepEqual(labeledAudioEntries(join(dir, "classes")).map((e) => e.label), ["cat", "dog"]);
 });

@@ -7,7 +7,8 @@ import { CheckpointError } from "../../src/engine/errors.js";
 import { toFloat32 } from "../../src/engine/safetensors.js";
 import { UnsafePickleError } from "../../src/hf/pickle.js";
 import { readTorchBin } from "../../src/hf/torch-bin.js";
-import { PickleBytes, torchZip } from "./torch-writer.js";
+import { zipSync } from "fflate";
+import { PickleBytes, statePickle, torchZip } from "./torch-writer.js";
 
 const f32Bytes = (v: number[]) => new Uint8Array(Float32Array.from(v).buffer);
 
@@ -81,8 +82,32 @@ test("truncated or non-checkpoint archives give clear checkpoint errors", () => 
   assert.throws(() => readTorchBin(new TextEncoder().encode("not a zip at all")), CheckpointError);
   // A storage shorter than the tensor that reads it.
   const short = torchZip([{ name: "a", storage: "FloatStorage", data: f32Bytes([1, 2]), numel: 2, shape: [4] }]);
-  assert.throws(() => readTorchBin(short), (e: Error) => e instanceof CheckpointError && /tensor a reads past the end/.test(e.message));
+  assert.throws(() => readTorchBin(short), (e: Error) => e instanceof CheckpointError && /tensor a reads element 3 of a storage of 2/.test(e.message));
   // A pickle cut in the middle.
   const cutPickle = torchZip([], { pickle: Uint8Array.from([0x80, 2, 0x58, 10, 0, 0, 0, 0x61]) });
   assert.throws(() => readTorchBin(cutPickle), (e: Error) => e instanceof CheckpointError && /unexpected end/.test(e.message));
+});
+
+test("views and declared sizes are checked against the archive before anything is inflated", () => {
+  const f = (v: number[]) => f32Bytes(v);
+  const bad = (t: object) => torchZip([{ name: "w", storage: "FloatStorage", data: f([1, 2, 3, 4]), numel: 4, shape: [2], ...t }]);
+  // A negative storage offset once read from the end of the storage; a negative stride or size, likewise.
+  assert.throws(() => readTorchBin(bad({ offset: -2 })), (e: Error) => e instanceof CheckpointError && /tensor w has an invalid view \(offset -2/.test(e.message));
+  assert.throws(() => readTorchBin(bad({ stride: [-1] })), /invalid view/);
+  assert.throws(() => readTorchBin(bad({ shape: [-2] })), /invalid view/);
+  assert.throws(() => readTorchBin(bad({ offset: 3 })), /reads element 4 of a storage of 4/);
+  // A storage whose size in the archive is not the size its tensors declare.
+  assert.throws(() => readTorchBin(bad({ numel: 3 })), /holds 16 bytes but its tensors declare a storage of 12/);
+  // A deflate bomb: 16 MB of zeros in a few kB, declared as a 4-element storage, is refused before inflating.
+  const pickle = statePickle([{ name: "w", storage: "FloatStorage", data: new Uint8Array(0), numel: 4, shape: [4] }]);
+  const bomb = zipSync({ "archive/data.pkl": [pickle, { level: 0 }], "archive/data/0": [new Uint8Array(16 << 20), { level: 9 }] });
+  assert.ok(bomb.length < 200_000);
+  assert.throws(() => readTorchBin(bomb), /archive\/data\/0 holds 16777216 bytes but its tensors declare a storage of 16/);
+  // Entries no tensor references are never inflated (a bomb beside a valid state dict loads the valid part).
+  const extra = zipSync({
+    "archive/data.pkl": [pickle, { level: 0 }],
+    "archive/data/0": [f([1, 2, 3, 4]), { level: 0 }],
+    "archive/junk": [new Uint8Array(16 << 20), { level: 9 }],
+  });
+  assert.deepEqual(Array.from(new Float32Array(readTorchBin(extra).get("w")!.data.slice().buffer)), [1, 2, 3, 4]);
 });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { packBlocks, readLabeledText, readTextCorpus } from "../../src/text/data.js";
+import { MAX_DOCUMENT_CHARS, packBlocks, readLabeledText, readTextCorpus, readUtf8 } from "../../src/text/data.js";
 import { DataError } from "../../src/engine/errors.js";
 import { BpeTokenizer } from "../../src/text/bpe.js";
 import { detokenizeTagged, loadBrown } from "../../src/text/brown.js";
@@ -73,4 +73,46 @@ test("the tiny text preset is the one the project specifies", () => {
 
 test("an empty or missing corpus is a DataError", () => {
   assert.throws(() => readTextCorpus("/no/such/corpus"), DataError);
+});
+
+test("a corpus file is documents separated by blank lines, streamed: a 50 MB file, one without newlines, UTF-8 across chunks", () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-corpus-file-"));
+  const small = join(dir, "small.txt");
+  writeFileSync(small, "First line.\r\nStill the first.\n\n  \nSecond document.\n\n\nThird, ünïcödé.");
+  assert.deepEqual(readTextCorpus(small), ["First line.\nStill the first.", "Second document.", "Third, ünïcödé."]);
+
+  // 50 MB in one file: many paragraphs, each a document; multi-byte characters straddle the 4 MB read chunks.
+  const paragraph = "Ein schönes Beispiel — 例文です. ".repeat(40);
+  const big = join(dir, "big.txt");
+  const count = Math.ceil(50e6 / Buffer.byteLength(paragraph + "\n\n"));
+  writeFileSync(big, Array.from({ length: count }, () => paragraph).join("\n\n"));
+  const docs = readTextCorpus(big);
+  assert.equal(docs.length, count);
+  assert.ok(docs.every((d) => d === paragraph), "every document decodes exactly");
+
+  // No blank line, no newline at all: documents are cut at spaces, none longer than MAX_DOCUMENT_CHARS.
+  const words = "word ".repeat(600_000);
+  const flat = join(dir, "flat.txt");
+  writeFileSync(flat, words);
+  const pieces = readTextCorpus(flat);
+  assert.ok(pieces.length >= 3 && pieces.every((d) => d.length <= MAX_DOCUMENT_CHARS));
+  assert.ok(pieces.join("") === words, "the pieces are the file, in order");
+});
+
+test("packing a one-document corpus of 1 MB (once a stack overflow) covers its whole token stream", () => {
+  const tok = BpeTokenizer.train(["tiny words for a tiny vocabulary of pairs and pairs"], 300);
+  const doc = "tiny words for a tiny vocabulary of pairs ".repeat(25_000);
+  const blocks = packBlocks([doc], tok, 128);
+  const tokens = tok.encode(doc, { addSpecial: false }).length + 1;
+  assert.equal(blocks.length, Math.floor(tokens / 126) + (tokens % 126 >= 126 / 4 ? 1 : 0));
+});
+
+test("binary and non-UTF-8 files are refused with the offset of the problem", () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-binary-"));
+  writeFileSync(join(dir, "nul.txt"), Buffer.from("text\0more"));
+  assert.throws(() => readTextCorpus(join(dir, "nul.txt")), (e: Error) => e instanceof DataError && /looks like a binary file.*character 4/.test(e.message));
+  assert.throws(() => readUtf8(join(dir, "nul.txt")), /binary/);
+  const bad = Buffer.concat([Buffer.alloc(5 << 20, 0x61), Buffer.from([0xff, 0x61])]);
+  writeFileSync(join(dir, "late.txt"), bad);
+  assert.throws(() => readTextCorpus(join(dir, "late.txt")), new RegExp(`near offset ${5 << 20}\\)`));
 });
