@@ -124,10 +124,10 @@ function freshEncoder(run: TextRunConfig, enc: TextEncoderConfig, seed: number):
 
 type FinetuneOptions = {
   data?: string;
-  modality: string;
+  modality?: string;
   init?: string;
   scratch?: boolean;
-  preset: string;
+  preset?: string;
   config?: string;
   tokenizer?: string;
   evalData?: string;
@@ -138,21 +138,59 @@ type FinetuneOptions = {
   weightDecay?: number;
   maxLen?: number;
   seed: number;
-  pool: Pooling;
+  pool?: Pooling;
   poolNorm?: boolean;
   quiet?: boolean;
   force?: boolean;
 } & Omit<VisionFinetuneOptions, "data" | "init" | "scratch" | "preset" | "config" | "evalData" | "out" | "epochs" | "batchSize" | "lr" | "weightDecay" | "seed" | "quiet"> &
   Pick<AudioFinetuneOptions, "task" | "maxSeconds" | "freezeFeatureEncoder" | "maskProb">;
 
+/**
+ * Fine-tuning options that the chosen model would not use are refused, never silently ignored: the architecture
+ * options (`--preset`, `--config`, `--tokenizer`, `--modality`) when `--init` decides it, and options of another
+ * modality (e.g. `--augment` for text).
+ */
+function refuseIgnoredFinetuneOptions(o: FinetuneOptions, modality: string): void {
+  const given = (v: unknown) => v !== undefined && v !== false;
+  const problems: string[] = [];
+  if (o.init) {
+    const arch = (
+      [
+        ["--preset", o.preset],
+        ["--config", o.config],
+        ["--tokenizer", o.tokenizer],
+      ] as const
+    ).filter(([, v]) => given(v));
+    if (arch.length) problems.push(`${arch.map(([f]) => f).join(", ")} (the architecture and tokenizer come from --init ${o.init})`);
+    if (o.modality && o.modality !== modality) problems.push(`--modality ${o.modality} (--init ${o.init} is a ${modality} model)`);
+  }
+  const only: [string, unknown, string[]][] = [
+    ["--per-class", o.perClass, ["vision"]],
+    ["--augment", o.augment, ["vision"]],
+    ["--linear-probe", o.linearProbe, ["vision", "audio"]],
+    ["--task", o.task, ["audio"]],
+    ["--max-seconds", o.maxSeconds, ["audio"]],
+    ["--no-freeze-feature-encoder", o.freezeFeatureEncoder === false ? true : undefined, ["audio"]],
+    ["--mask-prob", o.maskProb, ["audio"]],
+    ["--max-len", o.maxLen, ["text"]],
+    ["--pool", o.pool, ["text"]],
+    ["--pool-norm", o.poolNorm, ["text", "audio"]],
+  ];
+  for (const [flag, value, modalities] of only) {
+    if (given(value) && !modalities.includes(modality)) problems.push(`${flag} (${modalities.join(" and ")} only; this is a ${modality} model)`);
+  }
+  if (problems.length) throw new ConfigError(`these options would be ignored, so they are refused: ${problems.join("; ")}`);
+}
+
 export async function runFinetune(opts: FinetuneOptions) {
   // Checked before anything trains: an existing --out, or one that is an input, is refused (see train/output.ts).
   checkOutput(opts.out, { flag: "--out", what: "fine-tuned checkpoint", kind: "dir", force: opts.force, inputs: [opts.init, opts.data, opts.evalData, opts.tokenizer, opts.config] });
-  const modality = opts.init ? checkpointModality(opts.init) : opts.task ? "audio" : opts.modality;
-  if (modality === "vision") return runVisionFinetune(opts);
-  if (modality === "audio") return runAudioFinetune(opts);
+  const modality = opts.init ? checkpointModality(opts.init) : opts.task ? "audio" : (opts.modality ?? "text");
+  refuseIgnoredFinetuneOptions(opts, modality);
+  if (modality === "vision") return runVisionFinetune({ ...opts, preset: opts.preset ?? "tiny" });
+  if (modality === "audio") return runAudioFinetune({ ...opts, preset: opts.preset ?? "tiny" });
   if (!opts.data) throw new ConfigError("text fine-tuning needs --data (labeled .jsonl or a folder per class)");
-  const o = { ...opts, data: opts.data, epochs: opts.epochs ?? 10, batchSize: opts.batchSize ?? 16, lr: opts.lr ?? 1e-4, weightDecay: opts.weightDecay ?? 0.01 };
+  const o = { ...opts, preset: opts.preset ?? "tiny", pool: opts.pool ?? "first", data: opts.data, epochs: opts.epochs ?? 10, batchSize: opts.batchSize ?? 16, lr: opts.lr ?? 1e-4, weightDecay: opts.weightDecay ?? 0.01 };
   const train = readLabeledText(o.data);
   const evalSet = o.evalData ? readLabeledText(o.evalData) : null;
   const labels = labelsOf(train);

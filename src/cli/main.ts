@@ -4,7 +4,7 @@ import "../engine/shims.js";
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { describeEngine, initEngine } from "../engine/runtime.js";
-import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError, DivergenceError, InterruptedError, SIGNAL_EXIT_STATUS, systemErrorMessage } from "../engine/errors.js";
+import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError, DivergenceError, INTERNAL_ERROR_EXIT_STATUS, InterruptedError, SIGNAL_EXIT_STATUS, systemErrorMessage } from "../engine/errors.js";
 import { runClassify, runConfig, runData, runEmbed, runEval, runFinetune, runPretrain, runTokenize } from "./commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
 import { runAudioTranscribe, runSynthSpeech, runSynthWords } from "./audio-commands.js";
@@ -55,14 +55,14 @@ program
   .command("finetune")
   .description("fine-tune a classifier (text, images or audio) or a CTC transcriber (speech), from a pretrained checkpoint or from scratch")
   .option("--data <path>", 'labeled training data: text .jsonl lines {"text", "label"}, or a folder per class (texts or images); vision default: MNIST')
-  .addOption(new Option("--modality <m>", "for --scratch without --init").choices(["text", "vision", "audio"]).default("text"))
+  .addOption(new Option("--modality <m>", "for --scratch without --init (default text)").choices(["text", "vision", "audio"]))
   .addOption(new Option("--task <task>", "audio: ctc (transcription; --data in the LibriSpeech layout) or classify (a folder per class or a labeled manifest)").choices(["ctc", "classify"]))
   .option("--max-seconds <s>", "audio: longest utterance (ctc, an error beyond it) or crop length (classify)", num("--max-seconds"))
   .option("--no-freeze-feature-encoder", "audio ctc: also train the CNN feature encoder (frozen by default, as in the paper; batches then hold at most 8 s of audio)")
   .option("--mask-prob <p>", "audio ctc: time-masking probability during fine-tuning (0.25)", num("--mask-prob"))
   .option("--init <dir>", "pretrained checkpoint (a `d2v pretrain` run directory)")
   .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")
-  .option("--preset <name>", "architecture for --scratch without --init", "tiny")
+  .option("--preset <name>", "architecture for --scratch without --init (default tiny)")
   .option("--per-class <n>", "vision: train on this many labeled images per class (default with MNIST: 8, i.e. 1% of the labels)", int("--per-class"))
   .option("--linear-probe", "vision and audio classification: freeze the encoder and train only a head on its mean-pooled features (audio: each feature standardized first)")
   .option("--augment", "vision: fine-tune on augmented views (the run's crop and color jitter); needs more epochs")
@@ -77,7 +77,7 @@ program
   .option("--weight-decay <x>", "AdamW weight decay (text 0.01; vision 0.05, linear probe 1e-4)", num("--weight-decay"))
   .option("--max-len <n>", "truncate examples to this many tokens", int("--max-len"))
   .option("--seed <n>", "random seed (head initialization, order, dropout)", int("--seed"), 1)
-  .addOption(new Option("--pool <how>", "the head reads the <s> state (RoBERTa) or the mean over tokens").choices(["first", "mean"]).default("first"))
+  .addOption(new Option("--pool <how>", "text: the head reads the <s> state (RoBERTa, the default) or the mean over tokens").choices(["first", "mean"]))
   .option("--pool-norm", "text and audio classification: layer norm on the pooled state before the head")
   .option("--quiet", "no progress output")
   .action(runFinetune);
@@ -227,5 +227,11 @@ try {
     process.stderr.write(`\nerror: ${system}\n`);
     process.exit(2);
   }
-  throw e;
+  // Anything else is a bug in d2v, not the user's doing: say so in one line; the stack trace is there on request.
+  const err = e as Error;
+  process.stderr.write(
+    `\nerror: an internal error, a bug in d2v: ${err?.name ?? "Error"}: ${err?.message ?? String(e)}\n` +
+      (process.env.D2V_DEBUG ? `${err?.stack ?? ""}\n` : "Please report it with the command you ran; D2V_DEBUG=1 shows the stack trace.\n"),
+  );
+  process.exit(INTERNAL_ERROR_EXIT_STATUS);
 }

@@ -31,6 +31,9 @@ export class ExperimentError extends D2vError {}
 /** The compute engine asked for (`D2V_ENGINE`) cannot run here. */
 export class EngineError extends D2vError {}
 
+/** The `d2v` exit status of an internal error (a bug): sysexits.h's EX_SOFTWARE. */
+export const INTERNAL_ERROR_EXIT_STATUS = 70;
+
 /** The exit statuses of a run stopped by Ctrl-C (SIGINT) or a polite kill (SIGTERM), as shells report them: 128 + the signal. */
 export const SIGNAL_EXIT_STATUS = { SIGINT: 130, SIGTERM: 143 } as const;
 export type StopSignal = keyof typeof SIGNAL_EXIT_STATUS;

@@ -90,7 +90,8 @@ test("bad speech input fails before anything is written", () => {
   // A transcript with characters outside the vocabulary.
   const bad = join(dir, "bad");
   cpSync(LIBRI, bad, { recursive: true });
-  writeFileSync(join(bad, "100", "1", "100-1.trans.txt"), "100-1-00000 ROOM 101\n");
+  const trans = join(bad, "100", "1", "100-1.trans.txt");
+  writeFileSync(trans, readFileSync(trans, "utf8").replace(/^100-1-00000 .*$/m, "100-1-00000 ROOM 101"));
   const ft = d2v("finetune", "--task", "ctc", "--scratch", "--preset", "tiny", "--data", bad, "--out", join(dir, "ctc"));
   assert.equal(ft.code, 2);
   assert.match(ft.stderr, /100-1-00000.*outside the vocabulary|outside the vocabulary.*"1"/s);

@@ -46,7 +46,7 @@ test("every command that writes refuses an existing --out, protects ., inputs an
   mkdirSync(join(dir, "run", "checkpoint"), { recursive: true });
   writeFileSync(join(dir, "run", "checkpoint", "config.json"), "{}");
   const hf = join(HF_FIXTURES, "text-mlm");
-  const finetune = (o: object) => runFinetune({ init: "run", data: "notes.txt", out: "results", modality: "text", preset: "tiny", seed: 1, pool: "first", ...o });
+  const finetune = (o: object) => runFinetune({ init: "run", data: "notes.txt", out: "results", seed: 1, ...o });
   const data = (o: object) => runData({ out: "results", perClass: 16, testPerClass: 60, seed: 1, ...o });
   const cases: [() => Promise<unknown>, RegExp][] = [
     [() => data({ out: "notes.txt" }), /--out notes\.txt already exists \(a file of 8 bytes\); choose a new path, or pass --force/],
@@ -129,8 +129,8 @@ test("pretraining: settings --resume would ignore are refused, a short run warns
   assert.equal(JSON.parse(readFileSync(join(ckpt, "state.json"), "utf8")).step, 3);
 });
 
-test("classify takes our text classifiers; transcribe and embed name the model's modality; binary text is refused", async () => {
-  const dir = pretrained.dir;
+test("classify takes our text classifiers; transcribe and embed name the model's modality; binary text and ignored options are refused", async () => {
+  const { dir, cfg } = pretrained;
   writeFileSync(join(dir, "train.jsonl"), ["a happy day", "a sad night", "happy happy", "so sad"].map((text, i) => JSON.stringify({ text, label: i % 2 ? "sad" : "happy" })).join("\n"));
   const ft = d2v(dir, "finetune", "--init", "run", "--data", "train.jsonl", "--out", "clf", "--epochs", "1", "--quiet");
   assert.equal(ft.code, 0, ft.stderr);
@@ -147,6 +147,9 @@ test("classify takes our text classifiers; transcribe and embed name the model's
     [() => runAudioTranscribe(["x.wav"], { model: join(dir, "clf") }), /clf is a text model; d2v transcribe needs a speech transcriber/],
     [() => runClassify(["some text"], { model: join(dir, "run"), top: 3 }), /pretrained model without a classifier head/],
     [() => runEmbed([], { model: join(dir, "run"), file: join(dir, "garbage.bin"), pool: "mean" }), /garbage\.bin looks like a binary file/],
+    // Options the model would not use are refused, not ignored.
+    [() => runFinetune({ init: join(dir, "run"), data: join(dir, "train.jsonl"), out: join(dir, "x"), seed: 1, preset: "small", config: cfg }), /--preset, --config \(the architecture and tokenizer come from --init/],
+    [() => runFinetune({ init: join(dir, "run"), data: join(dir, "train.jsonl"), out: join(dir, "x"), seed: 1, augment: true, maxSeconds: 2 }), /--augment \(vision only; this is a text model\); --max-seconds \(audio only/],
   ];
   for (const [run, pattern] of refusals) await assert.rejects(run(), (e: Error) => e instanceof D2vError && pattern.test(e.message));
 });
