@@ -87,7 +87,7 @@ export function libriSpeechEntries(dir: string): AudioEntry[] {
   const untranscribed = listAudioFiles(dir).filter((p) => !transcribed.has(p));
   if (untranscribed.length > 0) {
     throw new DataError(
-      `${untranscribed[0]}${untranscribed.length > 1 ? ` and ${untranscribed.length - 1} more audio files` : ""} have no transcript line in a *.trans.txt file beside them; ` +
+      `${untranscribed[0]}${untranscribed.length > 1 ? ` and ${untranscribed.length - 1} more audio files have` : " has"} no transcript line in a *.trans.txt file beside them; ` +
         `add a line "ID TRANSCRIPT" for each, or move the untranscribed audio out of ${dir}`,
     );
   }

@@ -167,7 +167,7 @@ export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records:
     if (dataState.order.length !== buckets) {
       throw new DataError(`the audio changed since the checkpoint was written (${dataState.order.length} batches then, ${buckets} now); resume with the original --data or start a new run`);
     }
-    log(`resuming at update ${state.step} of ${cfg.train.steps}`);
+    log(`resuming at update ${state.step} of ${cfg.train.steps} with the run's saved settings${o.resumeSteps !== undefined ? ` (--steps ${o.resumeSteps} applied)` : ""}`);
   } else state = freshPretrainState(fresh);
 
   const result = await pretrain(

@@ -126,7 +126,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
     if (savedBlocks !== blocks.length) {
       throw new DataError(`the corpus changed since the checkpoint was written (${savedBlocks} training blocks then, ${blocks.length} now); resume with the original --data or start a new run`);
     }
-    log(`resuming at update ${state.step} of ${cfg.train.steps}`);
+    log(`resuming at update ${state.step} of ${cfg.train.steps} with the run's saved settings${o.resumeSteps !== undefined ? ` (--steps ${o.resumeSteps} applied)` : ""}`);
   } else state = freshPretrainState(fresh);
 
   const result = await pretrain(

@@ -112,7 +112,7 @@ export async function pretrainVision(o: VisionPretrainOptions): Promise<{ record
     if (dataState.order.length !== images.length) {
       throw new DataError(`the image set changed since the checkpoint was written (${dataState.order.length} images then, ${images.length} now); resume with the original --data or start a new run`);
     }
-    log(`resuming at update ${state.step} of ${cfg.train.steps}`);
+    log(`resuming at update ${state.step} of ${cfg.train.steps} with the run's saved settings${o.resumeSteps !== undefined ? ` (--steps ${o.resumeSteps} applied)` : ""}`);
   } else state = freshPretrainState(fresh);
 
   const result = await pretrain(

@@ -103,7 +103,7 @@ test("nothing is dropped silently: an audio file without a transcript line, an e
   cpSync(LIBRI, join(dir, "libri"), { recursive: true });
   const trans = join(dir, "libri", "100", "1", "100-1.trans.txt");
   writeFileSync(trans, readFileSync(trans, "utf8").split("\n").filter((l) => !l.startsWith("100-1-00001")).join("\n"));
-  assert.throws(() => libriSpeechEntries(join(dir, "libri")), (e: Error) => e instanceof DataError && /100-1-00001\.flac have no transcript line/.test(e.message));
+  assert.throws(() => libriSpeechEntries(join(dir, "libri")), (e: Error) => e instanceof DataError && /100-1-00001\.flac has no transcript line/.test(e.message));
 
   mkdirSync(join(dir, "classes", "dog"), { recursive: true });
   mkdirSync(join(dir, "classes", "cat"));
