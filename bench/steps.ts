@@ -10,11 +10,10 @@ import { resolveTextConfig, type TextRunConfig } from "../src/text/config.js";
 import { maskTokens } from "../src/text/masking.js";
 import { initTextData2Vec, positionIds, textModality, type TextPretrainBatch } from "../src/text/model.js";
 import { makeData2VecSteps, stepKey } from "../src/data2vec/step.js";
-import type { Modality } from "../src/data2vec/model.js";
+import { studentForEma, type Modality } from "../src/data2vec/model.js";
 import { freshPretrainState, optimizerSettings, type PretrainState } from "../src/train/pretrain.js";
 import type { AdamWConfig } from "../src/engine/optim.js";
 import type { ParamTree } from "../src/engine/tree.js";
-import type { BlockParams } from "../src/nn/encoder.js";
 import { resolveVisionConfig, gridSize, type VisionRunConfig } from "../src/vision/config.js";
 import { initVisionData2Vec, visionModality } from "../src/vision/model.js";
 import { ImageStream } from "../src/vision/pretrain.js";
@@ -134,8 +133,8 @@ function updater<Shared extends ParamTree, B extends { [k: string]: np.Array }>(
   const steps = makeData2VecSteps(modality, data2vec, optimizer);
   let state = initial;
   return async (i) => {
-    const teacher = steps.ema(state.teacher, tree.ref(state.params.layers as never) as BlockParams[], np.array(0.999));
-    const [params, opt, out] = steps.update(state.params, tree.ref(teacher as never) as BlockParams[], state.opt, next(), stepKey(0, i), np.array(1e-4));
+    const teacher = steps.ema(state.teacher, studentForEma(state.params, []), np.array(0.999));
+    const [params, opt, out] = steps.update(state.params, tree.ref(teacher as never) as typeof teacher, state.opt, next(), stepKey(0, i), np.array(1e-4));
     state = { params, teacher, opt, step: i };
     await out.loss.data();
     tree.dispose([out.targetVar, out.predVar, out.gradNorm, out.maskedSteps] as never);

@@ -32,6 +32,12 @@ export const audioModelSchema = z
     attentionDropout: z.number().min(0).max(0.9),
     activationDropout: z.number().min(0).max(0.9),
     layerNormEps: z.number().positive(),
+    /**
+     * Padded frames and the positional convolutions: "isolate" (ours) zeroes them before every conv layer, so a
+     * padded clip gives the outputs of the clip alone; "leak" (fairseq, Hugging Face) zeroes them once, so values
+     * flow back from the padding into the last real frames.
+     */
+    posConvPadding: z.enum(["isolate", "leak"]).default("isolate"),
   })
   .strict();
 
@@ -113,6 +119,7 @@ const tiny: AudioRunConfig = {
     attentionDropout: 0.1,
     activationDropout: 0,
     layerNormEps: 1e-5,
+    posConvPadding: "isolate",
   },
   data2vec: {
     topK: 4,
@@ -131,6 +138,8 @@ const tiny: AudioRunConfig = {
     teacherContext: null,
     maxPositionShare: null,
     removePositionMean: false,
+    targetNormPadding: "exclude",
+    emaShared: [],
     divergence: { ...DEFAULT_DIVERGENCE },
   },
   masking: { prob: 0.65, spanLength: 10, minSpans: 1, edgeJitter: 0 },

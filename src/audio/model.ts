@@ -165,7 +165,7 @@ export function embedFeatures(shared: Omit<AudioShared, "features">, cnnOut: np.
   const projected = linear(shared.projection, layerNorm(shared.projectionNorm, cnnOut, m.layerNormEps));
   let h = dropout(projected, m.featureDropout, keys);
   h = applyMask(h, mask, shared.maskEmbedding);
-  return dropout(addPositions(shared, frontEndConfig(m), h, frameMask, { padding: "isolate" }), m.dropout, keys);
+  return dropout(addPositions(shared, frontEndConfig(m), h, frameMask, { padding: m.posConvPadding ?? "isolate" }), m.dropout, keys);
 }
 
 /** Replaces the frames where mask [B, T] is 1 by the mask embedding [D]. Consumes h and the embedding; borrows the mask. */
@@ -207,15 +207,23 @@ export function audioModality(m: AudioModelConfig): Modality<AudioShared, AudioP
       const frames = view === "teacher" ? (batch.teacherFrameMask ?? batch.frameMask) : batch.frameMask;
       return { x: embedAudio(shared, batch.wave.ref, frames, mask, m, keys), padding: frames.ref };
     },
-    embedViews(shared, batch, keys) {
+    embedViews(shared, batch, keys, teacherShared) {
       const { features, projected } = projectFeatures(shared, c, batch.wave.ref);
       features.dispose();
       const frozen = lax.stopGradient(projected.ref);
-      const teacherPositions = { posConv: shared.posConv.map((p) => tree.map((a: np.Array) => lax.stopGradient(a.ref), p as never) as unknown as ConvParams), encoderNorm: tree.map((a: np.Array) => lax.stopGradient(a.ref), shared.encoderNorm as never) as unknown as LayerNormParams };
+      // The teacher's own copies (data2vec.emaShared) where it has them, else the student's under stop-gradient.
+      const stopped = <T>(p: T): T => tree.map((a: np.Array) => lax.stopGradient(a.ref), p as never) as unknown as T;
+      const teacherPositions = {
+        posConv: teacherShared.posConv ?? shared.posConv.map((p) => stopped(p)),
+        encoderNorm: teacherShared.encoderNorm ?? stopped(shared.encoderNorm),
+      };
+      const unused = Object.entries(teacherShared).filter(([k]) => k !== "posConv" && k !== "encoderNorm");
+      if (unused.length) throw new Error(`data2vec.emaShared: the speech teacher can keep its own posConv and encoderNorm only, not ${unused.map(([k]) => k).join(", ")}`);
       const teacherFrames = batch.teacherFrameMask ?? batch.frameMask;
-      const teacher = addPositions(teacherPositions, c, frozen, teacherFrames, { padding: "isolate" });
+      const padding = m.posConvPadding ?? "isolate";
+      const teacher = addPositions(teacherPositions, c, frozen, teacherFrames, { padding });
       const h = applyMask(dropout(projected, m.featureDropout, keys), batch.mask, shared.maskEmbedding);
-      const student = dropout(addPositions(shared, c, h, batch.frameMask, { padding: "isolate" }), m.dropout, keys);
+      const student = dropout(addPositions(shared, c, h, batch.frameMask, { padding }), m.dropout, keys);
       return { student: { x: student, padding: batch.frameMask.ref }, teacher: { x: teacher, padding: teacherFrames.ref } };
     },
     lossWeights: (batch) => batch.mask.ref,

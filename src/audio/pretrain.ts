@@ -160,7 +160,7 @@ export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records:
   let state;
   let dataState: StreamState | null = null;
   if (o.resume) {
-    const loaded = loadPretrainState(ckpt, fresh);
+    const loaded = loadPretrainState(ckpt, fresh, cfg.data2vec.emaShared);
     state = loaded.state;
     dataState = loaded.data as StreamState;
     const buckets = Math.floor(clips.length / cfg.train.batchSize);
@@ -168,7 +168,7 @@ export async function pretrainAudio(o: AudioPretrainOptions): Promise<{ records:
       throw new DataError(`the audio changed since the checkpoint was written (${dataState.order.length} batches then, ${buckets} now); resume with the original --data or start a new run`);
     }
     log(`resuming at update ${state.step} of ${cfg.train.steps} with the run's saved settings${o.resumeSteps !== undefined ? ` (--steps ${o.resumeSteps} applied)` : ""}`);
-  } else state = freshPretrainState(fresh);
+  } else state = freshPretrainState(fresh, cfg.data2vec.emaShared);
 
   const result = await pretrain(
     runSetup(audioModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log }),

@@ -11,6 +11,7 @@ import { runAudioTranscribe, runSynthSpeech, runSynthWords } from "./audio-comma
 import { COMMAND_WORDS } from "../audio/synth.js";
 import { isHfModelDir } from "../hf/model.js";
 import { runExperimentCommand } from "./experiment-command.js";
+import { runCheckFairseq } from "./fairseq-command.js";
 
 function int(name: string) {
   return (v: string) => {
@@ -161,6 +162,16 @@ program
   .option("--out <dir>", "where runs and the report go (default runs/experiments/<name>)")
   .option("--report-only", "write the report from the jobs finished so far, run nothing")
   .action(runExperimentCommand);
+
+program
+  .command("check-fairseq")
+  .description(
+    "prove our training step equals the official fairseq data2vec code: for each fixture folder (fairseq's weights, " +
+      "inputs and mask), compare the loss, predictions, targets, every gradient, the EMA teacher and a second step " +
+      "(|Δ| ≤ 1e-4); one JSON line per folder, exit status 1 if any fails",
+  )
+  .argument("<dirs...>", "fixture folders, e.g. ../shared/fixtures/fairseq/v1-text")
+  .action(runCheckFairseq);
 
 program
   .command("config")

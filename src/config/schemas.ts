@@ -10,6 +10,13 @@ export const data2vecSchema = z
     targetLayer: z.enum(["ffn", "ffn_residual", "end", "attn"]),
     targetNorm,
     targetNormAfterAverage: targetNorm,
+    /**
+     * Instance-norm statistics of the targets: over the real steps only ("exclude", ours: padding never reaches
+     * the targets) or over every step, padded ones included ("include", fairseq's F.instance_norm).
+     */
+    targetNormPadding: z.enum(["exclude", "include"]).default("exclude"),
+    /** Shared input-side groups the teacher keeps its own EMA copy of (fairseq speech: ["encoderNorm"]); default none. */
+    emaShared: z.array(z.string()).default([]),
     /** Subtract the targets' per-step batch mean, then normalize again (against collapse to position). */
     removePositionMean: z.boolean().default(false),
     loss: z.enum(["l2", "smooth_l1"]),

@@ -13,6 +13,14 @@ export type Data2VecSettings = {
   targetNorm: TargetNorm;
   targetNormAfterAverage: TargetNorm;
   /**
+   * Groups of the student's shared input side (e.g. speech's "encoderNorm") that the teacher keeps its own EMA
+   * copy of, instead of reading the student's (the default, none: fairseq copies them at every EMA step, except
+   * speech's encoder layer norm, which it averages).
+   */
+  emaShared?: string[];
+  /** Instance-norm statistics over the real steps only ("exclude", the default) or padded ones too ("include", fairseq). */
+  targetNormPadding?: "exclude" | "include";
+  /**
    * Subtract from the averaged targets their mean over the batch at each step, then apply the per-layer norm
    * again: the student gains nothing from encoding position, which otherwise short inputs and small batches
    * let the targets collapse to (see `positionShare`). Not in the paper; needs 2 or more rows per batch.

@@ -40,10 +40,11 @@ export interface Modality<Shared extends ParamTree, Batch extends { [k: string]:
   embed(shared: Shared, batch: Batch, view: "student" | "teacher", keys: KeyStream | null): Embedded;
   /**
    * Both views at once, for modalities whose shared feature encoder should run only once (speech: the
-   * teacher reads the student's unmasked CNN features). The teacher view must carry no gradient.
+   * teacher reads the student's unmasked CNN features). The teacher view must carry no gradient, and uses the
+   * teacher's own copy of any shared group in `teacherShared` (see `Teacher`); it consumes those.
    * Consumes `shared`; borrows `batch`.
    */
-  embedViews?(shared: Shared, batch: Batch, keys: KeyStream | null): { student: Embedded; teacher: Embedded };
+  embedViews?(shared: Shared, batch: Batch, keys: KeyStream | null, teacherShared: Partial<Shared>): { student: Embedded; teacher: Embedded };
   /** [B, T] weights of the steps the loss covers (1 at masked steps). Borrows `batch`. */
   lossWeights(batch: Batch): np.Array;
   /**
@@ -76,6 +77,28 @@ export type RegressionHead = { norm?: LayerNormParams; layers: LinearParams[] };
 /** Student parameters: the shared input side, the transformer blocks, and the regression head. */
 export type Data2VecParams<Shared extends ParamTree> = { shared: Shared; layers: BlockParams[]; head: RegressionHead };
 
+/**
+ * The EMA teacher: its own copy of the transformer blocks and of the shared input-side groups that
+ * `Data2VecSettings.emaShared` names (none by default: the teacher then reads the student's embeddings, positions
+ * and norms under stop-gradient, which is what fairseq's copying them at every EMA step amounts to).
+ */
+export type Teacher<Shared extends ParamTree = ParamTree> = { layers: BlockParams[]; shared: Partial<Shared> };
+
+/** The groups of the student's shared input side that the teacher averages (a new tree of references). */
+export function emaSharedOf<Shared extends ParamTree>(shared: Shared, names: readonly string[]): Partial<Shared> {
+  const out: Record<string, unknown> = {};
+  for (const n of names) {
+    if (!(n in (shared as object))) throw new Error(`data2vec.emaShared: "${n}" is not a shared parameter group of this modality (${Object.keys(shared as object).join(", ")})`);
+    out[n] = (shared as Record<string, unknown>)[n];
+  }
+  return out as Partial<Shared>;
+}
+
+/** What the EMA step averages the teacher with: the student's blocks and its `emaShared` groups (references, consumed by the step). */
+export function studentForEma<Shared extends ParamTree>(params: Data2VecParams<Shared>, names: readonly string[]): Teacher<Shared> {
+  return { layers: tree.ref(params.layers as never) as BlockParams[], shared: tree.ref(emaSharedOf(params.shared, names) as never) as Partial<Shared> };
+}
+
 export function initRegressionHead(keys: KeyStream, dim: number, layers: 1 | 2, opts: { inputNorm?: boolean } = {}): RegressionHead {
   const head: RegressionHead = { layers: layers === 1 ? [initLinear(keys, dim, dim)] : [initLinear(keys, dim, 2 * dim), initLinear(keys, 2 * dim, dim)] };
   if (opts.inputNorm) head.norm = initLayerNorm(dim);
@@ -93,26 +116,54 @@ export function regressionHead(p: RegressionHead, x: np.Array, eps = 1e-5): np.A
 
 export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array; positionShare: np.Array };
 
+/** What the loss compares: the student's predictions and the teacher's targets [B, T, D], and the [B, T] loss weights. */
+export type Data2VecOutputs = { pred: np.Array; target: np.Array; weights: np.Array; metrics: StepMetrics };
+
 /**
- * The data2vec loss for one batch. Consumes params, teacherLayers, batch and key.
+ * The data2vec loss for one batch. Consumes params, teacher, batch and key.
  * Returns [loss, metrics]; differentiate it with respect to `params` only.
  */
 export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   modality: Modality<Shared, Batch>,
   cfg: Data2VecSettings,
   params: Data2VecParams<Shared>,
-  teacherLayers: BlockParams[],
+  teacher: Teacher<Shared>,
   batch: Batch,
   keys: KeyStream | null,
 ): [np.Array, StepMetrics] {
+  const { pred, target, weights, metrics } = data2vecOutputs(modality, cfg, params, teacher, batch, keys);
+  const scale = cfg.lossScale ?? 1 / Math.sqrt(pred.shape[2]);
+  return [regressionLoss(pred, target, weights, { kind: cfg.loss, beta: cfg.lossBeta, scale }), metrics];
+}
+
+/** Steps 1–3 of the method (mask, encode, targets) and the regression head: everything before the loss. Consumes like `data2vecLoss`. */
+export function data2vecOutputs<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
+  modality: Modality<Shared, Batch>,
+  cfg: Data2VecSettings,
+  params: Data2VecParams<Shared>,
+  teacherParams: Teacher<Shared>,
+  batch: Batch,
+  keys: KeyStream | null,
+): Data2VecOutputs {
+  const teacherLayers = teacherParams.layers;
   // The student's masked view (dropout on) and the teacher's unmasked view through the shared input side
   // under stop-gradient (no dropout).
   let student: Embedded, teacherIn: Embedded;
-  if (modality.embedViews) ({ student, teacher: teacherIn } = modality.embedViews(params.shared, batch, keys));
+  if (modality.embedViews) ({ student, teacher: teacherIn } = modality.embedViews(params.shared, batch, keys, teacherParams.shared));
   else {
     student = modality.embed(tree.ref(params.shared as never) as Shared, batch, "student", keys);
-    const frozenShared = tree.map((a: np.Array) => lax.stopGradient(a), params.shared as never) as unknown as Shared;
-    teacherIn = modality.embed(frozenShared, batch, "teacher", null);
+    // The teacher's own groups replace the student's; the rest is read under stop-gradient.
+    const own = teacherParams.shared as Record<string, unknown>;
+    const frozen = Object.fromEntries(
+      Object.entries(params.shared as Record<string, unknown>).map(([k, v]) => {
+        if (k in own) {
+          tree.dispose(v as never);
+          return [k, own[k]];
+        }
+        return [k, tree.map((a: np.Array) => lax.stopGradient(a), v as never)];
+      }),
+    ) as unknown as Shared;
+    teacherIn = modality.embed(frozen, batch, "teacher", null);
   }
   const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, bias: student.bias, relativeIndex: student.relativeIndex, keys }).out;
   disposeExtras(student);
@@ -134,8 +185,10 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
     captureFrom: teacherLayerCount - cfg.topK,
   });
   teacher.out.dispose();
-  // Padded steps are left out of the instance-norm statistics, so padding never reaches the targets.
-  let target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage, teacherIn.padding?.ref ?? null));
+  // Padded steps are left out of the instance-norm statistics, so padding never reaches the targets
+  // (fairseq includes them: targetNormPadding "include").
+  const statsOver = cfg.targetNormPadding === "include" ? null : (teacherIn.padding?.ref ?? null);
+  let target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage, statsOver));
   // The share is taken before any position mean is removed: it tells whether the teacher itself encodes position.
   const targetPositionShare = lax.stopGradient(positionShare(target.ref, teacherIn.padding?.ref ?? null));
   if (cfg.removePositionMean) target = normalizeTarget(subtractPositionMean(target, teacherIn.padding), cfg.targetNorm, teacherIn.padding);
@@ -144,15 +197,12 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
   // Regression at the masked steps.
   const pred = regressionHead(params.head, h, modality.encoder.eps);
   const weights = modality.lossWeights(batch);
-  const dim = pred.shape[2];
-  const scale = cfg.lossScale ?? 1 / Math.sqrt(dim);
   const metrics: StepMetrics = {
     targetVar: lax.stopGradient(meanStd(target.ref, weights.ref)),
     predVar: lax.stopGradient(meanStd(pred.ref, weights.ref)),
     maskedSteps: lax.stopGradient(weights.ref.sum()),
     positionShare: targetPositionShare,
   };
-  const loss = regressionLoss(pred, target, weights, { kind: cfg.loss, beta: cfg.lossBeta, scale });
   tree.dispose(batch as never);
-  return [loss, metrics];
+  return { pred, target, weights, metrics };
 }

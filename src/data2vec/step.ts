@@ -5,11 +5,10 @@
 import { jit, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
 import { adamwUpdate, type AdamWConfig, type AdamWState } from "../engine/optim.js";
 import type { ParamTree } from "../engine/tree.js";
-import type { BlockParams } from "../nn/encoder.js";
 import { KeyStream } from "../nn/random.js";
 import type { Data2VecSettings } from "./config.js";
 import { emaUpdate } from "./ema.js";
-import { data2vecLoss, type Data2VecParams, type Modality, type StepMetrics } from "./model.js";
+import { data2vecLoss, type Data2VecParams, type Modality, type StepMetrics, type Teacher } from "./model.js";
 
 export type StepOutput = StepMetrics & { loss: np.Array; gradNorm: np.Array };
 
@@ -30,7 +29,8 @@ export function makeData2VecSteps<Shared extends ParamTree, Batch extends { [k: 
   opt: AdamWConfig,
 ) {
   type Params = Data2VecParams<Shared>;
-  const lossFn = (params: Params, teacher: BlockParams[], batch: Batch, key: np.Array) => {
+  type TeacherP = Teacher<Shared>;
+  const lossFn = (params: Params, teacher: TeacherP, batch: Batch, key: np.Array) => {
     const keys = new KeyStream(key);
     const out = data2vecLoss(modality, cfg, params, teacher, batch, keys);
     keys.close();
@@ -38,23 +38,23 @@ export function makeData2VecSteps<Shared extends ParamTree, Batch extends { [k: 
   };
   const lossAndGrad = valueAndGrad(lossFn, { hasAux: true }) as unknown as (
     p: Params,
-    t: BlockParams[],
+    t: TeacherP,
     b: Batch,
     k: np.Array,
   ) => [[np.Array, StepMetrics], Params];
 
   /** One fused update (no accumulation): returns [params, optState, outputs]. */
-  const update = jit((params: Params, teacher: BlockParams[], optState: AdamWState, batch: Batch, key: np.Array, lr: np.Array) => {
+  const update = jit((params: Params, teacher: TeacherP, optState: AdamWState, batch: Batch, key: np.Array, lr: np.Array) => {
     const [[loss, metrics], grads] = lossAndGrad(tree.ref(params as never) as Params, teacher, batch, key);
     const [newParams, newOpt, gradNorm] = adamwUpdate(grads as ParamTree, optState, params as ParamTree, lr, opt);
     return [newParams, newOpt, { loss, gradNorm, ...metrics }] as never;
-  }) as unknown as (p: Params, t: BlockParams[], o: AdamWState, b: Batch, k: np.Array, lr: np.Array) => [Params, AdamWState, StepOutput];
+  }) as unknown as (p: Params, t: TeacherP, o: AdamWState, b: Batch, k: np.Array, lr: np.Array) => [Params, AdamWState, StepOutput];
 
   /** Loss and gradients of one micro-batch (for gradient accumulation). */
-  const microStep = jit((params: Params, teacher: BlockParams[], batch: Batch, key: np.Array) => {
+  const microStep = jit((params: Params, teacher: TeacherP, batch: Batch, key: np.Array) => {
     const [[loss, metrics], grads] = lossAndGrad(params, teacher, batch, key);
     return [grads, { loss, ...metrics }] as never;
-  }) as unknown as (p: Params, t: BlockParams[], b: Batch, k: np.Array) => [Params, StepMetrics & { loss: np.Array }];
+  }) as unknown as (p: Params, t: TeacherP, b: Batch, k: np.Array) => [Params, StepMetrics & { loss: np.Array }];
 
   /** AdamW on accumulated (averaged) gradients. */
   const apply = jit((params: Params, grads: Params, optState: AdamWState, lr: np.Array) => {
@@ -62,11 +62,12 @@ export function makeData2VecSteps<Shared extends ParamTree, Batch extends { [k: 
     return [newParams, newOpt, gradNorm] as never;
   }) as unknown as (p: Params, g: Params, o: AdamWState, lr: np.Array) => [Params, AdamWState, np.Array];
 
-  const ema = jit((teacher: BlockParams[], student: BlockParams[], tau: np.Array) => emaUpdate(teacher as ParamTree, student as ParamTree, tau) as never) as unknown as (
-    t: BlockParams[],
-    s: BlockParams[],
+  /** teacher ← τ·teacher + (1−τ)·student over the teacher's blocks and own shared groups (see `studentForEma`). */
+  const ema = jit((teacher: TeacherP, student: TeacherP, tau: np.Array) => emaUpdate(teacher as ParamTree, student as ParamTree, tau) as never) as unknown as (
+    t: TeacherP,
+    s: TeacherP,
     tau: np.Array,
-  ) => BlockParams[];
+  ) => TeacherP;
 
   return { update, microStep, apply, ema, lossFn };
 }

@@ -85,6 +85,8 @@ const tiny: TextRunConfig = {
     teacherContext: null,
     maxPositionShare: null,
     removePositionMean: false,
+    targetNormPadding: "exclude",
+    emaShared: [],
     divergence: { ...DEFAULT_DIVERGENCE },
   },
   masking: { kind: "span", prob: 0.35, spanLength: 4, randomTokenProb: 0, leaveUnmaskedProb: 0 },

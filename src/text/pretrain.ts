@@ -119,7 +119,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
   let state;
   let dataState: unknown = null;
   if (o.resume) {
-    const loaded = loadPretrainState(ckpt, fresh);
+    const loaded = loadPretrainState(ckpt, fresh, cfg.data2vec.emaShared);
     state = loaded.state;
     dataState = loaded.data;
     const savedBlocks = (dataState as StreamState).order.length;
@@ -127,7 +127,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
       throw new DataError(`the corpus changed since the checkpoint was written (${savedBlocks} training blocks then, ${blocks.length} now); resume with the original --data or start a new run`);
     }
     log(`resuming at update ${state.step} of ${cfg.train.steps} with the run's saved settings${o.resumeSteps !== undefined ? ` (--steps ${o.resumeSteps} applied)` : ""}`);
-  } else state = freshPretrainState(fresh);
+  } else state = freshPretrainState(fresh, cfg.data2vec.emaShared);
 
   const result = await pretrain(
     runSetup(textModality(enc), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log, files: tok.files() }),

@@ -9,14 +9,13 @@ import { join } from "node:path";
 import { numpy as np, tree } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
 import { emaDecay, emaStepDue } from "../data2vec/ema.js";
-import type { Data2VecParams, Modality, StepMetrics } from "../data2vec/model.js";
+import { emaSharedOf, studentForEma, type Data2VecParams, type Modality, type StepMetrics, type Teacher } from "../data2vec/model.js";
 import { checkCollapse, DEFAULT_DIVERGENCE, DivergenceGuard, type DivergenceState } from "../data2vec/monitor.js";
 import { makeData2VecSteps, stepKey, type StepOutput } from "../data2vec/step.js";
 import { adamwInit, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { copyTree, type ParamTree } from "../engine/tree.js";
 import type { HostRng } from "../engine/random.js";
 import { ConfigError, DataError, OutputError, type StopSignal } from "../engine/errors.js";
-import type { BlockParams } from "../nn/encoder.js";
 import { loadTree, readCheckpointJson, saveCheckpoint } from "./checkpoint.js";
 import { MetricsLog, Progress, readJsonLines } from "./progress.js";
 import { checkOutput, recoverInterruptedReplace, staleTemporaries } from "./output.js";
@@ -74,7 +73,7 @@ export type PretrainSetup<Shared extends ParamTree, Batch extends { [k: string]:
 
 export type PretrainState<Shared extends ParamTree> = {
   params: Data2VecParams<Shared>;
-  teacher: BlockParams[];
+  teacher: Teacher<Shared>;
   opt: AdamWState;
   step: number;
   /** The divergence guard's state (absent: rebuilt from the run's metrics, or fresh). */
@@ -209,17 +208,19 @@ export function openPretrainRun(
   return { ckpt, saved: { config: readCheckpointJson(ckpt, "config.json"), source: state.data?.source ?? null } };
 }
 
-/** A fresh state: the teacher starts as a copy of the student's blocks. */
-export function freshPretrainState<Shared extends ParamTree>(params: Data2VecParams<Shared>): PretrainState<Shared> {
-  return { params, teacher: copyTree(params.layers as ParamTree) as BlockParams[], opt: adamwInit(params as ParamTree), step: 0 };
+/** A fresh state: the teacher starts as a copy of the student's blocks (and of its `emaShared` groups). */
+export function freshPretrainState<Shared extends ParamTree>(params: Data2VecParams<Shared>, emaShared: readonly string[] = []): PretrainState<Shared> {
+  const teacher = copyTree({ layers: params.layers, shared: emaSharedOf(params.shared, emaShared) } as unknown as ParamTree) as unknown as Teacher<Shared>;
+  return { params, teacher, opt: adamwInit(params as ParamTree), step: 0 };
 }
 
 /** Restores a state saved by `pretrain` into the structure of `like` (consumed). Returns it with the data state. */
-export function loadPretrainState<Shared extends ParamTree>(dir: string, like: Data2VecParams<Shared>): { state: PretrainState<Shared>; data: unknown } {
+export function loadPretrainState<Shared extends ParamTree>(dir: string, like: Data2VecParams<Shared>, emaShared: readonly string[] = []): { state: PretrainState<Shared>; data: unknown } {
   const saved = readCheckpointJson(dir, "state.json") as { step: number; data: unknown; divergence?: DivergenceState };
   const opt = adamwInit(like as ParamTree);
   const params = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as Data2VecParams<Shared>;
-  const teacher = (loadTree(dir, "teacher", { layers: params.layers } as ParamTree) as { layers: BlockParams[] }).layers;
+  // Without emaShared groups the teacher's file holds its blocks only, as checkpoints always have.
+  const teacher = loadTree(dir, "teacher", { layers: params.layers, shared: emaSharedOf(params.shared, emaShared) } as unknown as ParamTree) as unknown as Teacher<Shared>;
   const optimizer = loadTree(dir, "optimizer", opt as ParamTree, { consumeLike: true }) as AdamWState;
   return { state: { params, teacher, opt: optimizer, step: saved.step, divergence: saved.divergence }, data: saved.data };
 }
@@ -255,7 +256,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   const save = async (step: number) =>
     saveCheckpoint(checkpointDir(setup.outDir), {
       config: setup.config,
-      trees: { model: params as ParamTree, teacher: { layers: teacher } as ParamTree, optimizer: opt as ParamTree },
+      trees: { model: params as ParamTree, teacher: teacher as unknown as ParamTree, optimizer: opt as ParamTree },
       state: { step, data: data.state(), seed: setup.seed, divergence: divergence.state() },
       files: setup.files,
     });
@@ -267,18 +268,18 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
       const started = performance.now();
       const tau = emaDecay(setup.d2v.ema, update);
       if (emaStepDue(setup.d2v.ema, update)) {
-        teacher = steps.ema(teacher, tree.ref(params.layers as never) as BlockParams[], np.array(tau));
+        teacher = steps.ema(teacher, studentForEma(params, setup.d2v.emaShared ?? []), np.array(tau));
       }
       const lr = learningRate(setup.schedule, update);
       let out: StepOutput;
       if (setup.accumSteps === 1) {
-        [params, opt, out] = steps.update(params, tree.ref(teacher as never) as BlockParams[], opt, data.next(), stepKey(setup.seed, update), np.array(lr));
+        [params, opt, out] = steps.update(params, tree.ref(teacher as never) as Teacher<Shared>, opt, data.next(), stepKey(setup.seed, update), np.array(lr));
       } else {
         // Gradient accumulation: average the micro-batch gradients, then one AdamW step.
         let gradSum: ParamTree | null = null;
         const parts: (StepMetrics & { loss: np.Array })[] = [];
         for (let micro = 0; micro < setup.accumSteps; micro++) {
-          const [grads, m] = steps.microStep(tree.ref(params as never) as Data2VecParams<Shared>, tree.ref(teacher as never) as BlockParams[], data.next(), stepKey(setup.seed, update, micro));
+          const [grads, m] = steps.microStep(tree.ref(params as never) as Data2VecParams<Shared>, tree.ref(teacher as never) as Teacher<Shared>, data.next(), stepKey(setup.seed, update, micro));
           gradSum = gradSum ? (tree.map((a: np.Array, b: np.Array) => a.add(b), gradSum as never, grads as never) as ParamTree) : (grads as ParamTree);
           parts.push(m);
         }

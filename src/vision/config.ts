@@ -121,6 +121,8 @@ const tiny: VisionRunConfig = {
     teacherContext: null,
     maxPositionShare: null,
     removePositionMean: false,
+    targetNormPadding: "exclude",
+    emaShared: [],
     divergence: { ...DEFAULT_DIVERGENCE },
   },
   masking: { ratio: 0.6, minBlockPatches: null, minAspect: 0.3 },

@@ -106,14 +106,14 @@ export async function pretrainVision(o: VisionPretrainOptions): Promise<{ record
   let state;
   let dataState: StreamState | null = null;
   if (o.resume) {
-    const loaded = loadPretrainState(ckpt, fresh);
+    const loaded = loadPretrainState(ckpt, fresh, cfg.data2vec.emaShared);
     state = loaded.state;
     dataState = loaded.data as StreamState;
     if (dataState.order.length !== images.length) {
       throw new DataError(`the image set changed since the checkpoint was written (${dataState.order.length} images then, ${images.length} now); resume with the original --data or start a new run`);
     }
     log(`resuming at update ${state.step} of ${cfg.train.steps} with the run's saved settings${o.resumeSteps !== undefined ? ` (--steps ${o.resumeSteps} applied)` : ""}`);
-  } else state = freshPretrainState(fresh);
+  } else state = freshPretrainState(fresh, cfg.data2vec.emaShared);
 
   const result = await pretrain(
     runSetup(visionModality(cfg.model), cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log }),

@@ -44,7 +44,7 @@ test("padding does not leak: a clip's data2vec loss is the same alone and padded
   const maskRow = (t: number) => Float32Array.from({ length: t }, (_, i) => (masked.includes(i) ? 1 : 0));
   const lossOf = async (wave: Float32Array, len: number, t: number) => {
     const params = initAudioData2Vec(cfg, 5);
-    const teacher = tree.map((a: np.Array) => a.ref, params.layers as never) as never;
+    const teacher = { layers: tree.map((a: np.Array) => a.ref, params.layers as never) as never, shared: {} };
     const batch = { wave: np.array(wave).reshape([1, len]), frameMask: np.array(frameMaskArray([n], t, cfg.model)).reshape([1, t]), mask: np.array(maskRow(t)).reshape([1, t]) };
     const [loss, m] = data2vecLoss(audioModality(cfg.model), cfg.data2vec, params, teacher, batch, null);
     tree.dispose(m as never);
@@ -69,7 +69,7 @@ test("edge jitter: a view that drops a clip's first frames is the clip cut there
   const row = (t: number, on: (i: number) => boolean) => np.array(Float32Array.from({ length: t }, (_, i) => (on(i) ? 1 : 0))).reshape([1, t]);
   const lossOf = async (wave: Float32Array, batch: (t: number) => Record<string, np.Array>) => {
     const params = initAudioData2Vec(cfg, 5);
-    const teacher = tree.map((a: np.Array) => a.ref, params.layers as never) as never;
+    const teacher = { layers: tree.map((a: np.Array) => a.ref, params.layers as never) as never, shared: {} };
     const t = framesForSamples(wave.length, cfg.model.convLayers);
     const [loss, m] = data2vecLoss(audioModality(cfg.model), cfg.data2vec, params, teacher, { wave: np.array(wave).reshape([1, wave.length]), ...batch(t) } as never, null);
     tree.dispose(m as never);
@@ -122,7 +122,7 @@ test("removePositionMean: two identical rows leave no target at all, whatever th
     const other = initAudioData2Vec(cfg, teacherSeed);
     tree.dispose([other.shared, other.head] as never);
     const batch = { wave: np.array(wave).reshape([2, n]), frameMask: np.ones([2, t]), mask: np.array(Float32Array.from([...maskRow, ...maskRow])).reshape([2, t]) };
-    const [loss, m] = data2vecLoss(audioModality(cfg.model), { ...cfg.data2vec, removePositionMean }, params, other.layers, batch, null);
+    const [loss, m] = data2vecLoss(audioModality(cfg.model), { ...cfg.data2vec, removePositionMean }, params, { layers: other.layers, shared: {} }, batch, null);
     const share = (await m.positionShare.ref.data())[0];
     tree.dispose(m as never);
     return { loss: (await loss.data())[0], share };

@@ -64,7 +64,7 @@ test("the data2vec loss applies the teacher's window: a window covering everythi
   const lossWith = async (teacherContext: number | null) => {
     const batch = makePretrainBatch(blocks, tok, cfg.masking, HostRng.seeded(5));
     const p = copyTree(params as unknown as ParamTree) as unknown as Data2VecParams<TextShared>;
-    const teacher = copyTree(params.layers as unknown as ParamTree) as unknown as BlockParams[];
+    const teacher = { layers: copyTree(params.layers as unknown as ParamTree) as unknown as BlockParams[], shared: {} };
     const [loss, metrics] = data2vecLoss(modality, { ...cfg.data2vec, teacherContext }, p, teacher, batch, null);
     tree.dispose(metrics as never);
     return (await toHost(loss))[0];

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { grad, numpy as np, tree } from "../../src/engine/jax.js";
 import { initEngine } from "../../src/engine/runtime.js";
-import { data2vecLoss, type Data2VecParams } from "../../src/data2vec/model.js";
+import { data2vecLoss, type Data2VecParams, type Teacher } from "../../src/data2vec/model.js";
 import { copyTree, namedLeaves, type ParamTree } from "../../src/engine/tree.js";
 import { HostRng } from "../../src/engine/random.js";
 import { BpeTokenizer } from "../../src/text/bpe.js";
@@ -27,11 +27,11 @@ const modality = textModality(enc);
 test("the teacher receives no gradient, and neither do the shared embeddings through the teacher", async () => {
   const params = initTextData2Vec(cfg, enc, 1);
   // Make the teacher differ from the student, as after some EMA steps.
-  const teacher = tree.map((a: np.Array) => a.mul(1.1), copyTree(params.layers as ParamTree) as never) as unknown as BlockParams[];
+  const teacher: Teacher<TextShared> = { layers: tree.map((a: np.Array) => a.mul(1.1), copyTree(params.layers as ParamTree) as never) as unknown as BlockParams[], shared: {} };
 
   // 1. d loss / d teacher = 0 everywhere.
-  const teacherGrads = grad((t: BlockParams[]) => data2vecLoss(modality, cfg.data2vec, tree.ref(params as never) as Data2VecParams<TextShared>, t, batch(), null)[0])(
-    tree.ref(teacher as never) as BlockParams[],
+  const teacherGrads = grad((t: Teacher<TextShared>) => data2vecLoss(modality, cfg.data2vec, tree.ref(params as never) as Data2VecParams<TextShared>, t, batch(), null)[0])(
+    tree.ref(teacher as never) as Teacher<TextShared>,
   ) as unknown as ParamTree;
   for (const [name, g] of namedLeaves(teacherGrads)) {
     const v = await toHost(g);
@@ -40,7 +40,7 @@ test("the teacher receives no gradient, and neither do the shared embeddings thr
 
   // 2. The student's gradient equals the gradient with the teacher reading a detached copy of the
   //    shared embeddings: no gradient flows into shared parameters through the teacher's view.
-  const studentGrads = grad((p: Data2VecParams<TextShared>) => data2vecLoss(modality, cfg.data2vec, p, tree.ref(teacher as never) as BlockParams[], batch(), null)[0])(
+  const studentGrads = grad((p: Data2VecParams<TextShared>) => data2vecLoss(modality, cfg.data2vec, p, tree.ref(teacher as never) as Teacher<TextShared>, batch(), null)[0])(
     tree.ref(params as never) as Data2VecParams<TextShared>,
   ) as unknown as ParamTree;
   const detachedShared = copyTree(params.shared as unknown as ParamTree) as unknown as TextShared;
@@ -52,7 +52,7 @@ test("the teacher receives no gradient, and neither do the shared embeddings thr
       return modality.embed(tree.ref(detachedShared as never) as TextShared, b, view, keys);
     },
   };
-  const referenceGrads = grad((p: Data2VecParams<TextShared>) => data2vecLoss(detachedModality as never, cfg.data2vec, p, tree.ref(teacher as never) as BlockParams[], batch(), null)[0])(
+  const referenceGrads = grad((p: Data2VecParams<TextShared>) => data2vecLoss(detachedModality as never, cfg.data2vec, p, tree.ref(teacher as never) as Teacher<TextShared>, batch(), null)[0])(
     tree.ref(params as never) as Data2VecParams<TextShared>,
   ) as unknown as ParamTree;
   const ref = new Map(namedLeaves(referenceGrads));

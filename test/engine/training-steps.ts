@@ -25,7 +25,7 @@ export type MicroStep = () => np.Array[] | [np.Array, np.Array, np.Array, ParamT
 function microStep<B extends { [k: string]: np.Array }>(steps: { microStep: unknown }, params: () => ParamTree, batch: () => B): MicroStep {
   return () => {
     const p = params() as never as { layers: BlockParams[] };
-    const teacher = tree.map((a: np.Array) => lax.stopGradient(a.ref), p.layers as never) as unknown as BlockParams[];
+    const teacher = { layers: tree.map((a: np.Array) => lax.stopGradient(a.ref), p.layers as never) as unknown as BlockParams[], shared: {} };
     const [grads, out] = (steps.microStep as (...a: unknown[]) => [ParamTree, { loss: np.Array; targetVar: np.Array; predVar: np.Array }])(p, teacher, batch(), stepKey(3, 1));
     const { loss, targetVar, predVar, ...rest } = out;
     tree.dispose(rest as never);

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { initEngine } from "../../src/engine/runtime.js";
 import { pretrainText } from "../../src/text/pretrain.js";
 import { corpusDir, microConfig } from "./fixtures.js";
+import { decodeSafetensors, toFloat32 } from "../../src/engine/safetensors.js";
 
 await initEngine();
 
@@ -29,4 +30,26 @@ test("resume continues exactly: the losses after a restart equal an uninterrupte
   // The metrics log holds each update once.
   const steps = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).step);
   assert.deepEqual(steps, [1, 2, 3, 4, 5, 6]);
+});
+
+test("a teacher with its own shared group (data2vec.emaShared) is averaged, checkpointed and resumed exactly", async () => {
+  const data = corpusDir();
+  const cfg = microConfig({ data2vec: { emaShared: ["norm"] } });
+  const full = await pretrainText({ config: cfg, data, outDir: mkdtempSync(join(tmpdir(), "d2v-own-")), quiet: true });
+  const out = mkdtempSync(join(tmpdir(), "d2v-own-split-"));
+  await pretrainText({ config: cfg, data, outDir: out, quiet: true, stopAfter: 3 });
+  const teacher = decodeSafetensors(new Uint8Array(readFileSync(join(out, "checkpoint", "teacher.safetensors")))).tensors;
+  const model = decodeSafetensors(new Uint8Array(readFileSync(join(out, "checkpoint", "model.safetensors")))).tensors;
+  assert.ok(teacher.has("shared.norm.weight") && teacher.has("layers.0.attn.q.weight"));
+  // After EMA steps the teacher's norm is its own average, not the student's.
+  const own = toFloat32(teacher.get("shared.norm.weight")!);
+  const student = toFloat32(model.get("shared.norm.weight")!);
+  assert.ok(own.some((x, i) => x !== student[i]), "the teacher's norm differs from the student's");
+  const second = await pretrainText({ config: cfg, data, outDir: out, quiet: true, resume: true });
+  for (const r of second.records) assert.equal(r.loss, full.records[r.step - 1].loss, `loss at update ${r.step}`);
+  // Without the setting the teacher file holds its blocks only, as checkpoints always have.
+  const plain = mkdtempSync(join(tmpdir(), "d2v-plain-"));
+  await pretrainText({ config: microConfig(), data, outDir: plain, quiet: true, stopAfter: 1 });
+  const names = [...decodeSafetensors(new Uint8Array(readFileSync(join(plain, "checkpoint", "teacher.safetensors")))).tensors.keys()];
+  assert.ok(names.every((n) => n.startsWith("layers.")), names.join(", "));
 });
