@@ -179,6 +179,12 @@ function refuseIgnoredFinetuneOptions(o: FinetuneOptions, modality: string): voi
   for (const [flag, value, modalities] of only) {
     if (given(value) && !modalities.includes(modality)) problems.push(`${flag} (${modalities.join(" and ")} only; this is a ${modality} model)`);
   }
+  // A linear probe trains its head for a fixed number of full-batch steps on frozen, unaugmented features.
+  if (o.linearProbe) {
+    for (const [flag, value] of [["--epochs", o.epochs], ["--augment", o.augment]] as const) {
+      if (given(value)) problems.push(`${flag} (a linear probe trains its head for a fixed 500 full-batch steps on frozen features)`);
+    }
+  }
   if (problems.length) throw new ConfigError(`these options would be ignored, so they are refused: ${problems.join("; ")}`);
 }
 
@@ -250,8 +256,10 @@ async function evaluate(
 }
 
 export async function runEval(opts: { model: string; data?: string; batchSize?: number; beam?: number }) {
-  if (checkpointModality(opts.model) === "vision") return runVisionEval(opts);
-  if (checkpointModality(opts.model) === "audio") return runAudioEval(opts);
+  const modality = checkpointModality(opts.model);
+  if (opts.beam !== undefined && modality !== "audio") throw new ConfigError(`--beam is for speech transcribers; ${opts.model} is a ${modality} model, so it would be ignored`);
+  if (modality === "vision") return runVisionEval(opts);
+  if (modality === "audio") return runAudioEval(opts);
   if (!opts.data) throw new ConfigError("evaluating a text model needs --data (labeled .jsonl or a folder per class)");
   const o = { ...opts, data: opts.data, batchSize: opts.batchSize ?? 32 };
   const data = readLabeledText(o.data);

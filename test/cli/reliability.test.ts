@@ -14,7 +14,7 @@ import { corpusDir } from "../train/fixtures.js";
 import { brownGenreTask } from "../../src/text/brown-genre.js";
 import { brownDocuments } from "../../src/text/pretrain.js";
 import { D2vError, OutputError } from "../../src/engine/errors.js";
-import { runClassify, runData, runEmbed, runFinetune, runPretrain } from "../../src/cli/commands.js";
+import { runClassify, runData, runEmbed, runEval, runFinetune, runPretrain } from "../../src/cli/commands.js";
 import { runHfExport, runHfRun } from "../../src/cli/hf-commands.js";
 import { runAudioTranscribe, runSynthSpeech, runSynthWords } from "../../src/cli/audio-commands.js";
 
@@ -150,6 +150,8 @@ test("classify takes our text classifiers; transcribe and embed name the model's
     // Options the model would not use are refused, not ignored.
     [() => runFinetune({ init: join(dir, "run"), data: join(dir, "train.jsonl"), out: join(dir, "x"), seed: 1, preset: "small", config: cfg }), /--preset, --config \(the architecture and tokenizer come from --init/],
     [() => runFinetune({ init: join(dir, "run"), data: join(dir, "train.jsonl"), out: join(dir, "x"), seed: 1, augment: true, maxSeconds: 2 }), /--augment \(vision only; this is a text model\); --max-seconds \(audio only/],
+    [() => runFinetune({ scratch: true, modality: "vision", out: join(dir, "x"), seed: 1, linearProbe: true, epochs: 5 }), /--epochs \(a linear probe trains its head for a fixed 500 full-batch steps/],
+    [() => runEval({ model: join(dir, "clf"), data: join(dir, "train.jsonl"), beam: 4 }), /--beam is for speech transcribers; .*clf is a text model/],
   ];
   for (const [run, pattern] of refusals) await assert.rejects(run(), (e: Error) => e instanceof D2vError && pattern.test(e.message));
 });
