@@ -7,8 +7,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { decodeSafetensors, encodeSafetensors, f32Tensor, toFloat32 } from "../src/engine/safetensors.js";
 import { initEngine } from "../src/engine/runtime.js";
 import { checkFairseq, TOLERANCE } from "../src/fairseq/check.js";
 import { ROOT, SHARED } from "./helpers.js";
@@ -43,4 +45,20 @@ test("d2v check-fairseq prints one JSON line per folder and exits 1 when any fai
   const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { fixture: string; ok: boolean });
   assert.deepEqual(lines.map((l) => [l.fixture, l.ok]), [["v1-text", true], ["v2-text", false]]);
   assert.equal(r.status, 1, r.stderr);
+});
+
+test("the check fails, naming the tensor, when one gradient element is off by 1e-3", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-fairseq-"));
+  cpSync(join(FIXTURES, "v1-text"), dir, { recursive: true });
+  const path = join(dir, "expected.safetensors");
+  const { tensors } = decodeSafetensors(new Uint8Array(readFileSync(path)));
+  const name = "grad.encoder.regression_head.0.bias";
+  const values = toFloat32(tensors.get(name)!);
+  values[3] += 1e-3;
+  tensors.set(name, f32Tensor(tensors.get(name)!.shape, values));
+  writeFileSync(path, encodeSafetensors(tensors));
+  const r = await checkFairseq(dir);
+  assert.equal(r.ok, false);
+  assert.equal(r.worstTensor?.grad, name);
+  assert.ok(r.failures?.some((f) => f.startsWith(`${name}: max |Δ| 0.00100`)), JSON.stringify(r.failures));
 });

@@ -102,9 +102,9 @@ export async function checkFairseq(dir: string): Promise<CheckResult> {
       return;
     }
     const d = maxDiff(actual, toFloat32(e));
-    if (d > worst[group] || !(group in worstTensor)) {
-      if (d >= worst[group]) worstTensor[group] = name;
-      worst[group] = Math.max(worst[group], d);
+    if (!(group in worstTensor) || d > worst[group]) {
+      worst[group] = d;
+      worstTensor[group] = name;
     }
     if (!(d <= TOLERANCE)) failures.push(`${name}: max |Δ| ${d}`);
   };
