@@ -3,7 +3,8 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
-import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
+import { ConfigError, DataError } from "../engine/errors.js";
+import { reportPretrainRun } from "./pretrain-report.js";
 import { checkPretrainOutput } from "../train/pretrain.js";
 import { initEngine } from "../engine/runtime.js";
 import { accuracy, macroF1 } from "../train/metrics.js";
@@ -33,13 +34,7 @@ export async function runAudioPretrain(o: { data?: string; preset: string; confi
     log(`data2vec speech pretraining, preset ${config.preset}: ${m.convLayers.length}-layer CNN, ${m.layers} blocks × ${m.dim}, ${config.train.steps} updates of ${config.train.batchSize} × ${config.data.cropSeconds} s → ${outDir}`);
   }
   const r = await pretrainAudio({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
-  const last = r.records[r.records.length - 1];
-  if (r.interrupted) {
-    log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
-    process.exitCode = SIGNAL_EXIT_STATUS[r.interrupted];
-  }
-  else log(`done: checkpoint in ${r.checkpoint}`);
-  if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
+  reportPretrainRun(r, log);
 }
 
 async function clipsOf(entries: ReturnType<typeof libriSpeechEntries>, run: AudioRunConfig, what: string): Promise<Clip[]> {

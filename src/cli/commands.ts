@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { jit, numpy as np, random, tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
-import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
+import { ConfigError, DataError } from "../engine/errors.js";
+import { reportPretrainRun } from "./pretrain-report.js";
 import { checkPretrainOutput, recoverCheckpoint } from "../train/pretrain.js";
 import { initEngine } from "../engine/runtime.js";
 import { maskedMean } from "../nn/layers.js";
@@ -100,13 +101,7 @@ export async function runPretrain(options: PretrainOptions) {
     log(`data2vec ${o.modality} pretraining, preset ${config.preset}: ${config.model.layers} layers × ${config.model.dim}, ${config.train.steps} updates of ${config.train.batchSize} × ${config.train.seqLen} tokens → ${outDir}`);
   }
   const r = await pretrainText({ config, data: o.data, tokenizer: o.tokenizer, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
-  const last = r.records[r.records.length - 1];
-  if (r.interrupted) {
-    log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
-    process.exitCode = SIGNAL_EXIT_STATUS[r.interrupted];
-  }
-  else log(`done: checkpoint in ${r.checkpoint}`);
-  if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
+  reportPretrainRun(r, log);
 }
 
 function labelsOf(examples: { label: string }[]): string[] {

@@ -3,7 +3,8 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { random, tree } from "../engine/jax.js";
 import { readJsonFile } from "../config/validate.js";
-import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
+import { ConfigError, DataError } from "../engine/errors.js";
+import { reportPretrainRun } from "./pretrain-report.js";
 import { checkPretrainOutput } from "../train/pretrain.js";
 import { HostRng } from "../engine/random.js";
 import { initEngine } from "../engine/runtime.js";
@@ -42,13 +43,7 @@ export async function runVisionPretrain(o: {
     log(`data2vec vision pretraining, preset ${config.preset}: ${m.layers} layers × ${m.dim}, ${m.imageSize}² images in ${m.patchSize}² patches, ${config.train.steps} updates of ${config.train.batchSize} images → ${outDir}`);
   }
   const r = await pretrainVision({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
-  const last = r.records[r.records.length - 1];
-  if (r.interrupted) {
-    log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
-    process.exitCode = SIGNAL_EXIT_STATUS[r.interrupted];
-  }
-  else log(`done: checkpoint in ${r.checkpoint}`);
-  if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
+  reportPretrainRun(r, log);
 }
 
 /** Labeled images from an ImageFolder, or the MNIST training pool / test split when no folder is given. */

@@ -40,6 +40,9 @@ export type TextPretrainOptions = {
  */
 type CorpusSource = { path: string } | { brown: true | "genre-train" } | { caller: true };
 
+/** The corpus of a new run without --data. */
+export const DEFAULT_TEXT_SOURCE = { brown: "genre-train" } as const satisfies CorpusSource;
+
 /** The Brown documents of a corpus source: all 500, or those `d2v data brown-genre` keeps out of its test split. */
 export function brownDocuments(which: true | "genre-train"): string[] {
   return which === "genre-train" ? brownGenreTask().pretrainDocs : loadBrown().map((d) => d.text);
@@ -94,7 +97,7 @@ export async function pretrainText(o: TextPretrainOptions): Promise<{ records: P
   }
   // On resume the data is what the run started with (unless the caller passes it again).
   const savedSource = (saved?.source ?? null) as CorpusSource | null;
-  const source: CorpusSource = o.docs ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? { brown: "genre-train" });
+  const source: CorpusSource = o.docs ? { caller: true } : o.data ? { path: resolve(o.data) } : (savedSource ?? DEFAULT_TEXT_SOURCE);
   if ("caller" in source && !o.docs) throw new ConfigError("this run was started with documents passed through the API; pass the same `docs` to resume it");
   const docs = o.docs ?? ("path" in source ? readTextCorpus(source.path) : "brown" in source ? brownDocuments(source.brown) : []);
   if (o.resume && savedSource && JSON.stringify(savedSource) !== JSON.stringify(source)) {

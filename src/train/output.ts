@@ -8,9 +8,9 @@
  *   new one, never half of one; temporaries that a killed process left behind are removed on the next write;
  * - permission, read-only and disk-full errors become `OutputError`s naming the path.
  */
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { OutputError, systemErrorMessage } from "../engine/errors.js";
 
 export type OutputSpec = {
@@ -34,7 +34,7 @@ export function outputErrorFrom(e: unknown, out: string): unknown {
 
 const isInside = (child: string, parent: string) => {
   const r = relative(parent, child);
-  return r === "" || (!r.startsWith("..") && !r.startsWith(sep) && r !== "..");
+  return r === "" || (r !== ".." && !r.startsWith(`..${sep}`) && !isAbsolute(r));
 };
 
 /** The canonical form of a path (symlinks followed where they exist), for comparisons. */
@@ -76,10 +76,9 @@ function checkWritableParent(path: string, spec: OutputSpec): void {
   let dir = dirname(path);
   while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
   if (!statSync(dir).isDirectory()) throw new OutputError(`${spec.flag} ${path} cannot be created: ${dir} is a file, not a folder`);
-  // A real write, not only a permission check: root passes access() on a read-only file system.
+  // A real write, not a permission check: root passes access() even on a read-only file system.
   const probe = join(dir, `.d2v-write-probe-${process.pid}`);
   try {
-    accessSync(dir, constants.W_OK);
     mkdirSync(probe);
     rmdirSync(probe);
   } catch (e) {
@@ -125,7 +124,7 @@ function isDanglingLink(path: string): boolean {
   }
 }
 
-const temporaryName = (out: string, tag: "tmp" | "old", pid = process.pid) => join(dirname(out), `.${basename(out)}.${tag}-${pid}`);
+const temporaryName = (out: string, tag: "tmp" | "old") => join(dirname(out), `.${basename(out)}.${tag}-${process.pid}`);
 
 function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;

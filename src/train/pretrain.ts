@@ -240,10 +240,14 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   const records: PretrainRecord[] = [];
   let { params, teacher, opt } = state;
   const guardSettings = setup.d2v.divergence ?? DEFAULT_DIVERGENCE;
-  // A checkpoint from before the guard existed: its state is rebuilt from the run's logged updates.
-  const divergence = state.divergence
-    ? new DivergenceGuard(guardSettings, state.divergence)
-    : DivergenceGuard.replay(guardSettings, readPretrainRecords(setup.outDir).filter((r) => r.step <= state.step));
+  // A fresh run starts the guard empty; a checkpoint from before the guard existed has its state rebuilt from the
+  // run's logged updates.
+  const divergence =
+    state.step === 0
+      ? new DivergenceGuard(guardSettings)
+      : state.divergence
+        ? new DivergenceGuard(guardSettings, state.divergence)
+        : DivergenceGuard.replay(guardSettings, readPretrainRecords(setup.outDir).filter((r) => r.step <= state.step));
   if (state.step === 0) for (const w of scheduleWarnings(setup)) setup.log?.(`warning: ${w}`);
   let interrupted: StopSignal | null = null;
   const onSigint = (signal: StopSignal) => {

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { HF_FIXTURES, ROOT } from "../helpers.js";
 import { corpusDir } from "../train/fixtures.js";
 import { brownGenreTask } from "../../src/text/brown-genre.js";
-import { brownDocuments } from "../../src/text/pretrain.js";
+import { brownDocuments, DEFAULT_TEXT_SOURCE } from "../../src/text/pretrain.js";
 import { D2vError, OutputError } from "../../src/engine/errors.js";
 import { runClassify, runData, runEmbed, runEval, runFinetune, runPretrain } from "../../src/cli/commands.js";
 import { runHfExport, runHfRun } from "../../src/cli/hf-commands.js";
@@ -158,7 +158,7 @@ test("classify takes our text classifiers; transcribe and embed name the model's
 
 test("the default text corpus keeps the brown-genre test documents out", () => {
   const task = brownGenreTask();
-  const docs = brownDocuments("genre-train");
+  const docs = brownDocuments(DEFAULT_TEXT_SOURCE.brown);
   assert.equal(docs.length, 500 - task.testDocIds.length);
   const testPassages = task.test.filter((_, i) => i % 12 === 0).map((t) => t.text);
   for (const d of docs.map((x) => x.replace(/\s+/g, " "))) for (const p of testPassages) assert.ok(!d.includes(p));
