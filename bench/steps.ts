@@ -16,11 +16,12 @@ import type { AdamWConfig } from "../src/engine/optim.js";
 import type { ParamTree } from "../src/engine/tree.js";
 import { resolveVisionConfig, gridSize, type VisionRunConfig } from "../src/vision/config.js";
 import { initVisionData2Vec, visionModality } from "../src/vision/model.js";
-import { ImageStream } from "../src/vision/pretrain.js";
+import { visionPretraining } from "../src/vision/pretrain.js";
+import { pretrainStream } from "../src/train/pretrain-runner.js";
 import { mnistSplits } from "../src/vision/images.js";
 import { resolveAudioConfig, type AudioRunConfig } from "../src/audio/config.js";
 import { framesForSamples, initAudioData2Vec, audioModality } from "../src/audio/model.js";
-import { AudioStream } from "../src/audio/pretrain.js";
+import { audioPretraining } from "../src/audio/pretrain.js";
 
 /** GFLOP/s of a jitted 512×512×512 matmul in this process. */
 export async function matmulGflops(n = 512, reps = 30): Promise<number> {
@@ -161,7 +162,7 @@ function textStep(preset: string): BenchStep {
 function visionStep(preset: string): BenchStep {
   const c = resolveVisionConfig(preset);
   // Real MNIST batches (augmentation and block masks on the host are part of the step's cost).
-  const stream = new ImageStream(mnistSplits().train.images.slice(0, 512), c, null, { mnist: true });
+  const stream = pretrainStream(visionPretraining(), c, mnistSplits().train.images.slice(0, 512));
   const run = updater(visionModality(c.model), c.data2vec, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05, clipNorm: 3 }, freshPretrainState(initVisionData2Vec(c, 0)), () => stream.next());
   const m = c.model;
   return {
@@ -188,7 +189,7 @@ function syntheticClips(n: number, rate: number): { name: string; samples: Float
 
 function audioStep(preset: string): BenchStep {
   const c = resolveAudioConfig(preset);
-  const stream = new AudioStream(syntheticClips(4 * c.train.batchSize, c.model.sampleRate), c, null, { caller: true });
+  const stream = pretrainStream(audioPretraining(), c, syntheticClips(4 * c.train.batchSize, c.model.sampleRate));
   const run = updater(audioModality(c.model), c.data2vec, optimizerSettings(c.train), freshPretrainState(initAudioData2Vec(c, 0)), () => stream.next());
   const m = c.model;
   return {

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { freshAudioEncoder, loadAudioCheckpoint } from "../src/audio/checkpoints.js";
 import { ctcGreedyDecode, ctcLoss, encodeTranscript, LIBRISPEECH_VOCAB } from "../src/audio/ctc.js";
 import { libriSpeechEntries, loadClips } from "../src/audio/data.js";
-import { encoderStates } from "../src/audio/finetune.js";
+import { encoderStates } from "../src/audio/ctc-finetune.js";
 import { initEngine } from "../src/engine/runtime.js";
 import { charErrorRate, wordErrorRate } from "../src/train/metrics.js";
 import { featureMoments } from "../src/train/probe.js";

@@ -23,7 +23,7 @@ import { freshAudioEncoder, loadAudioCheckpoint } from "../src/audio/checkpoints
 import { resolveAudioConfig } from "../src/audio/config.js";
 import { LIBRISPEECH_VOCAB } from "../src/audio/ctc.js";
 import { libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../src/audio/data.js";
-import { evaluateCtc, finetuneCtc, newCtcHead, toUtterances } from "../src/audio/finetune.js";
+import { evaluateCtc, finetuneCtc, newCtcHead, toUtterances } from "../src/audio/ctc-finetune.js";
 import { pretrainAudio } from "../src/audio/pretrain.js";
 import { arg, ensurePretrained, percentMeanStd } from "./common.js";
 

@@ -26,7 +26,8 @@ export { maskTokens, type TextMaskConfig } from "./text/masking.js";
 export { encodeText, textModality, initTextEncoder, type TextEncoderConfig } from "./text/model.js";
 export { pretrainText } from "./text/pretrain.js";
 export { finetuneClassifier, predictClasses, accuracy, macroF1 } from "./text/classify.js";
-export { loadTextCheckpoint, saveClassifier } from "./text/checkpoints.js";
+export { loadTextCheckpoint } from "./text/checkpoints.js";
+export { saveModel } from "./train/checkpoint.js";
 // Speech
 export { decodeWav, decodeFlac, decodeAudio, readAudio, encodeWav16, resample, normalizeClip } from "./audio/io.js";
 export { listAudioFiles, readManifest, unlabeledEntries, libriSpeechEntries, labeledAudioEntries, loadClips, totalSeconds, type Clip } from "./audio/data.js";
@@ -35,8 +36,9 @@ export { spanMask } from "./audio/masking.js";
 export { featureEncoder, encodeAudio, audioModality, initAudioEncoder, framesForSamples, type AudioEncoderParams } from "./audio/model.js";
 export { pretrainAudio } from "./audio/pretrain.js";
 export { LIBRISPEECH_VOCAB, encodeTranscript, ctcLoss, ctcGreedyDecode, ctcBeamSearch, logSoftmax } from "./audio/ctc.js";
-export { finetuneCtc, evaluateCtc, transcribeClips, ctcLogProbs, encoderStates, newCtcHead, toUtterances, finetuneAudioClassifier, predictAudioClasses, type CtcSettings } from "./audio/finetune.js";
-export { loadAudioCheckpoint, saveAudioModel, freshAudioEncoder } from "./audio/checkpoints.js";
+export { finetuneCtc, evaluateCtc, transcribeClips, ctcLogProbs, encoderStates, newCtcHead, toUtterances, type CtcSettings } from "./audio/ctc-finetune.js";
+export { finetuneAudioClassifier, predictAudioClasses } from "./audio/classify.js";
+export { loadAudioCheckpoint, freshAudioEncoder } from "./audio/checkpoints.js";
 export { synthesizeSpeech } from "./audio/synth.js";
 export { editDistance, wordErrorRate, charErrorRate } from "./train/metrics.js";
 // Vision
@@ -44,7 +46,7 @@ export { resolveVisionConfig, VISION_PRESETS, type VisionRunConfig } from "./vis
 export { decodeImage, readImageDir, readImageFolder, mnistSplits } from "./vision/images.js";
 export { pretrainVision } from "./vision/pretrain.js";
 export { finetuneVision, predictVision, imageFeatures } from "./vision/classify.js";
-export { loadVisionCheckpoint, saveVisionClassifier } from "./vision/checkpoints.js";
+export { loadVisionCheckpoint } from "./vision/checkpoints.js";
 // Hugging Face checkpoints
 export { loadHfModel, runHfModel, isHfModelDir } from "./hf/model.js";
 export { exportHf } from "./hf/export.js";

@@ -4,12 +4,13 @@
  * is sized for pretraining on a few hours of audio on 2 cores, `base` follows the paper (LibriSpeech 960h:
  * 7 × 512-channel CNN, 12 × 768 blocks, K = 8, instance-norm targets, L2 loss).
  */
-import { DEFAULT_DIVERGENCE } from "../data2vec/monitor.js";
 import { z } from "zod";
-import { CheckpointError, ConfigError } from "../engine/errors.js";
-import { deepMerge, validate } from "../config/validate.js";
-import { data2vecSchema, trainFields } from "../config/schemas.js";
-import { framesForSamples, type AudioFrontEndConfig } from "./model.js";
+import { deepMerge } from "../config/validate.js";
+import { encoderFields, PAPER_DATA2VEC_EXTRAS, FAIRSEQ_ADAM, TRAIN_DEFAULTS } from "../config/schemas.js";
+import { maskingProbToRatio, refineRunConfig, runConfigKit, runConfigSchema } from "../config/run-config.js";
+import { spanStartProbability } from "../data2vec/masking.js";
+import type { SpanMaskSettings } from "./masking.js";
+import { framesForSamples } from "./frames.js";
 
 const convLayer = z.object({ channels: z.number().int().min(1), kernel: z.number().int().min(1), stride: z.number().int().min(1) }).strict();
 
@@ -19,19 +20,13 @@ export const audioModelSchema = z
     /** Zero-mean, unit-variance normalization of each clip (the paper's `task.normalize`). */
     normalize: z.boolean(),
     convLayers: z.array(convLayer).min(1),
-    dim: z.number().int().min(8),
-    layers: z.number().int().min(1),
-    heads: z.number().int().min(1),
-    ffnDim: z.number().int().min(8),
+    ...encoderFields,
     posConvLayers: z.number().int().min(1),
     posConvKernel: z.number().int().min(1),
     posConvGroups: z.number().int().min(1),
     /** Dropout on the projected features before masking (fairseq's dropout_input). */
     featureDropout: z.number().min(0).max(0.9),
-    dropout: z.number().min(0).max(0.9),
-    attentionDropout: z.number().min(0).max(0.9),
     activationDropout: z.number().min(0).max(0.9),
-    layerNormEps: z.number().positive(),
     /**
      * Padded frames and the positional convolutions: "isolate" (ours) zeroes them before every conv layer, so a
      * padded clip gives the outputs of the clip alone; "leak" (fairseq, Hugging Face) zeroes them once, so values
@@ -41,16 +36,17 @@ export const audioModelSchema = z
   })
   .strict();
 
-export const audioRunSchema = z
-  .object({
-    modality: z.literal("audio"),
-    preset: z.string(),
+export const audioRunSchema = runConfigSchema(
+  "audio",
+  {
     model: audioModelSchema,
-    data2vec: data2vecSchema,
     masking: z
       .object({
-        /** Probability that a frame starts a masked span (0.65 with spans of 10 masks about 49%). */
-        prob: z.number().gt(0).lt(1),
+        /**
+         * Expected fraction of the frames masked; spans start with fairseq's mask_prob
+         * p = spanLength · (1 − (1 − ratio)^(1/spanLength)) and may overlap (the paper's p = 0.65 in spans of 10 is 0.49).
+         */
+        ratio: z.number().gt(0).lt(1),
         spanLength: z.number().int().min(1),
         minSpans: z.number().int().min(1),
         /**
@@ -72,21 +68,18 @@ export const audioRunSchema = z
         minSeconds: z.number().min(0),
       })
       .strict(),
-    train: z.object(trainFields).strict(),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+  },
+  {},
+).superRefine(
+  refineRunConfig((c, issue) => {
     const m = c.model;
-    if (m.dim % m.heads !== 0) issue(["model", "heads"], `width ${m.dim} must be divisible by heads (${m.heads})`);
     if (m.dim % m.posConvGroups !== 0) issue(["model", "posConvGroups"], `width ${m.dim} must be divisible by the positional conv's groups (${m.posConvGroups})`);
-    if (c.data2vec.topK > m.layers) issue(["data2vec", "topK"], `K = ${c.data2vec.topK} exceeds the ${m.layers} layers`);
-    if (c.data2vec.ema.tauStart > c.data2vec.ema.tauEnd) issue(["data2vec", "ema", "tauStart"], "τ0 must not exceed τe (τ rises)");
     const frames = framesForSamples(Math.round(c.data.minSeconds * m.sampleRate), m.convLayers);
     if (frames <= c.masking.spanLength) issue(["data", "minSeconds"], `clips of ${c.data.minSeconds} s give ${frames} frames, not more than one span of ${c.masking.spanLength}; raise data.minSeconds`);
     else if (frames - 2 * c.masking.edgeJitter <= c.masking.spanLength) issue(["masking", "edgeJitter"], `clips of data.minSeconds = ${c.data.minSeconds} s give ${frames} frames; trimming up to ${c.masking.edgeJitter} at each end leaves no room for a span of ${c.masking.spanLength}; lower masking.edgeJitter or raise data.minSeconds`);
     if (c.data.minSeconds > c.data.cropSeconds) issue(["data", "minSeconds"], "must not exceed data.cropSeconds");
-  });
+  }),
+);
 
 export type AudioRunConfig = z.infer<typeof audioRunSchema>;
 export type AudioModelConfig = AudioRunConfig["model"];
@@ -135,31 +128,12 @@ const tiny: AudioRunConfig = {
     minTargetVar: 0.01,
     minPredVar: 0.01,
     collapseWarmupSteps: 200,
-    teacherContext: null,
-    maxPositionShare: null,
-    removePositionMean: false,
-    targetNormPadding: "exclude",
-    emaShared: [],
-    divergence: { ...DEFAULT_DIVERGENCE },
+    ...PAPER_DATA2VEC_EXTRAS,
   },
-  masking: { prob: 0.65, spanLength: 10, minSpans: 1, edgeJitter: 0 },
+  // The paper's mask_prob 0.65 in spans of 10, as the fraction of frames it masks.
+  masking: { ratio: 0.49, spanLength: 10, minSpans: 1, edgeJitter: 0 },
   data: { cropSeconds: 1, minSeconds: 0.5 },
-  train: {
-    batchSize: 4,
-    steps: 500,
-    accumSteps: 1,
-    lr: 5e-4,
-    schedule: "cosine",
-    warmupSteps: 50,
-    minLr: 0,
-    weightDecay: 0.01,
-    beta1: 0.9,
-    beta2: 0.98,
-    eps: 1e-6,
-    clipNorm: 0,
-    seed: 1,
-    checkpointEvery: 100,
-  },
+  train: { ...TRAIN_DEFAULTS, batchSize: 4, steps: 500, lr: 5e-4, warmupSteps: 50, weightDecay: 0.01, ...FAIRSEQ_ADAM, clipNorm: 0, checkpointEvery: 100 },
 };
 
 // Six blocks over 1.5-s crops, sized so that pretraining on a few hours of synthetic speech takes about half
@@ -178,27 +152,17 @@ const base: AudioRunConfig = deepMerge(tiny, {
   model: { convLayers: paperConvLayers(512), dim: 768, layers: 12, heads: 12, ffnDim: 3072, posConvGroups: 16 },
   data2vec: { topK: 8, ema: { tauStart: 0.999, tauEnd: 0.9999, annealSteps: 30000 }, collapseWarmupSteps: 5000 },
   data: { cropSeconds: 20, minSeconds: 2 },
-  train: { batchSize: 32, steps: 400000, lr: 5e-4, schedule: "tri_stage", warmupSteps: 12000, checkpointEvery: 5000 },
+  train: { batchSize: 32, steps: 400000, lr: 5e-4, schedule: "tri_stage", warmupSteps: 0, checkpointEvery: 5000 },
 });
 
 export const AUDIO_PRESETS: Record<string, AudioRunConfig> = { tiny, small, base };
 
-export function resolveAudioConfig(preset: string, fileConfig?: unknown, overrides?: unknown, source = "the configuration"): AudioRunConfig {
-  const presetConfig = AUDIO_PRESETS[preset];
-  if (!presetConfig) throw new ConfigError(`unknown audio preset "${preset}"; choose one of ${Object.keys(AUDIO_PRESETS).join(", ")}`);
-  return validate(audioRunSchema, deepMerge(deepMerge(presetConfig, fileConfig), overrides), source);
+export const audioRunConfig = runConfigKit("audio", audioRunSchema, AUDIO_PRESETS, maskingProbToRatio);
+export const resolveAudioConfig = audioRunConfig.resolve;
+export const parseAudioRunConfig = audioRunConfig.parse;
+
+/** The span masking of a run's settings. */
+export function spanMaskSettings(m: AudioRunConfig["masking"]): SpanMaskSettings {
+  return { spanStartProb: spanStartProbability(m.ratio, m.spanLength), spanLength: m.spanLength, minSpans: m.minSpans };
 }
 
-export function parseAudioRunConfig(raw: unknown, path: string): AudioRunConfig {
-  const { kind: _kind, ...rest } = (raw ?? {}) as { kind?: string };
-  const r = audioRunSchema.safeParse(rest);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new CheckpointError(`${path} is not a valid audio run config (${issue?.path.join(".") || "top level"}: ${issue?.message}); the checkpoint is corrupt or from another version`);
-  }
-  return r.data;
-}
-
-export function frontEndConfig(m: AudioModelConfig): AudioFrontEndConfig {
-  return { convLayers: m.convLayers, dim: m.dim, posConvLayers: m.posConvLayers, posConvKernel: m.posConvKernel, posConvGroups: m.posConvGroups, layerNormEps: m.layerNormEps };
-}

@@ -5,7 +5,8 @@
  * for audio classification. Clips are decoded once, downmixed, resampled to the model's rate and (when the
  * model says so) normalized per clip.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { classFolders, filesUnder } from "../data/files.js";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, relative } from "node:path";
 import { DataError } from "../engine/errors.js";
 import { normalizeClip, readAudio } from "./io.js";
@@ -16,18 +17,8 @@ export type AudioEntry = { path: string; label?: string; transcript?: string };
 /** A decoded clip at the model's rate. */
 export type Clip = { name: string; samples: Float32Array; label?: string; transcript?: string };
 
-function walk(dir: string, visit: (path: string) => void): void {
-  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-    const p = join(dir, entry.name);
-    if (entry.isDirectory()) walk(p, visit);
-    else visit(p);
-  }
-}
-
 export function listAudioFiles(dir: string): string[] {
-  const out: string[] = [];
-  walk(dir, (p) => AUDIO_EXTENSIONS.includes(extname(p).toLowerCase()) && out.push(p));
-  return out;
+  return filesUnder(dir, AUDIO_EXTENSIONS);
 }
 
 /** A fairseq manifest: root on the first line, then `relative/path<TAB>num_samples[<TAB>label]`. */
@@ -66,8 +57,7 @@ export function unlabeledEntries(path: string): AudioEntry[] {
 /** Transcribed speech in the LibriSpeech layout: every `*.trans.txt` (recursive) names its folder's files. */
 export function libriSpeechEntries(dir: string): AudioEntry[] {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new DataError(`${dir} is not a folder; transcribed speech must be in the LibriSpeech layout (speaker/chapter/*.flac + *.trans.txt)`);
-  const transcripts: string[] = [];
-  walk(dir, (p) => p.endsWith(".trans.txt") && transcripts.push(p));
+  const transcripts = filesUnder(dir, [".txt"]).filter((p) => p.endsWith(".trans.txt"));
   if (transcripts.length === 0) throw new DataError(`${dir} holds no *.trans.txt files; transcribed speech must be in the LibriSpeech layout (speaker/chapter/ID.flac + speaker-chapter.trans.txt with lines "ID TRANSCRIPT")`);
   const entries: AudioEntry[] = [];
   for (const t of transcripts) {
@@ -103,7 +93,7 @@ export function labeledAudioEntries(path: string): AudioEntry[] {
     if (unlabeled) throw new DataError(`${path}: ${unlabeled.path} has no label; a labeled manifest needs a third column (path<TAB>num_samples<TAB>label)`);
     return entries;
   }
-  const classes = readdirSync(path, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const classes = classFolders(path);
   if (classes.length < 2) throw new DataError(`${path} must hold one folder of audio files per class (at least two classes; it has ${classes.length})`);
   const entries: AudioEntry[] = [];
   for (const c of classes) {

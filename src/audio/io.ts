@@ -29,15 +29,18 @@ export function decodeWav(bytes: Uint8Array, name = "the WAV data"): Audio {
     throw new DataError(`${name} uses WAV encoding ${fmt.audioFormat} (compressed); only PCM and IEEE float WAV are supported`);
   }
   if (!(fmt.sampleRate > 0) || !(fmt.numChannels > 0)) throw new DataError(`${name} has an invalid header (rate ${fmt.sampleRate}, ${fmt.numChannels} channels)`);
-  const data = (wav as unknown as { data: { samples: Uint8Array } }).data.samples;
+  // wavefile's typings declare `data` as a bare object; its samples are the data chunk's bytes.
+  const data = (wav.data as { samples?: unknown }).samples;
+  if (!(data instanceof Uint8Array)) throw new DataError(`${name} has no readable data chunk`);
   const frameBytes = (fmt.bitsPerSample / 8) * fmt.numChannels;
   if (data.length % frameBytes !== 0) {
     throw new DataError(`${name} has ${data.length} data bytes, not a whole number of ${frameBytes}-byte frames: the file is truncated or its chunk sizes are inconsistent`);
   }
   let channels: Float64Array[];
   try {
-    const s = wav.getSamples(false, Float64Array) as unknown as Float64Array | Float64Array[];
-    channels = fmt.numChannels === 1 ? [s as Float64Array] : (s as Float64Array[]);
+    // One array per channel, or a single array for mono (wavefile's typings name only the latter).
+    const s: Float64Array | Float64Array[] = wav.getSamples(false, Float64Array);
+    channels = Array.isArray(s) ? s : [s];
   } catch (e) {
     throw new DataError(`${name}: cannot decode its samples (${(e as Error).message})`);
   }

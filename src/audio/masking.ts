@@ -1,14 +1,15 @@
 /**
  * Span masking for speech (wav2vec 2.0 / data2vec, fairseq's `compute_mask_indices`, static lengths):
  * every real frame starts a span of `spanLength` frames with probability p / spanLength, spans may overlap,
- * so p = 0.65 with spans of 10 masks about 49% of the frames. All rows of a batch end up with the same
+ * so p = 0.65 with spans of 10 masks about 49% of the frames (`spanStartProbability` turns a masked fraction
+ * into p). All rows of a batch end up with the same
  * number of masked frames: rows with more drop randomly chosen ones down to the smallest count.
  */
 import type { HostRng } from "../engine/random.js";
 
 export type SpanMaskSettings = {
-  /** Probability that a frame starts a span (before overlaps): fairseq's mask_prob. */
-  prob: number;
+  /** p: each frame starts a span with probability p / spanLength (fairseq's mask_prob). */
+  spanStartProb: number;
   spanLength: number;
   /** At least this many spans per row. */
   minSpans: number;
@@ -16,7 +17,7 @@ export type SpanMaskSettings = {
 
 /** The masked frame indices of one row of `frames` real frames (sorted, distinct). */
 function rowSpans(frames: number, s: SpanMaskSettings, rng: HostRng): number[] {
-  let spans = Math.max(s.minSpans, Math.floor((s.prob * frames) / s.spanLength + rng.uniform()));
+  let spans = Math.max(s.minSpans, Math.floor((s.spanStartProb * frames) / s.spanLength + rng.uniform()));
   let span = s.spanLength;
   // A short row: shrink the spans so that `spans` distinct starts fit (fairseq's rule).
   if (frames - span <= spans) span = Math.max(0, frames - spans - 1);

@@ -4,17 +4,25 @@
  * positional encoder (a stack of grouped convs, each followed by a non-affine layer norm and GELU) whose
  * output is added to the frames before the encoder's layer norm. Convolutions run as matmuls (`nn/conv.ts`).
  */
-import { lax, numpy as np, random, tree } from "../engine/jax.js";
+import { lax, numpy as np, random } from "../engine/jax.js";
+import { refTree, stopGradientTree } from "../engine/typed.js";
 import { initRegressionHead, type Data2VecParams, type Modality } from "../data2vec/model.js";
 import type { PostLnBlockParams } from "../nn/blocks.js";
-import { conv1d, convOutputLength, type ConvParams } from "../nn/conv.js";
+import { conv1d, type ConvParams } from "../nn/conv.js";
 import { runEncoder, type EncoderSpec } from "../nn/encoder.js";
 import { initLayerNorm, initLinear, initPostLnBlock } from "../nn/init.js";
 import { dropout, gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
-import { frontEndConfig, type AudioModelConfig, type AudioRunConfig } from "./config.js";
+import type { AudioModelConfig, AudioRunConfig } from "./config.js";
+import { framesForSamples, type ConvLayerSpec } from "./frames.js";
 
-export type ConvLayerSpec = { channels: number; kernel: number; stride: number };
+/** The front end's part of a run's model settings. */
+export function frontEndConfig(m: AudioModelConfig): AudioFrontEndConfig {
+  return { convLayers: m.convLayers, dim: m.dim, posConvLayers: m.posConvLayers, posConvKernel: m.posConvKernel, posConvGroups: m.posConvGroups, layerNormEps: m.layerNormEps };
+}
+
+export type { ConvLayerSpec } from "./frames.js";
+export { framesForSamples } from "./frames.js";
 
 export type AudioFrontEndConfig = {
   convLayers: ConvLayerSpec[];
@@ -36,11 +44,6 @@ export type AudioFrontEnd = {
 };
 
 const CONV_NORM_EPS = 1e-5;
-
-/** Frames produced from `samples` input samples (the paper's encoder turns 16000 into 49). */
-export function framesForSamples(samples: number, layers: ConvLayerSpec[]): number {
-  return layers.reduce((n, l) => (n < l.kernel ? 0 : convOutputLength(n, l.kernel, l.stride)), samples);
-}
 
 /** Waveform [B, L] → CNN features [B, T, C] (before the projection's layer norm). Consumes both. */
 export function featureEncoder(layers: FeatureEncoderLayer[], specs: ConvLayerSpec[], wave: np.Array): np.Array {
@@ -212,7 +215,7 @@ export function audioModality(m: AudioModelConfig): Modality<AudioShared, AudioP
       features.dispose();
       const frozen = lax.stopGradient(projected.ref);
       // The teacher's own copies (data2vec.emaShared) where it has them, else the student's under stop-gradient.
-      const stopped = <T>(p: T): T => tree.map((a: np.Array) => lax.stopGradient(a.ref), p as never) as unknown as T;
+      const stopped = <T>(p: T): T => stopGradientTree(refTree(p));
       const teacherPositions = {
         posConv: teacherShared.posConv ?? shared.posConv.map((p) => stopped(p)),
         encoderNorm: teacherShared.encoderNorm ?? stopped(shared.encoderNorm),

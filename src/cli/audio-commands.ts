@@ -1,67 +1,38 @@
 /** The `d2v` subcommands for speech. Input is validated before any output is written. */
+import type { FinetuneOptions } from "./pretrain-command.js";
+import { disposeTree } from "../engine/typed.js";
 import { existsSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
-import { tree } from "../engine/jax.js";
+import { basename, resolve } from "node:path";
 import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError } from "../engine/errors.js";
-import { reportPretrainRun } from "./pretrain-report.js";
-import { checkPretrainOutput } from "../train/pretrain.js";
 import { initEngine } from "../engine/runtime.js";
 import { accuracy, macroF1 } from "../train/metrics.js";
 import { resolveAudioConfig, type AudioRunConfig } from "../audio/config.js";
-import { checkpointModality } from "../train/checkpoint.js";
-import { freshAudioEncoder, loadAudioCheckpoint, saveAudioModel, type AudioClassifierConfig, type AudioCtcConfig } from "../audio/checkpoints.js";
+import { checkpointModality, saveModel } from "../train/checkpoint.js";
+import { audioEncoders, loadAudioCheckpoint, type AudioClassifierConfig, type AudioCtcConfig } from "../audio/checkpoints.js";
 import { LIBRISPEECH_VOCAB } from "../audio/ctc.js";
 import { labeledAudioEntries, libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../audio/data.js";
-import { encoderStates, evaluateCtc, finetuneAudioClassifier, finetuneCtc, newCtcHead, pooledAudioFeatures, predictAudioClasses, toUtterances, transcribeClips, type AudioClassifierParams, type AudioClassifySettings, type CtcParams } from "../audio/finetune.js";
+import { encoderStates, evaluateCtc, finetuneCtc, newCtcHead, toUtterances, transcribeClips, type CtcParams } from "../audio/ctc-finetune.js";
+import { finetuneAudioClassifier, pooledAudioFeatures, predictAudioClasses, type AudioClassifierParams, type AudioClassifySettings } from "../audio/classify.js";
 import { trainLinearProbe } from "../train/probe.js";
+import { startingEncoder } from "../train/finetune.js";
 import { readAudio, normalizeClip } from "../audio/io.js";
-import { pretrainAudio } from "../audio/pretrain.js";
 import { synthesizeSpeech, synthesizeWords } from "../audio/synth.js";
-import type { AudioEncoderParams } from "../audio/model.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-
-export async function runAudioPretrain(o: { data?: string; preset: string; config?: string; out?: string; steps?: number; batchSize?: number; lr?: number; seed?: number; resume?: boolean; force?: boolean; quiet?: boolean }) {
-  const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
-  const config = resolveAudioConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
-  if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
-  const outDir = resolve(o.out ?? join("runs", `pretrain-audio-${o.preset}`));
-  checkPretrainOutput(outDir, o);
-  await initEngine();
-  if (!o.resume) {
-    const m = config.model;
-    log(`data2vec speech pretraining, preset ${config.preset}: ${m.convLayers.length}-layer CNN, ${m.layers} blocks × ${m.dim}, ${config.train.steps} updates of ${config.train.batchSize} × ${config.data.cropSeconds} s → ${outDir}`);
-  }
-  const r = await pretrainAudio({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
-  reportPretrainRun(r, log);
-}
 
 async function clipsOf(entries: ReturnType<typeof libriSpeechEntries>, run: AudioRunConfig, what: string): Promise<Clip[]> {
   log(`decoding ${entries.length} ${what} files`);
   return loadClips(entries, run.model.sampleRate, run.model.normalize);
 }
 
-export type AudioFinetuneOptions = {
+export type AudioFinetuneOptions = FinetuneOptions & {
   task?: string;
-  data?: string;
-  init?: string;
-  scratch?: boolean;
-  preset: string;
-  config?: string;
-  evalData?: string;
-  out: string;
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  seed: number;
   maxSeconds?: number;
   freezeFeatureEncoder?: boolean;
   maskProb?: number;
   poolNorm?: boolean;
   linearProbe?: boolean;
-  quiet?: boolean;
 };
 
 /** Full-batch AdamW steps of a linear probe (as for vision). */
@@ -79,24 +50,12 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
   // Read the data before anything is trained or written, so bad input fails first.
   const entries = task === "ctc" ? libriSpeechEntries(o.data) : labeledAudioEntries(o.data);
   await initEngine();
-  let run: AudioRunConfig;
-  let encoder: AudioEncoderParams;
-  if (o.init) {
-    const loaded = loadAudioCheckpoint(o.init);
-    run = loaded.run;
-    if (loaded.head) tree.dispose(loaded.head.params.head as never);
-    if (o.scratch) {
-      tree.dispose(loaded.encoder as never);
-      encoder = freshAudioEncoder(run, o.seed);
-    } else encoder = loaded.encoder;
-  } else {
-    run = resolveAudioConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined);
-    encoder = freshAudioEncoder(run, o.seed);
-  }
+  const start = startingEncoder(audioEncoders, o, () => resolveAudioConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined));
+  const { arch: run, encoder } = start;
   const m = run.model;
   const clips = await clipsOf(entries, run, "training");
   const evalClips = o.evalData ? await clipsOf(task === "ctc" ? libriSpeechEntries(o.evalData) : labeledAudioEntries(o.evalData), run, "evaluation") : null;
-  const source = o.scratch ? "from scratch" : `from ${o.init}`;
+  const source = start.from ? `from ${start.from}` : "from scratch";
   const result: Record<string, unknown> = {};
   if (task === "ctc") {
     const utterances = toUtterances(clips, LIBRISPEECH_VOCAB);
@@ -123,15 +82,15 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
     };
     log(`CTC fine-tuning ${source} on ${utterances.length} utterances (${(totalSeconds(clips, m.sampleRate) / 60).toFixed(1)} min), ${settings.epochs} epochs${settings.freezeFeatureEncoder ? ", feature encoder frozen" : ""}`);
     const trained = await finetuneCtc({ encoder, head: newCtcHead(o.seed, m.dim, LIBRISPEECH_VOCAB.length) }, m, utterances, settings, { quiet: o.quiet });
-    const config: AudioCtcConfig = { kind: "audio-ctc", run, vocabulary: LIBRISPEECH_VOCAB, finetune: settings, initializedFrom: o.scratch ? null : (o.init ?? null) };
-    await saveAudioModel(resolve(o.out), trained.params, config);
+    const config: AudioCtcConfig = { kind: "audio-ctc", run, vocabulary: LIBRISPEECH_VOCAB, finetune: settings, initializedFrom: start.from };
+    await saveModel(resolve(o.out), trained.params, config);
     log(`saved the transcriber in ${resolve(o.out)}`);
     result.trainLoss = trained.history[trained.history.length - 1].loss;
     if (evalClips) {
       const ev = await evaluateCtc(trained.params, m, LIBRISPEECH_VOCAB, evalClips);
       Object.assign(result, { cer: ev.cer, wer: ev.wer, utterances: ev.utterances });
     }
-    tree.dispose(trained.params as never);
+    disposeTree(trained.params);
   } else {
     const labels = [...new Set(clips.map((c) => c.label!))].sort();
     const probe = !!o.linearProbe;
@@ -162,11 +121,11 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       const last = trained.history[trained.history.length - 1];
       Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
     }
-    const config: AudioClassifierConfig = { kind: "audio-classifier", run, labels, finetune: settings, initializedFrom: o.scratch ? null : (o.init ?? null) };
-    await saveAudioModel(resolve(o.out), params, config);
+    const config: AudioClassifierConfig = { kind: "audio-classifier", run, labels, finetune: settings, initializedFrom: start.from };
+    await saveModel(resolve(o.out), params, config);
     log(`saved the classifier in ${resolve(o.out)}`);
     if (evalClips) Object.assign(result, await classifyMetrics(params, m, evalClips, labels, settings.batchSize, settings.maxSeconds, settings.poolNorm ?? false));
-    tree.dispose(params as never);
+    disposeTree(params);
   }
   console.log(JSON.stringify(result));
 }
@@ -189,12 +148,12 @@ export async function runAudioEval(o: { model: string; data?: string; batchSize?
   if (config.kind === "audio-ctc") {
     const clips = await clipsOf(libriSpeechEntries(o.data), loaded.run, "evaluation");
     const ev = await evaluateCtc(params, m, config.vocabulary, clips, { batchSize: o.batchSize, beam: o.beam });
-    tree.dispose(params as never);
+    disposeTree(params);
     console.log(JSON.stringify({ task: "transcription", cer: ev.cer, wer: ev.wer, utterances: ev.utterances, decoding: (o.beam ?? 1) > 1 ? `beam ${o.beam}` : "greedy" }));
   } else {
     const clips = await clipsOf(labeledAudioEntries(o.data), loaded.run, "evaluation");
     const metrics = await classifyMetrics(params, m, clips, config.labels, o.batchSize ?? config.finetune.batchSize, config.finetune.maxSeconds, config.finetune.poolNorm ?? false);
-    tree.dispose(params as never);
+    disposeTree(params);
     console.log(JSON.stringify({ task: "classification", ...metrics }));
   }
 }
@@ -215,7 +174,7 @@ export async function runAudioTranscribe(files: string[], o: { model: string; be
     clips.push({ name: basename(f), samples: m.normalize ? normalizeClip(x) : x });
   }
   const texts = await transcribeClips(loaded.head.params, m, loaded.head.config.vocabulary, clips, { beam: o.beam });
-  tree.dispose(loaded.head.params as never);
+  disposeTree(loaded.head.params);
   files.forEach((f, i) => console.log(JSON.stringify({ file: basename(f), text: texts[i] })));
 }
 
@@ -237,7 +196,7 @@ export async function runAudioEmbed(files: string[], o: { model: string }) {
   if (missing) throw new DataError(`${missing} does not exist`);
   await initEngine();
   const loaded = loadAudioCheckpoint(o.model);
-  if (loaded.head) tree.dispose(loaded.head.params.head as never);
+  if (loaded.head) disposeTree(loaded.head.params.head);
   const m = loaded.run.model;
   const clips = await clipsOf(files.map((path) => ({ path })), loaded.run, "audio");
   const states = await encoderStates(loaded.encoder, m, clips, 8);
@@ -246,5 +205,5 @@ export async function runAudioEmbed(files: string[], o: { model: string }) {
     for (let f = 0; f < frames; f++) for (let d = 0; d < m.dim; d++) mean[d] += rows[f * m.dim + d] / frames;
     console.log(JSON.stringify(Array.from(mean, (x) => Number(x.toFixed(6)))));
   }
-  tree.dispose(loaded.encoder as never);
+  disposeTree(loaded.encoder);
 }

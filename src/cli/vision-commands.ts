@@ -1,50 +1,21 @@
 /** The `d2v` subcommands for images. Input is validated before any output is written. */
+import { saveModel } from "../train/checkpoint.js";
+import type { FinetuneOptions } from "./pretrain-command.js";
+import { disposeTree } from "../engine/typed.js";
 import { existsSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
-import { random, tree } from "../engine/jax.js";
+import { basename, resolve } from "node:path";
 import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError } from "../engine/errors.js";
-import { reportPretrainRun } from "./pretrain-report.js";
-import { checkPretrainOutput } from "../train/pretrain.js";
 import { HostRng } from "../engine/random.js";
 import { initEngine } from "../engine/runtime.js";
-import { KeyStream } from "../nn/random.js";
 import { accuracy, macroF1 } from "../train/metrics.js";
 import { classProbabilities, finetuneVision, imageFeatures, newVisionHead, predictVision, trainProbe, type VisionClassifierParams } from "../vision/classify.js";
-import { loadVisionCheckpoint, saveVisionClassifier, type VisionClassifierConfig } from "../vision/checkpoints.js";
+import { loadVisionCheckpoint, visionEncoders, type VisionClassifierConfig } from "../vision/checkpoints.js";
+import { startingEncoder } from "../train/finetune.js";
 import { resolveVisionConfig, type VisionRunConfig } from "../vision/config.js";
 import { balancedSubset, decodeImage, mnistSplits, readImageFolder, withChannels, type LabeledImages } from "../vision/images.js";
-import { initVisionEncoder, type VisionEncoderParams } from "../vision/model.js";
-import { pretrainVision } from "../vision/pretrain.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-
-export async function runVisionPretrain(o: {
-  data?: string;
-  preset: string;
-  config?: string;
-  out?: string;
-  steps?: number;
-  batchSize?: number;
-  lr?: number;
-  seed?: number;
-  resume?: boolean;
-  force?: boolean;
-  quiet?: boolean;
-}) {
-  const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
-  const config = resolveVisionConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
-  if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
-  const outDir = resolve(o.out ?? join("runs", `pretrain-vision-${o.preset}`));
-  checkPretrainOutput(outDir, o);
-  await initEngine();
-  if (!o.resume) {
-    const m = config.model;
-    log(`data2vec vision pretraining, preset ${config.preset}: ${m.layers} layers × ${m.dim}, ${m.imageSize}² images in ${m.patchSize}² patches, ${config.train.steps} updates of ${config.train.batchSize} images → ${outDir}`);
-  }
-  const r = await pretrainVision({ config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
-  reportPretrainRun(r, log);
-}
 
 /** Labeled images from an ImageFolder, or the MNIST training pool / test split when no folder is given. */
 async function labeledImages(run: VisionRunConfig, path: string | undefined, split: "train" | "test", classes?: string[]): Promise<LabeledImages> {
@@ -56,50 +27,18 @@ async function labeledImages(run: VisionRunConfig, path: string | undefined, spl
   return { ...set, images: set.images.map((img) => withChannels(img, m.channels)) };
 }
 
-function freshEncoder(run: VisionRunConfig, seed: number): VisionEncoderParams {
-  const keys = new KeyStream(random.key(seed));
-  const e = initVisionEncoder(keys, run.model);
-  keys.close();
-  return e;
-}
 
-export type VisionFinetuneOptions = {
-  data?: string;
-  init?: string;
-  scratch?: boolean;
-  preset: string;
-  config?: string;
-  evalData?: string;
-  out: string;
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  seed: number;
+export type VisionFinetuneOptions = FinetuneOptions & {
   perClass?: number;
   linearProbe?: boolean;
   augment?: boolean;
-  quiet?: boolean;
 };
 
 export async function runVisionFinetune(o: VisionFinetuneOptions) {
-  if (!o.init && !o.scratch) throw new ConfigError("pass --init <pretrained run> to fine-tune a pretrained model, or --scratch to train from random weights");
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   await initEngine();
-  let run: VisionRunConfig;
-  let encoder: VisionEncoderParams;
-  if (o.init) {
-    const loaded = loadVisionCheckpoint(o.init);
-    run = loaded.run;
-    if (loaded.classifier) tree.dispose(loaded.classifier.params.head as never);
-    if (o.scratch) {
-      tree.dispose(loaded.encoder as never);
-      encoder = freshEncoder(run, o.seed);
-    } else encoder = loaded.encoder;
-  } else {
-    run = resolveVisionConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined);
-    encoder = freshEncoder(run, o.seed);
-  }
+  const start = startingEncoder(visionEncoders, o, () => resolveVisionConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined));
+  const { arch: run, encoder } = start;
   let train = await labeledImages(run, o.data, "train");
   const perClass = o.perClass ?? (o.data ? undefined : 8);
   if (perClass) train = balancedSubset(train, perClass, (xs) => HostRng.seeded(1000 + o.seed).shuffle(xs));
@@ -114,7 +53,7 @@ export async function runVisionFinetune(o: VisionFinetuneOptions) {
     seed: o.seed,
     augment: !!o.augment && !o.linearProbe,
   };
-  const source = o.scratch ? "from scratch" : `from ${o.init}`;
+  const source = start.from ? `from ${start.from}` : "from scratch";
   let params: VisionClassifierParams;
   const result: Record<string, unknown> = {};
   if (o.linearProbe) {
@@ -130,11 +69,11 @@ export async function runVisionFinetune(o: VisionFinetuneOptions) {
     const last = trained.history[trained.history.length - 1];
     Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
   }
-  const config: VisionClassifierConfig = { kind: "vision-classifier", run, labels: train.classes, finetune: { ...settings, linearProbe: !!o.linearProbe }, initializedFrom: o.scratch ? null : (o.init ?? null) };
-  await saveVisionClassifier(resolve(o.out), params, config);
+  const config: VisionClassifierConfig = { kind: "vision-classifier", run, labels: train.classes, finetune: { ...settings, linearProbe: !!o.linearProbe }, initializedFrom: start.from };
+  await saveModel(resolve(o.out), params, config);
   log(`saved the classifier in ${resolve(o.out)}`);
   if (evalSet) Object.assign(result, await evaluateVision(params, run, evalSet, settings.batchSize));
-  tree.dispose(params as never);
+  disposeTree(params);
   console.log(JSON.stringify(result));
 }
 
@@ -150,7 +89,7 @@ export async function runVisionEval(o: { model: string; data?: string; batchSize
   const { params, labels, config } = loaded.classifier;
   const data = await labeledImages(loaded.run, o.data, "test", labels);
   const metrics = await evaluateVision(params, loaded.run, data, o.batchSize ?? config.finetune.batchSize);
-  tree.dispose(params as never);
+  disposeTree(params);
   console.log(JSON.stringify({ task: "classification", ...metrics }));
 }
 
@@ -166,7 +105,7 @@ export async function runVisionClassify(files: string[], o: { model: string; top
   const images = [];
   for (const f of files) images.push(await decodeImage(f, { channels: m.channels, size: m.imageSize, minSide: m.patchSize }));
   const probs = await classProbabilities(params, loaded.run, images, Math.min(16, images.length), labels.length);
-  tree.dispose(params as never);
+  disposeTree(params);
   files.forEach((f, i) => {
     const row = Array.from(probs.subarray(i * labels.length, (i + 1) * labels.length));
     const top = row

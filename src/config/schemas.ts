@@ -1,53 +1,20 @@
 /** zod schemas shared by every modality's run configuration. */
 import { z } from "zod";
+import { DEFAULT_DIVERGENCE } from "../data2vec/monitor.js";
 
-const targetNorm = z.enum(["layer", "instance", "none"]);
+export { data2vecSchema } from "../data2vec/config.js";
+import { data2vecSchema } from "../data2vec/config.js";
 
-/** The modality-agnostic data2vec settings (`Data2VecSettings`). */
-export const data2vecSchema = z
-  .object({
-    topK: z.number().int().min(1),
-    targetLayer: z.enum(["ffn", "ffn_residual", "end", "attn"]),
-    targetNorm,
-    targetNormAfterAverage: targetNorm,
-    /**
-     * Instance-norm statistics of the targets: over the real steps only ("exclude", ours: padding never reaches
-     * the targets) or over every step, padded ones included ("include", fairseq's F.instance_norm).
-     */
-    targetNormPadding: z.enum(["exclude", "include"]).default("exclude"),
-    /** Shared input-side groups the teacher keeps its own EMA copy of (fairseq speech: ["encoderNorm"]); default none. */
-    emaShared: z.array(z.string()).default([]),
-    /** Subtract the targets' per-step batch mean, then normalize again (against collapse to position). */
-    removePositionMean: z.boolean().default(false),
-    loss: z.enum(["l2", "smooth_l1"]),
-    lossBeta: z.number().min(0),
-    lossScale: z.number().positive().nullable(),
-    headLayers: z.union([z.literal(1), z.literal(2)]),
-    ema: z
-      .object({
-        tauStart: z.number().min(0).max(1),
-        tauEnd: z.number().min(0).max(1),
-        annealSteps: z.number().int().min(0),
-      })
-      .strict(),
-    /** Teacher self-attention window (max distance in steps / patches); null = full context. */
-    teacherContext: z.number().int().min(0).nullable().default(null),
-    minTargetVar: z.number().min(0),
-    minPredVar: z.number().min(0),
-    /** Stop when the targets' position share exceeds this (after the warm-up); null: log it only. */
-    maxPositionShare: z.number().gt(0).max(1).nullable().default(null),
-    collapseWarmupSteps: z.number().int().min(0),
-    /** Divergence guard: loss or target_var over maxGrowth × their early mean for `patience` updates stops the run. */
-    divergence: z
-      .object({
-        referenceSteps: z.number().int().min(1).default(20),
-        maxGrowth: z.number().gt(1).nullable().default(10),
-        patience: z.number().int().min(1).default(10),
-      })
-      .strict()
-      .default({ referenceSteps: 20, maxGrowth: 10, patience: 10 }),
-  })
-  .strict();
+/** The transformer fields every modality's model has. */
+export const encoderFields = {
+  dim: z.number().int().min(8),
+  layers: z.number().int().min(1),
+  heads: z.number().int().min(1),
+  ffnDim: z.number().int().min(8),
+  dropout: z.number().min(0).max(0.9),
+  attentionDropout: z.number().min(0).max(0.9),
+  layerNormEps: z.number().positive(),
+};
 
 /** Optimization and bookkeeping of a pretraining run. */
 export const trainFields = {
@@ -66,3 +33,23 @@ export const trainFields = {
   seed: z.number().int(),
   checkpointEvery: z.number().int().min(1),
 };
+
+/**
+ * The presets' values of the data2vec settings that go beyond the paper (a restricted teacher context, position
+ * monitors, fairseq's padding behaviour, a teacher copy of shared groups): all off, so the method is as published;
+ * the divergence guard on.
+ */
+export const PAPER_DATA2VEC_EXTRAS = {
+  teacherContext: null,
+  maxPositionShare: null,
+  removePositionMean: false,
+  targetNormPadding: "exclude",
+  emaShared: [],
+  divergence: DEFAULT_DIVERGENCE,
+} as const satisfies Partial<z.infer<typeof data2vecSchema>>;
+
+/** fairseq's Adam for text and speech (β1 0.9, β2 0.98, ε 1e-6). */
+export const FAIRSEQ_ADAM = { beta1: 0.9, beta2: 0.98, eps: 1e-6 } as const;
+
+/** The presets' training bookkeeping: no accumulation, cosine decay to 0, seed 1. */
+export const TRAIN_DEFAULTS = { accumSteps: 1, schedule: "cosine", minLr: 0, seed: 1 } as const;

@@ -1,57 +1,57 @@
-/** The modality-agnostic data2vec settings (see the reference's §1 and §2 for the paper's values). */
-import type { Capture } from "../nn/blocks.js";
-import type { EmaSchedule } from "./ema.js";
-import type { LossKind } from "./loss.js";
-import type { TargetNorm } from "./targets.js";
+/**
+ * The modality-agnostic data2vec settings (see the reference's §1 and §2 for the paper's values): one zod schema, and
+ * the type derived from it. Fields with defaults may be omitted (configs saved before they existed omit them).
+ */
+import { z } from "zod";
 
-export type Data2VecSettings = {
-  /** Number of top teacher blocks whose outputs are averaged into the target (K). */
-  topK: number;
-  /** Which block intermediate is the target: the FFN output before the last residual (paper) or an ablation. */
-  targetLayer: Capture;
-  /** Per-layer target normalization, then optional normalization of the average. */
-  targetNorm: TargetNorm;
-  targetNormAfterAverage: TargetNorm;
-  /**
-   * Groups of the student's shared input side (e.g. speech's "encoderNorm") that the teacher keeps its own EMA
-   * copy of, instead of reading the student's (the default, none: fairseq copies them at every EMA step, except
-   * speech's encoder layer norm, which it averages).
-   */
-  emaShared?: string[];
-  /** Instance-norm statistics over the real steps only ("exclude", the default) or padded ones too ("include", fairseq). */
-  targetNormPadding?: "exclude" | "include";
-  /**
-   * Subtract from the averaged targets their mean over the batch at each step, then apply the per-layer norm
-   * again: the student gains nothing from encoding position, which otherwise short inputs and small batches
-   * let the targets collapse to (see `positionShare`). Not in the paper; needs 2 or more rows per batch.
-   */
-  removePositionMean?: boolean;
-  loss: LossKind;
-  /** Smooth L1 β (ignored for L2). */
-  lossBeta: number;
-  /** Loss scale; null means 1/√D. */
-  lossScale: number | null;
-  /** Regression head: 1 = Linear(D, D); 2 = Linear(D, 2D) → GELU → Linear(2D, D) (text). */
-  headLayers: 1 | 2;
-  ema: EmaSchedule;
-  /**
-   * Restrict the teacher's self-attention to steps at most this far away (the paper's context-size ablation,
-   * §5.3); null = the whole input. Distances are the modality's (`Modality.stepDistances`): steps for text and
-   * speech, patches on the grid for images.
-   */
-  teacherContext?: number | null;
-  /** Collapse monitor: stop when target_var / pred_var fall under these after `collapseWarmupSteps`. */
-  minTargetVar: number;
-  minPredVar: number;
-  /**
-   * Stop when the targets' position share (`positionShare`: about 1/B unrelated to position, 1 when the
-   * targets encode position alone) rises above this after the warm-up; null only logs it.
-   */
-  maxPositionShare?: number | null;
-  collapseWarmupSteps: number;
-  /** Divergence guard (see `DivergenceGuard`); absent in configs saved before it existed: the defaults apply. */
-  divergence?: DivergenceSettings;
-};
+const targetNorm = z.enum(["layer", "instance", "none"]);
+
+export const data2vecSchema = z
+  .object({
+    topK: z.number().int().min(1),
+    targetLayer: z.enum(["ffn", "ffn_residual", "end", "attn"]),
+    targetNorm,
+    targetNormAfterAverage: targetNorm,
+    /**
+     * Instance-norm statistics of the targets: over the real steps only ("exclude", ours: padding never reaches
+     * the targets) or over every step, padded ones included ("include", fairseq's F.instance_norm).
+     */
+    targetNormPadding: z.enum(["exclude", "include"]).default("exclude"),
+    /** Shared input-side groups the teacher keeps its own EMA copy of (fairseq speech: ["encoderNorm"]); default none. */
+    emaShared: z.array(z.string()).default([]),
+    /** Subtract the targets' per-step batch mean, then normalize again (against collapse to position). */
+    removePositionMean: z.boolean().default(false),
+    loss: z.enum(["l2", "smooth_l1"]),
+    lossBeta: z.number().min(0),
+    lossScale: z.number().positive().nullable(),
+    headLayers: z.union([z.literal(1), z.literal(2)]),
+    ema: z
+      .object({
+        tauStart: z.number().min(0).max(1),
+        tauEnd: z.number().min(0).max(1),
+        annealSteps: z.number().int().min(0),
+      })
+      .strict(),
+    /** Teacher self-attention window (max distance in steps / patches); null = full context. */
+    teacherContext: z.number().int().min(0).nullable().default(null),
+    minTargetVar: z.number().min(0),
+    minPredVar: z.number().min(0),
+    /** Stop when the targets' position share exceeds this (after the warm-up); null: log it only. */
+    maxPositionShare: z.number().gt(0).max(1).nullable().default(null),
+    collapseWarmupSteps: z.number().int().min(0),
+    /** Divergence guard: loss or target_var over maxGrowth × their early mean for `patience` updates stops the run. */
+    divergence: z
+      .object({
+        referenceSteps: z.number().int().min(1).default(20),
+        maxGrowth: z.number().gt(1).nullable().default(10),
+        patience: z.number().int().min(1).default(10),
+      })
+      .strict()
+      .default({ referenceSteps: 20, maxGrowth: 10, patience: 10 }),
+  })
+  .strict();
+
+export type Data2VecSettings = z.input<typeof data2vecSchema>;
 
 /** Stop when the loss or target_var stays over `maxGrowth` × its mean over the first `referenceSteps` updates for `patience` updates. */
-export type DivergenceSettings = { referenceSteps: number; maxGrowth: number | null; patience: number };
+export type DivergenceSettings = z.output<typeof data2vecSchema>["divergence"];

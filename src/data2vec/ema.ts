@@ -3,8 +3,8 @@
  * encoder and embeddings are shared with the student (the teacher reads them under stop-gradient).
  * τ rises linearly from τ0 to τe over the first τn updates, then stays at τe (fairseq `get_annealed_rate`).
  */
-import { numpy as np, tree } from "../engine/jax.js";
-import type { ParamTree } from "../engine/tree.js";
+import { numpy as np } from "../engine/jax.js";
+import { rebuildTree, structureOf, treeLeaves } from "../engine/typed.js";
 
 export type EmaSchedule = { tauStart: number; tauEnd: number; annealSteps: number };
 
@@ -24,10 +24,11 @@ export function emaStepDue(s: EmaSchedule, numUpdates: number): boolean {
 }
 
 /** teacher ← τ·teacher + (1−τ)·student, leaf by leaf. Consumes all three arguments. */
-export function emaUpdate<T extends ParamTree>(teacher: T, student: T, tau: np.Array): T {
-  const t = tree.leaves(teacher as never) as np.Array[];
-  const s = tree.leaves(student as never) as np.Array[];
+export function emaUpdate<T>(teacher: T, student: T, tau: np.Array): T {
+  const structure = structureOf(teacher);
+  const t = treeLeaves(teacher);
+  const s = treeLeaves(student);
   const out = t.map((ti, i) => ti.mul(tau.ref).add(s[i].mul(np.negative(tau.ref).add(1))));
   tau.dispose();
-  return tree.unflatten(tree.structure(teacher as never), out) as T;
+  return rebuildTree(structure, out);
 }

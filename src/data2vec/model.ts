@@ -8,7 +8,8 @@
  * A modality plugs in through `Modality`: its embeddings (feature encoder + positions + masking) and its
  * block settings. Nothing here knows about text, audio or images.
  */
-import { lax, numpy as np, tree } from "../engine/jax.js";
+import { disposeTree, mapGroups, refTree, stopGradientTree } from "../engine/typed.js";
+import { lax, numpy as np } from "../engine/jax.js";
 import type { ParamTree } from "../engine/tree.js";
 import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
 import { gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
@@ -96,7 +97,7 @@ export function emaSharedOf<Shared extends ParamTree>(shared: Shared, names: rea
 
 /** What the EMA step averages the teacher with: the student's blocks and its `emaShared` groups (references, consumed by the step). */
 export function studentForEma<Shared extends ParamTree>(params: Data2VecParams<Shared>, names: readonly string[]): Teacher<Shared> {
-  return { layers: tree.ref(params.layers as never) as BlockParams[], shared: tree.ref(emaSharedOf(params.shared, names) as never) as Partial<Shared> };
+  return { layers: refTree(params.layers), shared: refTree(emaSharedOf(params.shared, names)) };
 }
 
 export function initRegressionHead(keys: KeyStream, dim: number, layers: 1 | 2, opts: { inputNorm?: boolean } = {}): RegressionHead {
@@ -116,12 +117,17 @@ export function regressionHead(p: RegressionHead, x: np.Array, eps = 1e-5): np.A
 
 export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array; positionShare: np.Array };
 
-/** What the loss compares: the student's predictions and the teacher's targets [B, T, D], and the [B, T] loss weights. */
-export type Data2VecOutputs = { pred: np.Array; target: np.Array; weights: np.Array; metrics: StepMetrics };
+/**
+ * What the loss compares: the student's predictions and the teacher's targets [B, T, D], the [B, T] loss weights,
+ * and the teacher view's [B, T] padding mask (null: none), which the diagnostics read.
+ */
+export type Data2VecOutputs = { pred: np.Array; target: np.Array; weights: np.Array; padding: np.Array | null };
 
 /**
- * The data2vec loss for one batch. Consumes params, teacher, batch and key.
- * Returns [loss, metrics]; differentiate it with respect to `params` only.
+ * One batch's loss and the monitors' statistics. The method is `data2vecOutputs` then `regressionLoss`; the
+ * statistics are computed beside it from the same outputs (no gradient flows through them), and
+ * `removePositionMean`, an extension outside the paper, transforms the targets in between. Consumes params,
+ * teacher, batch and keys; differentiate it with respect to `params` only.
  */
 export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   modality: Modality<Shared, Batch>,
@@ -131,12 +137,20 @@ export function data2vecLoss<Shared extends ParamTree, Batch extends { [k: strin
   batch: Batch,
   keys: KeyStream | null,
 ): [np.Array, StepMetrics] {
-  const { pred, target, weights, metrics } = data2vecOutputs(modality, cfg, params, teacher, batch, keys);
-  const scale = cfg.lossScale ?? 1 / Math.sqrt(pred.shape[2]);
-  return [regressionLoss(pred, target, weights, { kind: cfg.loss, beta: cfg.lossBeta, scale }), metrics];
+  let outputs = data2vecOutputs(modality, cfg, params, teacher, batch, keys);
+  // Measured on the teacher's own targets, before any position mean is removed: does the teacher encode position?
+  const share = targetPositionShare(outputs);
+  if (cfg.removePositionMean) outputs = withoutPositionMean(outputs, cfg.targetNorm);
+  const metrics = { ...stepStatistics(outputs), positionShare: share };
+  outputs.padding?.dispose();
+  const scale = cfg.lossScale ?? 1 / Math.sqrt(outputs.pred.shape[2]);
+  return [regressionLoss(outputs.pred, outputs.target, outputs.weights, { kind: cfg.loss, beta: cfg.lossBeta, scale }), metrics];
 }
 
-/** Steps 1–3 of the method (mask, encode, targets) and the regression head: everything before the loss. Consumes like `data2vecLoss`. */
+/**
+ * The method (§3): mask, encode, build the targets, and the regression head: everything before the loss.
+ * Consumes params, teacher, batch and keys.
+ */
 export function data2vecOutputs<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   modality: Modality<Shared, Batch>,
   cfg: Data2VecSettings,
@@ -145,64 +159,78 @@ export function data2vecOutputs<Shared extends ParamTree, Batch extends { [k: st
   batch: Batch,
   keys: KeyStream | null,
 ): Data2VecOutputs {
-  const teacherLayers = teacherParams.layers;
-  // The student's masked view (dropout on) and the teacher's unmasked view through the shared input side
-  // under stop-gradient (no dropout).
+  // 1. The student's masked view (dropout on) and the teacher's unmasked view, through the shared input side under
+  //    stop-gradient (no dropout), with the teacher's own copies of any `emaShared` groups.
   let student: Embedded, teacherIn: Embedded;
   if (modality.embedViews) ({ student, teacher: teacherIn } = modality.embedViews(params.shared, batch, keys, teacherParams.shared));
   else {
-    student = modality.embed(tree.ref(params.shared as never) as Shared, batch, "student", keys);
-    // The teacher's own groups replace the student's; the rest is read under stop-gradient.
-    const own = teacherParams.shared as Record<string, unknown>;
-    const frozen = Object.fromEntries(
-      Object.entries(params.shared as Record<string, unknown>).map(([k, v]) => {
-        if (k in own) {
-          tree.dispose(v as never);
-          return [k, own[k]];
-        }
-        return [k, tree.map((a: np.Array) => lax.stopGradient(a), v as never)];
-      }),
-    ) as unknown as Shared;
-    teacherIn = modality.embed(frozen, batch, "teacher", null);
+    student = modality.embed(refTree(params.shared), batch, "student", keys);
+    teacherIn = modality.embed(teacherInputSide(params.shared, teacherParams.shared), batch, "teacher", null);
   }
+  // 2. Encode: the student's blocks on the masked view; the EMA teacher's blocks on the unmasked view, no dropout,
+  //    keeping the top-K blocks' outputs (optionally with a restricted context, §5.3).
   const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, bias: student.bias, relativeIndex: student.relativeIndex, keys }).out;
   disposeExtras(student);
-
-  // Teacher: the EMA blocks on the unmasked view, no dropout; optionally with a restricted context (§5.3).
-  const teacherLayerCount = teacherLayers.length;
   if (cfg.teacherContext != null) {
     const steps = teacherIn.x.shape[1];
     const distances = modality.stepDistances?.(steps) ?? sequenceDistances(steps);
     const window = contextWindowBias(distances, steps, cfg.teacherContext);
     teacherIn.bias = teacherIn.bias ? teacherIn.bias.add(window) : window;
   }
-  const teacher = runEncoder(teacherLayers, teacherIn.x, modality.encoder, {
+  const teacher = runEncoder(teacherParams.layers, teacherIn.x, modality.encoder, {
     padding: teacherIn.padding,
     bias: teacherIn.bias,
     relativeIndex: teacherIn.relativeIndex,
     keys: null,
     capture: cfg.targetLayer,
-    captureFrom: teacherLayerCount - cfg.topK,
+    captureFrom: teacherParams.layers.length - cfg.topK,
   });
   teacher.out.dispose();
-  // Padded steps are left out of the instance-norm statistics, so padding never reaches the targets
-  // (fairseq includes them: targetNormPadding "include").
+  // 3. Targets y = Norm(mean_k Norm_k(teacher_k)) under stop-gradient. Padded steps are left out of the
+  //    instance-norm statistics, so padding never reaches the targets (fairseq includes them: "include").
+  const padding = teacherIn.padding?.ref ?? null;
   const statsOver = cfg.targetNormPadding === "include" ? null : (teacherIn.padding?.ref ?? null);
-  let target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage, statsOver));
-  // The share is taken before any position mean is removed: it tells whether the teacher itself encodes position.
-  const targetPositionShare = lax.stopGradient(positionShare(target.ref, teacherIn.padding?.ref ?? null));
-  if (cfg.removePositionMean) target = normalizeTarget(subtractPositionMean(target, teacherIn.padding), cfg.targetNorm, teacherIn.padding);
+  const target = lax.stopGradient(buildTargets(teacher.captured, cfg.targetNorm, cfg.targetNormAfterAverage, statsOver));
   disposeExtras(teacherIn);
-
-  // Regression at the masked steps.
+  // 4. The regression head's predictions, compared at the masked steps.
   const pred = regressionHead(params.head, h, modality.encoder.eps);
   const weights = modality.lossWeights(batch);
-  const metrics: StepMetrics = {
-    targetVar: lax.stopGradient(meanStd(target.ref, weights.ref)),
-    predVar: lax.stopGradient(meanStd(pred.ref, weights.ref)),
-    maskedSteps: lax.stopGradient(weights.ref.sum()),
-    positionShare: targetPositionShare,
+  disposeTree(batch);
+  return { pred, target, weights, padding };
+}
+
+/**
+ * The input side the teacher reads: its own EMA copy of each group it has (`emaShared`), the student's other
+ * groups under stop-gradient. Consumes `shared`, not `own`.
+ */
+function teacherInputSide<Shared extends ParamTree>(shared: Shared, own: Partial<Shared>): Shared {
+  return mapGroups(shared, (name, group) => {
+    const mine = own[name];
+    if (mine === undefined) return stopGradientTree(group);
+    disposeTree(group);
+    return mine as Shared[typeof name];
+  });
+}
+
+/** The statistics the collapse monitor reads, beside the loss (no gradient): target_var, pred_var, masked steps. Borrows `o`. */
+export function stepStatistics(o: Data2VecOutputs): Omit<StepMetrics, "positionShare"> {
+  return {
+    targetVar: lax.stopGradient(meanStd(o.target.ref, o.weights.ref)),
+    predVar: lax.stopGradient(meanStd(o.pred.ref, o.weights.ref)),
+    maskedSteps: lax.stopGradient(o.weights.ref.sum()),
   };
-  tree.dispose(batch as never);
-  return { pred, target, weights, metrics };
+}
+
+/** The share of the targets' variance that position alone explains (see `positionShare`). Borrows `o`. */
+export function targetPositionShare(o: Data2VecOutputs): np.Array {
+  return lax.stopGradient(positionShare(o.target.ref, o.padding?.ref ?? null));
+}
+
+/**
+ * `Data2VecSettings.removePositionMean` (not in the paper): the targets less their mean over the batch at each
+ * step, normalized again, so that the student gains nothing from encoding position. Consumes `o`'s target.
+ */
+export function withoutPositionMean(o: Data2VecOutputs, norm: Data2VecSettings["targetNorm"]): Data2VecOutputs {
+  const target = normalizeTarget(subtractPositionMean(o.target, o.padding), norm, o.padding);
+  return { ...o, target };
 }

@@ -2,7 +2,8 @@
  * Compiled training steps. One optimizer update is: (EMA step, if due) → forward/backward on each
  * micro-batch → AdamW. The EMA runs once per optimizer update, never per micro-batch.
  */
-import { jit, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
+import { compile, refTree, valueAndGradOf } from "../engine/typed.js";
+import { numpy as np, random } from "../engine/jax.js";
 import { adamwUpdate, type AdamWConfig, type AdamWState } from "../engine/optim.js";
 import type { ParamTree } from "../engine/tree.js";
 import { KeyStream } from "../nn/random.js";
@@ -36,38 +37,26 @@ export function makeData2VecSteps<Shared extends ParamTree, Batch extends { [k: 
     keys.close();
     return out;
   };
-  const lossAndGrad = valueAndGrad(lossFn, { hasAux: true }) as unknown as (
-    p: Params,
-    t: TeacherP,
-    b: Batch,
-    k: np.Array,
-  ) => [[np.Array, StepMetrics], Params];
+  const lossAndGrad = valueAndGradOf(lossFn, { hasAux: true });
 
   /** One fused update (no accumulation): returns [params, optState, outputs]. */
-  const update = jit((params: Params, teacher: TeacherP, optState: AdamWState, batch: Batch, key: np.Array, lr: np.Array) => {
-    const [[loss, metrics], grads] = lossAndGrad(tree.ref(params as never) as Params, teacher, batch, key);
-    const [newParams, newOpt, gradNorm] = adamwUpdate(grads as ParamTree, optState, params as ParamTree, lr, opt);
-    return [newParams, newOpt, { loss, gradNorm, ...metrics }] as never;
-  }) as unknown as (p: Params, t: TeacherP, o: AdamWState, b: Batch, k: np.Array, lr: np.Array) => [Params, AdamWState, StepOutput];
+  const update = compile((params: Params, teacher: TeacherP, optState: AdamWState, batch: Batch, key: np.Array, lr: np.Array): [Params, AdamWState, StepOutput] => {
+    const [[loss, metrics], grads] = lossAndGrad(refTree(params), teacher, batch, key);
+    const [newParams, newOpt, gradNorm] = adamwUpdate(grads, optState, params, lr, opt);
+    return [newParams, newOpt, { loss, gradNorm, ...metrics }];
+  });
 
   /** Loss and gradients of one micro-batch (for gradient accumulation). */
-  const microStep = jit((params: Params, teacher: TeacherP, batch: Batch, key: np.Array) => {
+  const microStep = compile((params: Params, teacher: TeacherP, batch: Batch, key: np.Array): [Params, StepMetrics & { loss: np.Array }] => {
     const [[loss, metrics], grads] = lossAndGrad(params, teacher, batch, key);
-    return [grads, { loss, ...metrics }] as never;
-  }) as unknown as (p: Params, t: TeacherP, b: Batch, k: np.Array) => [Params, StepMetrics & { loss: np.Array }];
+    return [grads, { loss, ...metrics }];
+  });
 
   /** AdamW on accumulated (averaged) gradients. */
-  const apply = jit((params: Params, grads: Params, optState: AdamWState, lr: np.Array) => {
-    const [newParams, newOpt, gradNorm] = adamwUpdate(grads as ParamTree, optState, params as ParamTree, lr, opt);
-    return [newParams, newOpt, gradNorm] as never;
-  }) as unknown as (p: Params, g: Params, o: AdamWState, lr: np.Array) => [Params, AdamWState, np.Array];
+  const apply = compile((params: Params, grads: Params, optState: AdamWState, lr: np.Array) => adamwUpdate(grads, optState, params, lr, opt));
 
   /** teacher ← τ·teacher + (1−τ)·student over the teacher's blocks and own shared groups (see `studentForEma`). */
-  const ema = jit((teacher: TeacherP, student: TeacherP, tau: np.Array) => emaUpdate(teacher as ParamTree, student as ParamTree, tau) as never) as unknown as (
-    t: TeacherP,
-    s: TeacherP,
-    tau: np.Array,
-  ) => TeacherP;
+  const ema = compile((teacher: TeacherP, student: TeacherP, tau: np.Array) => emaUpdate(teacher, student, tau));
 
   return { update, microStep, apply, ema, lossFn };
 }

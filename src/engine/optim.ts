@@ -17,7 +17,7 @@ export type AdamWConfig = {
 
 export type AdamWState = { count: np.Array; mu: ParamTree; nu: ParamTree };
 
-export function adamwInit(params: ParamTree): AdamWState {
+export function adamwInit(params: unknown): AdamWState {
   const zeros = (a: np.Array) => np.zerosLike(a.ref);
   return { count: np.zeros([]), mu: tree.map(zeros, params as never) as ParamTree, nu: tree.map(zeros, params as never) as ParamTree };
 }
@@ -28,7 +28,7 @@ export function decays(leaf: { ndim: number }): boolean {
 }
 
 /** sqrt(Σ g²) over every leaf. Consumes nothing. */
-export function globalNorm(grads: ParamTree): np.Array {
+export function globalNorm(grads: unknown): np.Array {
   const leaves = tree.leaves(grads as never) as np.Array[];
   let total: np.Array = np.zeros([]);
   for (const g of leaves) total = total.add(np.square(g.ref).sum());
@@ -38,13 +38,13 @@ export function globalNorm(grads: ParamTree): np.Array {
 /**
  * One AdamW step. Consumes grads, state and params; returns [params, state, gradNorm (before clipping)].
  */
-export function adamwUpdate(
-  grads: ParamTree,
+export function adamwUpdate<P>(
+  grads: P,
   state: AdamWState,
-  params: ParamTree,
+  params: P,
   lr: np.Array,
   cfg: AdamWConfig,
-): [ParamTree, AdamWState, np.Array] {
+): [P, AdamWState, np.Array] {
   const [pLeaves, def] = tree.flatten(params as never) as [np.Array[], tree.JsTreeDef];
   let gLeaves = tree.leaves(grads as never) as np.Array[];
   const mLeaves = tree.leaves(state.mu as never) as np.Array[];
@@ -79,7 +79,7 @@ export function adamwUpdate(
   bc2.dispose();
   stepSize.dispose();
   return [
-    tree.unflatten(def, newP) as ParamTree,
+    tree.unflatten(def, newP) as P,
     { count, mu: tree.unflatten(def, newM) as ParamTree, nu: tree.unflatten(def, newV) as ParamTree },
     norm,
   ];

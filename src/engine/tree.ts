@@ -4,7 +4,8 @@ import { numpy as np, tree } from "./jax.js";
 export type ParamTree = np.Array | ParamTree[] | { [key: string]: ParamTree };
 
 /** Leaves in a deterministic order with their dotted names (`encoder.layers.0.attn.q.weight`). */
-export function namedLeaves(t: ParamTree, prefix = ""): [string, np.Array][] {
+export function namedLeaves(tree: unknown, prefix = ""): [string, np.Array][] {
+  const t = tree as ParamTree;
   if (t instanceof np.Array) return [[prefix, t]];
   const out: [string, np.Array][] = [];
   const entries: [string, ParamTree][] = Array.isArray(t) ? t.map((v, i) => [String(i), v]) : Object.entries(t);
@@ -13,7 +14,7 @@ export function namedLeaves(t: ParamTree, prefix = ""): [string, np.Array][] {
 }
 
 /** Rebuilds a tree with the structure of `like`, taking each leaf from `byName`. */
-export function fillTree<T extends ParamTree>(like: T, byName: (name: string, leaf: np.Array) => np.Array): T {
+export function fillTree<T>(like: T, byName: (name: string, leaf: np.Array) => np.Array): T {
   const go = (t: ParamTree, prefix: string): ParamTree => {
     if (t instanceof np.Array) return byName(prefix, t);
     if (Array.isArray(t)) return t.map((v, i) => go(v, prefix ? `${prefix}.${i}` : String(i)));
@@ -21,11 +22,11 @@ export function fillTree<T extends ParamTree>(like: T, byName: (name: string, le
     for (const [k, v] of Object.entries(t)) out[k] = go(v, prefix ? `${prefix}.${k}` : k);
     return out;
   };
-  return go(like, "") as T;
+  return go(like as ParamTree, "") as T;
 }
 
 /** Deep copy into fresh buffers (used to create the EMA teacher, which must not alias the student). */
-export function copyTree<T extends ParamTree>(t: T): T {
+export function copyTree<T>(t: T): T {
   return tree.map((a: np.Array) => a.ref.add(0), t as never) as unknown as T;
 }
 

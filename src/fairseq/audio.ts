@@ -5,29 +5,29 @@
 import { numpy as np } from "../engine/jax.js";
 import { CheckpointError } from "../engine/errors.js";
 import { toFloat32 } from "../engine/safetensors.js";
-import type { ParamTree } from "../engine/tree.js";
-import type { Data2VecParams, Teacher } from "../data2vec/model.js";
 
-import { audioModality } from "../audio/model.js";
+import { audioModality, initAudioEncoder, type AudioPretrainBatch, type AudioShared } from "../audio/model.js";
 import type { AudioModelConfig } from "../audio/config.js";
-import { buildTree, layerNormEntries, linearEntries, postLnBlockEntries, same, type KeyEntry } from "./keys.js";
-import { data2vecSettingsFrom, ints, type FairseqTargetFields } from "./text.js";
-import type { FairseqVariant, Fixture } from "./check.js";
+import { fairseqStudentAndTeacher, layerNormEntries, linearEntries, postLnBlockEntries, same, type KeyEntry } from "./keys.js";
+import { data2vecSettingsFrom, fairseqTargetFields, ints } from "./text.js";
+import { z } from "zod";
+import { parseFairseqModel, type FairseqVariant, type Fixture } from "./fixture.js";
 
-type FairseqAudioModel = FairseqTargetFields & {
-  extractor_mode: string;
-  encoder_layers: number;
-  encoder_embed_dim: number;
-  encoder_ffn_embed_dim: number;
-  encoder_attention_heads: number;
-  layer_norm_first: boolean;
-  conv_feature_layers: string;
-  conv_bias: boolean;
-  conv_pos: number;
-  conv_pos_groups: number;
-  pos_conv_depth: number;
-  final_dim: number;
-};
+const fairseqAudioModel = z.looseObject({
+  ...fairseqTargetFields,
+  extractor_mode: z.string(),
+  encoder_layers: z.number().int(),
+  encoder_embed_dim: z.number().int(),
+  encoder_ffn_embed_dim: z.number().int(),
+  encoder_attention_heads: z.number().int(),
+  layer_norm_first: z.boolean(),
+  conv_feature_layers: z.string(),
+  conv_bias: z.boolean(),
+  conv_pos: z.number().int(),
+  conv_pos_groups: z.number().int(),
+  pos_conv_depth: z.number().int(),
+  final_dim: z.number().int(),
+});
 
 /** fairseq's `conv_feature_layers`, e.g. "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2". */
 export function parseConvLayers(spec: string): AudioModelConfig["convLayers"] {
@@ -60,8 +60,8 @@ export function audioKeyMap(m: AudioModelConfig): KeyEntry[] {
   ];
 }
 
-export function audioVariant(f: Fixture): FairseqVariant {
-  const fm = f.config.model as unknown as FairseqAudioModel;
+export function audioVariant(f: Fixture): FairseqVariant<AudioShared, AudioPretrainBatch> {
+  const fm = parseFairseqModel(fairseqAudioModel, f);
   if (fm.extractor_mode !== "layer_norm" || fm.layer_norm_first || fm.conv_bias || fm.final_dim !== 0) {
     throw new CheckpointError(`${f.dir}: only data2vec audio's layout (layer-norm feature extractor, post-LN, no conv bias, final_dim 0) is implemented`);
   }
@@ -86,14 +86,13 @@ export function audioVariant(f: Fixture): FairseqVariant {
     posConvPadding: "leak",
   };
   const student = audioKeyMap(m);
-  const params = buildTree(student, f.weights, `${f.dir}/weights.safetensors`) as unknown as Data2VecParams<ParamTree>;
   // fairseq's teacher averages its encoder.layer_norm (ema_layers_only skips pos_conv only): data2vec.emaShared ["encoderNorm"].
+  const emaShared = ["encoderNorm"];
   const teacherEntries = [
     ...Array.from({ length: m.layers }, (_, i) => postLnBlockEntries(`teacher.layers.${i}`, ["layers", i])).flat(),
     ...layerNormEntries("teacher.layer_norm", ["shared", "encoderNorm"]),
   ];
-  const teacher = buildTree(teacherEntries, f.weights, `${f.dir}/weights.safetensors`) as unknown as Teacher;
-  teacher.shared ??= {};
+  const { params, teacher } = fairseqStudentAndTeacher(f, (keys) => initAudioEncoder(keys, m), m.dim, 1, { student, teacher: teacherEntries }, emaShared);
   const teacherKeys = [
     ...teacherEntries.map((entry) => ({ key: entry.fairseq.slice("teacher.".length), where: "teacher" as const, entry })),
     // pos_conv is copied from the student at every EMA step (ema_layers_only): sharing it is the same.
@@ -111,9 +110,9 @@ export function audioVariant(f: Fixture): FairseqVariant {
     frameMask: np.array(Float32Array.from(framePadding, (p) => 1 - p)).reshape([b, t]),
     mask: np.array(Float32Array.from(mask)).reshape([b, t]),
   });
-  const d2v = { ...data2vecSettingsFrom(fm, 1), targetNormPadding: "include" as const, emaShared: ["encoderNorm"] };
+  const d2v = { ...data2vecSettingsFrom(fm, 1), targetNormPadding: "include" as const, emaShared };
   return {
-    modality: audioModality(m) as unknown as FairseqVariant["modality"],
+    modality: audioModality(m),
     d2v,
     params,
     teacher,

@@ -3,9 +3,15 @@
  * key → path in our tree, and how the tensor is laid out), used in both directions: to load fairseq weights and
  * to name our gradients and teacher tensors as fairseq does.
  */
-import { numpy as np } from "../engine/jax.js";
+import { numpy as np, random } from "../engine/jax.js";
+import { disposeTree } from "../engine/typed.js";
+import type { ParamTree } from "../engine/tree.js";
+import { KeyStream } from "../nn/random.js";
+import type { BlockParams } from "../nn/encoder.js";
+import { emaSharedOf, initRegressionHead, type Data2VecParams, type Teacher } from "../data2vec/model.js";
 import { CheckpointError } from "../engine/errors.js";
 import { toFloat32, type HostTensor } from "../engine/safetensors.js";
+import { fillTree, namedLeaves } from "../engine/tree.js";
 
 /**
  * How a fairseq tensor is stored in our tree: `same` (identical layout), `linear` (torch's [out, in] is our
@@ -91,31 +97,60 @@ export function toFairseq(data: Float32Array, layout: Layout, fairseqShape: numb
   return out;
 }
 
-type Tree = { [k: string]: unknown } | unknown[];
-
-/** Builds our parameter tree from a fairseq state dict (every entry must be there, with a sane shape). */
-export function buildTree(entries: KeyEntry[], tensors: Map<string, HostTensor>, what: string): Tree {
-  const root: Tree = {};
-  for (const e of entries) {
+/**
+ * Our tree `like` (fresh parameters of the fixture's architecture, consumed) with every leaf taken from a fairseq
+ * state dict through the key map: each of our leaves must have an entry, each entry a leaf, with a matching shape.
+ */
+export function buildTree<T>(entries: KeyEntry[], tensors: Map<string, HostTensor>, what: string, like: T): T {
+  const byPath = new Map(entries.map((e) => [e.path.join("."), e]));
+  const ours = new Set(namedLeaves(like).map(([name]) => name));
+  const stray = entries.find((e) => !ours.has(e.path.join(".")));
+  if (stray) throw new CheckpointError(`the key map sends ${stray.fairseq} to ${stray.path.join(".")}, which our model does not have`);
+  return fillTree(like, (name, leaf) => {
+    const e = byPath.get(name);
+    if (!e) throw new CheckpointError(`${what}: no fairseq weight maps to our ${name}`);
     const t = tensors.get(e.fairseq);
     if (!t) throw new CheckpointError(`${what} lacks ${e.fairseq}`);
     const { data, shape } = toOurs(t, e.layout, e.fairseq);
-    let node = root as Record<string | number, unknown>;
-    e.path.forEach((part, i) => {
-      if (i === e.path.length - 1) node[part] = np.array(data).reshape(shape);
-      else {
-        if (node[part] === undefined) node[part] = typeof e.path[i + 1] === "number" ? [] : {};
-        node = node[part] as Record<string | number, unknown>;
-      }
-    });
-  }
-  return root;
+    if (shape.join(",") !== leaf.shape.join(",")) throw new CheckpointError(`${what}: ${e.fairseq} gives our ${name} the shape [${shape}], not [${leaf.shape}]`);
+    leaf.dispose();
+    return np.array(data).reshape(shape);
+  });
 }
 
 /** The leaf of our tree at `path`. */
 export function leafAt(root: unknown, path: (string | number)[]): np.Array {
-  let node = root as Record<string | number, unknown>;
-  for (const part of path) node = node?.[part] as Record<string | number, unknown>;
-  if (!node) throw new Error(`no parameter at ${path.join(".")}`);
-  return node as unknown as np.Array;
+  let node = root;
+  for (const part of path) node = (node as Record<string | number, unknown> | undefined)?.[part];
+  if (!(node instanceof np.Array)) throw new Error(`no parameter at ${path.join(".")}`);
+  return node;
+}
+
+/**
+ * A student and its teacher from a fairseq state dict: fresh trees of our architecture (`init`: encoder blocks
+ * and shared input side; a regression head of `headLayers`) filled through the key maps. The teacher holds its
+ * blocks and the shared groups `emaShared` names.
+ */
+export function fairseqStudentAndTeacher<Shared extends ParamTree>(
+  f: { weights: Map<string, HostTensor>; dir: string },
+  init: (keys: KeyStream) => { shared: Shared; layers: BlockParams[] },
+  dim: number,
+  headLayers: 1 | 2,
+  maps: { student: KeyEntry[]; teacher: KeyEntry[] },
+  emaShared: readonly string[] = [],
+): { params: Data2VecParams<Shared>; teacher: Teacher<Shared> } {
+  const what = `${f.dir}/weights.safetensors`;
+  const fresh = (seed: number): Data2VecParams<Shared> => {
+    const keys = new KeyStream(random.key(seed));
+    const { shared, layers } = init(keys);
+    const head = initRegressionHead(keys, dim, headLayers);
+    keys.close();
+    return { shared, layers, head };
+  };
+  const params = buildTree(maps.student, f.weights, what, fresh(0));
+  const like = fresh(1);
+  const teacherLike: Teacher<Shared> = { layers: like.layers, shared: emaSharedOf(like.shared, emaShared) };
+  const kept = new Set(emaShared);
+  disposeTree([like.head, ...Object.entries(like.shared).filter(([k]) => !kept.has(k)).map(([, v]) => v)]);
+  return { params, teacher: buildTree(maps.teacher, f.weights, what, teacherLike) };
 }

@@ -2,34 +2,39 @@
  * fairseq's data2vec v1 text model (`Data2VecTextModel`) as ours: the key map, the settings, and a batch from
  * the fixture's inputs (the mask is the `<mask>` tokens already in `src_tokens`).
  */
+import { z } from "zod";
 import { numpy as np } from "../engine/jax.js";
 import { CheckpointError } from "../engine/errors.js";
 import { toFloat32, type HostTensor } from "../engine/safetensors.js";
-import type { ParamTree } from "../engine/tree.js";
-import type { Data2VecParams, Teacher } from "../data2vec/model.js";
-import type { Data2VecSettings } from "../data2vec/config.js";
 import { DEFAULT_DIVERGENCE } from "../data2vec/monitor.js";
+import type { Data2VecSettings } from "../data2vec/config.js";
 
-import { positionIds, textModality, type TextEncoderConfig } from "../text/model.js";
-import { buildTree, layerNormEntries, linearEntries, postLnBlockEntries, same, type KeyEntry } from "./keys.js";
-import type { FairseqVariant, Fixture } from "./check.js";
+import { initTextEncoder, positionIds, textModality, type TextEncoderConfig, type TextPretrainBatch, type TextShared } from "../text/model.js";
+import { fairseqStudentAndTeacher, layerNormEntries, linearEntries, postLnBlockEntries, same, type KeyEntry } from "./keys.js";
+import { parseFairseqModel, parseFixtureField, type FairseqVariant, type Fixture } from "./fixture.js";
 
 /** The target and loss fields v1 text and audio configs share. */
-export type FairseqTargetFields = {
-  loss_beta: number;
-  loss_scale: number | null;
-  average_top_k_layers: number;
-  layer_norm_target_layer: boolean;
-  instance_norm_target_layer: boolean;
-  instance_norm_targets: boolean;
-  layer_norm_targets: boolean;
+export const fairseqTargetFields = {
+  loss_beta: z.number(),
+  loss_scale: z.number().nullable(),
+  average_top_k_layers: z.number().int(),
+  layer_norm_target_layer: z.boolean(),
+  instance_norm_target_layer: z.boolean(),
+  instance_norm_targets: z.boolean(),
+  layer_norm_targets: z.boolean(),
 };
+export type FairseqTargetFields = z.infer<z.ZodObject<typeof fairseqTargetFields>>;
 
-type FairseqTextModel = FairseqTargetFields & {
-  max_positions: number;
-  head_layers: number;
-  transformer: { encoder: { embed_dim: number; ffn_embed_dim: number; layers: number; attention_heads: number; normalize_before: boolean }; layernorm_embedding: boolean; no_scale_embedding: boolean };
-};
+const fairseqTextModel = z.looseObject({
+  ...fairseqTargetFields,
+  max_positions: z.number().int(),
+  head_layers: z.number().int(),
+  transformer: z.looseObject({
+    encoder: z.looseObject({ embed_dim: z.number().int(), ffn_embed_dim: z.number().int(), layers: z.number().int(), attention_heads: z.number().int(), normalize_before: z.boolean() }),
+    layernorm_embedding: z.boolean(),
+    no_scale_embedding: z.boolean(),
+  }),
+});
 
 const ENCODER = "encoder.sentence_encoder";
 
@@ -76,13 +81,13 @@ export function ints(t: HostTensor | undefined, name: string): Int32Array {
   return Int32Array.from(toFloat32(t));
 }
 
-export function textVariant(f: Fixture): FairseqVariant {
-  const m = f.config.model as unknown as FairseqTextModel;
+export function textVariant(f: Fixture): FairseqVariant<TextShared, TextPretrainBatch> {
+  const m = parseFairseqModel(fairseqTextModel, f);
   const e = m.transformer.encoder;
   if (e.normalize_before || !m.transformer.layernorm_embedding || !m.transformer.no_scale_embedding) {
     throw new CheckpointError(`${f.dir}: only the data2vec text layout (post-LN, embedding layer norm, unscaled embeddings) is implemented`);
   }
-  const dict = f.config.fixture.dictionary as { size: number; pad: number; mask: number };
+  const dict = parseFixtureField(z.object({ size: z.number().int(), pad: z.number().int(), mask: z.number().int() }), f, "dictionary");
   const enc: TextEncoderConfig = {
     vocabSize: dict.size,
     maxPositions: m.max_positions,
@@ -98,12 +103,10 @@ export function textVariant(f: Fixture): FairseqVariant {
   };
   const headLayers = m.head_layers === 1 ? 1 : 2;
   const student = textKeyMap(e.layers, headLayers);
-  const params = buildTree(student, f.weights, `${f.dir}/weights.safetensors`) as unknown as Data2VecParams<ParamTree>;
   // The teacher's own copy of the blocks (`teacher.layers.*`); fairseq copies its embeddings from the student at
   // every EMA step (ema_transformer_layers_only), which is what sharing them does.
   const teacherEntries = Array.from({ length: e.layers }, (_, i) => postLnBlockEntries(`teacher.layers.${i}`, ["layers", i])).flat();
-  const teacher = buildTree(teacherEntries, f.weights, `${f.dir}/weights.safetensors`) as unknown as Teacher;
-  teacher.shared ??= {};
+  const { params, teacher } = fairseqStudentAndTeacher(f, (keys) => initTextEncoder(keys, enc), enc.dim, headLayers, { student, teacher: teacherEntries });
   const teacherKeys = [
     ...teacherEntries.map((entry) => ({ key: entry.fairseq.slice("teacher.".length), where: "teacher" as const, entry })),
     ...student
@@ -125,7 +128,7 @@ export function textVariant(f: Fixture): FairseqVariant {
     };
   };
   return {
-    modality: textModality(enc) as unknown as FairseqVariant["modality"],
+    modality: textModality(enc),
     d2v: data2vecSettingsFrom(m, headLayers),
     params,
     teacher,

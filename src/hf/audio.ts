@@ -11,7 +11,7 @@ import { convWeightFromTorch, type ConvParams } from "../nn/conv.js";
 import { runEncoder, type EncoderSpec } from "../nn/encoder.js";
 import { linear, maskedMean, type LinearParams } from "../nn/layers.js";
 import { addPositions, framesForSamples, projectFeatures, type AudioFrontEnd, type AudioFrontEndConfig } from "../audio/model.js";
-import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
+import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture, type HfModelBase } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
 
 const intList = z.array(positiveInt).min(1);
@@ -49,16 +49,11 @@ export type HfAudioConfig = z.infer<typeof hfAudioConfigSchema>;
 
 export type AudioClassifierHead = { projector: LinearParams; out: LinearParams; layerWeights?: np.Array };
 
-export type HfAudioModel = {
-  modality: "audio";
-  architecture: Architecture;
-  hf: HfAudioConfig;
+export type HfAudioModel = HfModelBase<"audio", HfAudioConfig> & {
   frontEnd: AudioFrontEndConfig;
   params: AudioFrontEnd & { layers: PostLnBlockParams[]; maskEmbedding?: np.Array };
   ctcHead?: LinearParams;
   classifier?: AudioClassifierHead;
-  labels: string[] | null;
-  unusedKeys: string[];
 };
 
 export function audioFrontEndFromHf(c: HfAudioConfig): AudioFrontEndConfig {

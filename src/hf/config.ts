@@ -37,6 +37,23 @@ export const sizeFields = {
   num_attention_heads: positiveInt,
   intermediate_size: positiveInt,
 };
+/** What every loaded Hugging Face model has besides its modality's parts. */
+export type HfModelBase<M extends string, C> = {
+  modality: M;
+  architecture: Architecture;
+  /** The checkpoint's config.json, validated. */
+  hf: C;
+  /** Class names of a classification head (`id2label`), or null. */
+  labels: string[] | null;
+  /** State-dict keys no part of the model reads (reported, not silently dropped). */
+  unusedKeys: string[];
+};
+
+/** Our transformer fields from HF's size fields; dropout off (the loaded model runs inference, or fine-tunes with its own settings). */
+export function encoderFieldsFromHf(c: { hidden_size: number; num_hidden_layers: number; num_attention_heads: number; intermediate_size: number; layer_norm_eps: number }) {
+  return { dim: c.hidden_size, layers: c.num_hidden_layers, heads: c.num_attention_heads, ffnDim: c.intermediate_size, dropout: 0, attentionDropout: 0, layerNormEps: c.layer_norm_eps };
+}
+
 export const geluOnly = z.literal("gelu", { message: 'only "gelu" (exact erf GELU, what every data2vec checkpoint uses) is supported' }).default("gelu");
 export const labelMap = z.record(z.string(), z.string()).optional();
 

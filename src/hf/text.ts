@@ -10,7 +10,7 @@ import { gelu, layerNorm, linear } from "../nn/layers.js";
 import { runEncoder, type BlockParams } from "../nn/encoder.js";
 import type { PostLnBlockParams } from "../nn/blocks.js";
 import { embedText, positionIds, textEncoderSpec, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
-import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
+import { checkHeads, classCount, encoderFieldsFromHf, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture, type HfModelBase } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
 
 export const hfTextConfigSchema = z
@@ -31,17 +31,12 @@ export type HfTextConfig = z.infer<typeof hfTextConfigSchema>;
 export type MaskedLmHead = { dense: LinearParams; norm: LayerNormParams; /** The tied decoder: word embeddingsᵀ [D, V] + bias. */ decoder: LinearParams };
 export type SequenceClassifierHead = { dense: LinearParams; out: LinearParams };
 
-export type HfTextModel = {
-  modality: "text";
-  architecture: Architecture;
-  hf: HfTextConfig;
+export type HfTextModel = HfModelBase<"text", HfTextConfig> & {
   config: TextEncoderConfig;
   encoder: TextEncoderParams;
   mlm?: MaskedLmHead;
   classifier?: SequenceClassifierHead;
   pooler?: LinearParams;
-  labels: string[] | null;
-  unusedKeys: string[];
 };
 
 /** Our encoder config from the HF fields. RoBERTa's table has padId + 1 rows before the first real position. */
@@ -49,14 +44,8 @@ export function textEncoderConfigFromHf(c: HfTextConfig): TextEncoderConfig {
   return {
     vocabSize: c.vocab_size,
     maxPositions: c.max_position_embeddings - c.pad_token_id - 1,
-    dim: c.hidden_size,
-    layers: c.num_hidden_layers,
-    heads: c.num_attention_heads,
-    ffnDim: c.intermediate_size,
-    dropout: 0,
-    attentionDropout: 0,
+    ...encoderFieldsFromHf(c),
     activationDropout: 0,
-    layerNormEps: c.layer_norm_eps,
     padId: c.pad_token_id,
   };
 }

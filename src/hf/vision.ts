@@ -12,7 +12,7 @@ import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../n
 import { relativeTableSize } from "../nn/relpos.js";
 import { meanPatchTokens } from "../vision/classify.js";
 import { embedImages, relativeIndexArray, visionEncoderSpec, type VisionEncoderParams, type VisionModelConfig } from "../vision/model.js";
-import { checkHeads, classCount, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture } from "./config.js";
+import { checkHeads, classCount, encoderFieldsFromHf, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture, type HfModelBase } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
 
 export const hfVisionConfigSchema = z
@@ -36,10 +36,7 @@ export const hfVisionConfigSchema = z
   });
 export type HfVisionConfig = z.infer<typeof hfVisionConfigSchema>;
 
-export type HfVisionModel = {
-  modality: "vision";
-  architecture: Architecture;
-  hf: HfVisionConfig;
+export type HfVisionModel = HfModelBase<"vision", HfVisionConfig> & {
   config: VisionModelConfig;
   encoder: VisionEncoderParams;
   /** Final layer norm on the sequence output (models without mean pooling). */
@@ -47,8 +44,6 @@ export type HfVisionModel = {
   /** Layer norm on the mean of the patch tokens (mean pooling). */
   poolerNorm?: LayerNormParams;
   classifier?: LinearParams;
-  labels: string[] | null;
-  unusedKeys: string[];
 };
 
 export function visionConfigFromHf(c: HfVisionConfig): VisionModelConfig {
@@ -56,17 +51,11 @@ export function visionConfigFromHf(c: HfVisionConfig): VisionModelConfig {
     imageSize: c.image_size,
     patchSize: c.patch_size,
     channels: c.num_channels,
-    dim: c.hidden_size,
-    layers: c.num_hidden_layers,
-    heads: c.num_attention_heads,
-    ffnDim: c.intermediate_size,
+    ...encoderFieldsFromHf(c),
     layerScale: c.layer_scale_init_value,
     // HF adds the shared table when use_shared_relative_position_bias, else per-layer tables when asked.
     relativePositionBias: c.use_shared_relative_position_bias ? "shared" : c.use_relative_position_bias ? "per_layer" : "none",
     absolutePositions: c.use_absolute_position_embeddings,
-    dropout: 0,
-    attentionDropout: 0,
-    layerNormEps: c.layer_norm_eps,
   };
 }
 

@@ -34,10 +34,10 @@ export type EncoderRun = {
 export function runEncoder(layers: BlockParams[], x: np.Array, spec: EncoderSpec, run: EncoderRun): { out: np.Array; captured: np.Array[] } {
   const mask = run.padding ? additivePaddingMask(run.padding.ref, x.dtype) : null;
   const captured: np.Array[] = [];
-  const block = spec.kind === "post_ln" ? postLnBlock : preLnBlock;
   layers.forEach((p, i) => {
     const wantCapture = run.capture && i >= (run.captureFrom ?? 0) ? run.capture : null;
-    const r = block(p as never, x, { ...spec, mask, bias: run.bias ?? null, relativeIndex: run.relativeIndex ?? null, keys: run.keys, capture: wantCapture });
+    const options = { ...spec, mask, bias: run.bias ?? null, relativeIndex: run.relativeIndex ?? null, keys: run.keys, capture: wantCapture };
+    const r = spec.kind === "post_ln" ? postLnBlock(p, x, options) : preLnBlock(p, x, options);
     x = r.out;
     if (r.captured) captured.push(r.captured);
   });

@@ -1,13 +1,15 @@
 /** Text checkpoints: the pretrained data2vec model and the fine-tuned classifier, each with its tokenizer. */
+import { disposeTree } from "../engine/typed.js";
 import { join } from "node:path";
-import { tree } from "../engine/jax.js";
-import { CheckpointError, VocabError } from "../engine/errors.js";
-import type { ParamTree } from "../engine/tree.js";
-import { loadTree, readCheckpointJson, resolveCheckpoint, saveCheckpoint } from "../train/checkpoint.js";
+import { VocabError } from "../engine/errors.js";
+import { loadPretrainedEncoder, loadTree, readCheckpointOfKind, type LoadedCheckpoint } from "../train/checkpoint.js";
 import { BpeTokenizer } from "./bpe.js";
 import { newHead, type FinetuneSettings, type TextClassifierParams } from "./classify.js";
 import { parseTextRunConfig, type TextRunConfig } from "./config.js";
-import { initTextData2Vec, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
+import { initTextData2Vec, initTextEncoder, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
+import { random } from "../engine/jax.js";
+import { KeyStream } from "../nn/random.js";
+import type { EncoderSource } from "../train/finetune.js";
 
 export type ClassifierConfig = {
   kind: "text-classifier";
@@ -25,44 +27,48 @@ function loadTokenizerFor(dir: string, vocabSize: number): BpeTokenizer {
   return tok;
 }
 
-export type LoadedText = {
-  kind: "data2vec-pretrain" | "text-classifier";
-  dir: string;
-  run: TextRunConfig;
+export type LoadedText = LoadedCheckpoint<"text-classifier", TextRunConfig, TextEncoderParams, { params: TextClassifierParams; labels: string[]; config: ClassifierConfig }> & {
   enc: TextEncoderConfig;
   tok: BpeTokenizer;
-  encoder: TextEncoderParams;
-  /** Present for classifiers. */
-  classifier?: { params: TextClassifierParams; labels: string[]; config: ClassifierConfig };
 };
 
 /** Loads a pretrained or fine-tuned text checkpoint. */
 export function loadTextCheckpoint(path: string): LoadedText {
-  const dir = resolveCheckpoint(path);
-  const raw = readCheckpointJson(dir, "config.json") as { kind?: string };
-  if (raw.kind === "data2vec-pretrain") {
-    const run = parseTextRunConfig(raw, join(dir, "config.json"));
-    const tok = loadTokenizerFor(dir, run.model.vocabSize);
-    const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
-    const like = initTextData2Vec(run, enc, 0);
-    const p = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as typeof like;
-    tree.dispose(p.head as never);
-    return { kind: "data2vec-pretrain", dir, run, enc, tok, encoder: { shared: p.shared, layers: p.layers } };
-  }
-  if (raw.kind === "text-classifier") {
+  return readCheckpointOfKind<LoadedText>(path, "text", {
+    "data2vec-pretrain": (raw, dir) => {
+      const run = parseTextRunConfig(raw, join(dir, "config.json"));
+      const tok = loadTokenizerFor(dir, run.model.vocabSize);
+      const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
+      return { kind: "data2vec-pretrain", dir, run, enc, tok, encoder: loadPretrainedEncoder(dir, initTextData2Vec(run, enc, 0)) };
+    },
+    "text-classifier": (raw, dir) => {
     const config = raw as ClassifierConfig;
     const run = parseTextRunConfig(config.run, join(dir, "config.json"));
     const tok = loadTokenizerFor(dir, run.model.vocabSize);
     const enc: TextEncoderConfig = { ...run.model, padId: tok.pad };
     const init = initTextData2Vec(run, enc, 0);
-    tree.dispose(init.head as never);
+    disposeTree(init.head);
     const like: TextClassifierParams = { encoder: { shared: init.shared, layers: init.layers }, head: newHead(0, enc.dim, config.labels.length, { poolNorm: config.finetune.poolNorm }) };
-    const params = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as TextClassifierParams;
+    const params = loadTree(dir, "model", like, { consumeLike: true });
     return { kind: "text-classifier", dir, run, enc, tok, encoder: params.encoder, classifier: { params, labels: config.labels, config } };
-  }
-  throw new CheckpointError(`${dir}/config.json has kind ${JSON.stringify(raw.kind)}; expected a text checkpoint (data2vec-pretrain or text-classifier)`);
+    },
+  });
 }
 
-export async function saveClassifier(dir: string, params: TextClassifierParams, config: ClassifierConfig, tok: BpeTokenizer): Promise<void> {
-  await saveCheckpoint(dir, { config, trees: { model: params as ParamTree }, files: tok.files() });
-}
+/** What describes a text network: its run config, the encoder settings and the tokenizer. */
+export type TextArch = { run: TextRunConfig; enc: TextEncoderConfig; tok: BpeTokenizer };
+
+/** Text encoders for fine-tuning: from a checkpoint (its classifier head freed), or fresh. */
+export const textEncoders: EncoderSource<TextArch, TextEncoderParams> = {
+  load(dir) {
+    const { run, enc, tok, encoder, classifier } = loadTextCheckpoint(dir);
+    if (classifier) disposeTree(classifier.params.head);
+    return { arch: { run, enc, tok }, encoder };
+  },
+  fresh({ enc }, seed) {
+    const keys = new KeyStream(random.key(seed));
+    const encoder = initTextEncoder(keys, enc);
+    keys.close();
+    return encoder;
+  },
+};

@@ -3,7 +3,8 @@
  * (RoBERTa's classification head), cross-entropy, accuracy. Fine-tuning starts from a data2vec checkpoint
  * or from scratch with the same architecture.
  */
-import { jit, nn as jnn, numpy as np, random, tree } from "../engine/jax.js";
+import { mapExamples } from "../train/inference.js";
+import { nn as jnn, numpy as np, random } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import { initLayerNorm, initLinear } from "../nn/init.js";
 import { dropout, layerNorm, linear, maskedMean, type LayerNormParams, type LinearParams } from "../nn/layers.js";
@@ -11,7 +12,7 @@ import { KeyStream } from "../nn/random.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { padBatch, type LabeledText } from "./data.js";
 import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "./model.js";
-import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
+import { labelArrays, trainClassifier, type FinetuneBase, type Trained, type TrainingHooks } from "../train/finetune.js";
 
 export { accuracy, crossEntropy, macroF1 } from "../train/metrics.js";
 
@@ -92,33 +93,20 @@ export type FinetuneSettings = FinetuneBase & {
 
 export type { EpochRecord } from "../train/finetune.js";
 
-export async function finetuneClassifier(
-  params: TextClassifierParams,
-  enc: TextEncoderConfig,
-  tok: BpeTokenizer,
-  train: Encoded,
-  classes: number,
-  s: FinetuneSettings,
-  opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
-): Promise<{ params: TextClassifierParams; history: EpochRecord[] }> {
+export async function finetuneClassifier(params: TextClassifierParams, enc: TextEncoderConfig, tok: BpeTokenizer, train: Encoded, classes: number, s: FinetuneSettings, opts: TrainingHooks = {}): Promise<Trained<TextClassifierParams>> {
   return trainClassifier<TextClassifierParams, ClassifyBatch>({
     params,
     examples: train.ids.length,
-    epochs: s.epochs,
-    batchSize: s.batchSize,
-    lr: s.lr,
-    warmupFraction: s.warmupFraction,
-    seed: s.seed,
-    opt: { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: s.weightDecay, clipNorm: 1 },
+    settings: s,
+    adam: { beta1: 0.9, beta2: 0.98, eps: 1e-6, clipNorm: 1 },
     batch: (rows) => makeBatch(train, rows, s.batchSize, s.seqLen, classes, tok),
     logits: (p, b, keys) => classifierLogits(p, b.ids, b.positions, b.padding, enc, keys, s.pooling),
     ...opts,
   });
 }
 
-/** Class predictions for every example (no dropout). Does not consume params. */
 /** Runs `head` (argmax or softmax of the classifier's logits) over every example in fixed-size batches. */
-async function mapClassifier(
+function mapClassifier(
   params: TextClassifierParams,
   enc: TextEncoderConfig,
   tok: BpeTokenizer,
@@ -130,19 +118,11 @@ async function mapClassifier(
   width: number,
   head: (logits: np.Array) => np.Array,
 ): Promise<Float32Array> {
-  const forward = jit((p: TextClassifierParams, b: ClassifyBatch) => {
+  return mapExamples(params, data.ids.length, batchSize, width, (rows) => makeBatch(data, rows, batchSize, seqLen, classes, tok), (p, b: ClassifyBatch) => {
     b.labels.dispose();
     b.weights.dispose();
     return head(classifierLogits(p, b.ids, b.positions, b.padding, enc, null, pooling));
   });
-  const out = new Float32Array(data.ids.length * width);
-  for (let i = 0; i < data.ids.length; i += batchSize) {
-    const rows = Array.from({ length: Math.min(batchSize, data.ids.length - i) }, (_, k) => i + k);
-    const values = (await forward(tree.ref(params as never) as TextClassifierParams, makeBatch(data, rows, batchSize, seqLen, classes, tok)).data()) as Float32Array | Int32Array;
-    out.set(Float32Array.from(values.subarray(0, rows.length * width)), i * width);
-  }
-  forward.dispose();
-  return out;
 }
 
 /** The predicted class of every example. Does not consume params. */

@@ -2,8 +2,9 @@
  * Text datasets: unlabeled corpora (a .txt file or a folder of them, recursive) packed into fixed-length
  * blocks for pretraining, and labeled examples (JSONL lines {"text", "label"} or a folder per class).
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
-import { extname, join } from "node:path";
+import { classFolders, filesUnder } from "../data/files.js";
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import type { HostRng } from "../engine/random.js";
@@ -115,26 +116,13 @@ export function* readDocuments(path: string): Generator<string> {
   }
 }
 
-function listFiles(dir: string, exts: string[]): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const entry of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(d, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else if (exts.includes(extname(entry.name).toLowerCase())) out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 /**
  * Reads an unlabeled corpus: a .txt file or a folder of them (recursive), as documents separated by blank lines
  * (see `readDocuments`). Errors name the path and the fix.
  */
 export function readTextCorpus(path: string): string[] {
   if (!existsSync(path)) throw new DataError(`corpus ${path} does not exist; pass a .txt file or a folder of .txt files with --data`);
-  const files = statSync(path).isDirectory() ? listFiles(path, [".txt"]) : [path];
+  const files = statSync(path).isDirectory() ? filesUnder(path, [".txt"]) : [path];
   if (files.length === 0) throw new DataError(`corpus folder ${path} holds no .txt files (searched recursively)`);
   const docs: string[] = [];
   for (const file of files) for (const doc of readDocuments(file)) docs.push(doc);
@@ -149,10 +137,10 @@ export function readLabeledText(path: string): LabeledText[] {
   if (!existsSync(path)) throw new DataError(`labeled data ${path} does not exist; pass a .jsonl file or a folder per class with --data`);
   let out: LabeledText[] = [];
   if (statSync(path).isDirectory()) {
-    const classes = readdirSync(path, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    const classes = classFolders(path);
     if (classes.length === 0) throw new DataError(`labeled folder ${path} has no class subfolders; lay it out as ${path}/<label>/*.txt`);
     for (const label of classes) {
-      const files = listFiles(join(path, label), [".txt"]);
+      const files = filesUnder(join(path, label), [".txt"]);
       if (files.length === 0) throw new DataError(`class folder ${join(path, label)} holds no .txt files`);
       out.push(...files.map((f) => ({ text: readUtf8(f), label })));
     }

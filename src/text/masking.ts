@@ -1,16 +1,19 @@
 /**
  * Text masking, done on the host when batches are built (as fairseq's MaskTokensDataset):
- * - "bert": each non-special token is chosen with probability `prob` (the count is int(prob·n + U)),
- *   then replaced by <mask> (80%), a random token (10%) or left as is (10%);
- * - "span": int(prob·n/span + U) span starts drawn without replacement, each masking `span` tokens,
- *   all replaced by <mask> (the data2vec text config: 35% in spans of 4, no random or kept tokens).
+ * - "bert": a `ratio` of the non-special tokens is chosen (the count is int(ratio·n + U)), then replaced by
+ *   <mask> (80%), a random token (10%) or left as is (10%);
+ * - "span": int(p·n/span + U) span starts drawn without replacement, each masking `span` tokens, all replaced
+ *   by <mask>, where p = spanStartProbability(ratio, span) (the data2vec text config: p = 0.35 in spans of 4,
+ *   31% of the tokens, no random or kept tokens).
  * As in fairseq's data2vec text model, the loss covers the steps that show <mask>.
  */
 import type { HostRng } from "../engine/random.js";
+import { spanStartProbability } from "../data2vec/masking.js";
 
 export type TextMaskConfig = {
   kind: "bert" | "span";
-  prob: number;
+  /** Expected fraction of the non-special tokens chosen. */
+  ratio: number;
   spanLength: number;
   randomTokenProb: number;
   leaveUnmaskedProb: number;
@@ -31,12 +34,12 @@ export function maskTokens(
   const n = candidates.length;
   const chosen = new Uint8Array(ids.length);
   if (cfg.kind === "span") {
-    const starts = Math.min(n, Math.floor((cfg.prob * n) / cfg.spanLength + rng.uniform()));
+    const starts = Math.min(n, Math.floor((spanStartProbability(cfg.ratio, cfg.spanLength) * n) / cfg.spanLength + rng.uniform()));
     for (const c of rng.sample(n, starts)) {
       for (let k = 0; k < cfg.spanLength && c + k < n; k++) chosen[candidates[c + k]] = 1;
     }
   } else {
-    const count = Math.min(n, Math.floor(cfg.prob * n + rng.uniform()));
+    const count = Math.min(n, Math.floor(cfg.ratio * n + rng.uniform()));
     for (const c of rng.sample(n, count)) chosen[candidates[c]] = 1;
   }
   const source = Int32Array.from(ids);

@@ -4,25 +4,26 @@
  * state) and any side files (the tokenizer). They are written atomically: everything goes to a sibling
  * temporary directory that is renamed into place, so a crash leaves either the old or the new checkpoint.
  */
+import { disposeTree } from "../engine/typed.js";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { CheckpointError } from "../engine/errors.js";
 import { decodeSafetensors, encodeSafetensors, f32Tensor, toFloat32, type HostTensor } from "../engine/safetensors.js";
-import { fillTree, namedLeaves, type ParamTree } from "../engine/tree.js";
+import { fillTree, namedLeaves } from "../engine/tree.js";
 import { recoverInterruptedReplace, writeOutput } from "./output.js";
 
 export type CheckpointContents = {
   config: unknown;
   /** Tensor files: file name (without extension) → parameter tree. `model` holds the trainable parameters. */
-  trees: Record<string, ParamTree>;
+  trees: Record<string, unknown>;
   state?: unknown;
   /** Extra files written verbatim (e.g. `vocab.json`, `merges.txt`). */
   files?: Record<string, string | Uint8Array>;
 };
 
 /** Host copies of a parameter tree as named float32 tensors (the tree stays usable). */
-export async function treeToTensors(t: ParamTree): Promise<Map<string, HostTensor>> {
+export async function treeToTensors(t: unknown): Promise<Map<string, HostTensor>> {
   const out = new Map<string, HostTensor>();
   for (const [name, a] of namedLeaves(t)) {
     const data = (await a.ref.data()) as Float32Array;
@@ -62,7 +63,7 @@ export function readCheckpointJson(dir: string, file: string): unknown {
 }
 
 /** Reads `name.safetensors` into the structure of `like`; every name and shape must match. */
-export function loadTree<T extends ParamTree>(dir: string, name: string, like: T, opts: { consumeLike?: boolean } = {}): T {
+export function loadTree<T>(dir: string, name: string, like: T, opts: { consumeLike?: boolean } = {}): T {
   const path = join(dir, `${name}.safetensors`);
   if (!existsSync(path)) throw new CheckpointError(`${dir} is not a complete checkpoint: ${name}.safetensors is missing`);
   const { tensors } = decodeSafetensors(new Uint8Array(readFileSync(path)), path);
@@ -99,3 +100,39 @@ export function checkpointModality(path: string): string {
   const raw = readCheckpointJson(dir, "config.json") as { kind?: string; modality?: string; run?: { modality?: string } };
   return raw.modality ?? raw.run?.modality ?? "unknown";
 }
+
+/** The encoder (shared input side and blocks) of a pretraining run's checkpoint, read into `like` (consumed); the regression head is freed. */
+export function loadPretrainedEncoder<Shared, Layer>(dir: string, like: { shared: Shared; layers: Layer[]; head: unknown }): { shared: Shared; layers: Layer[] } {
+  const { shared, layers, head } = loadTree(dir, "model", like, { consumeLike: true });
+  disposeTree(head);
+  return { shared, layers };
+}
+
+/**
+ * Reads the checkpoint at `path` (a run directory or its checkpoint folder) with the reader that its config's
+ * `kind` names; any other kind is refused with the kinds `what` (a modality) has.
+ */
+export function readCheckpointOfKind<T>(path: string, what: string, readers: Record<string, (raw: { kind: string }, dir: string) => T>): T {
+  const dir = resolveCheckpoint(path);
+  const raw = readCheckpointJson(dir, "config.json") as { kind?: unknown };
+  const kind = typeof raw.kind === "string" && Object.hasOwn(readers, raw.kind) ? raw.kind : null;
+  if (kind === null) throw new CheckpointError(`${dir}/config.json has kind ${JSON.stringify(raw.kind)}; expected a ${what} checkpoint (${Object.keys(readers).join(" or ")})`);
+  return readers[kind]({ ...raw, kind }, dir);
+}
+
+/** Writes a fine-tuned model: its config (its `kind`, run config, labels, settings), its parameters and side files (a tokenizer). */
+export async function saveModel(dir: string, params: unknown, config: { kind: string }, files?: Record<string, string>): Promise<void> {
+  await saveCheckpoint(dir, { config, trees: { model: params }, files });
+}
+
+/**
+ * A checkpoint as a modality reads it: a pretraining run (`data2vec-pretrain`) or a fine-tuned model of one of its
+ * kinds, with its run config and encoder; `Fitted` (a fine-tuned model's head with its labels) is present for those.
+ */
+export type LoadedCheckpoint<Kind extends string, Run, Encoder, Fitted> = {
+  kind: "data2vec-pretrain" | Kind;
+  dir: string;
+  run: Run;
+  encoder: Encoder;
+  classifier?: Fitted;
+};

@@ -3,11 +3,11 @@
  * AdamW step per batch (cross-entropy on the weighted rows, warm-up + cosine schedule), a progress bar, and
  * per-epoch loss and training accuracy.
  */
-import { jit, numpy as np, tree, valueAndGrad } from "../engine/jax.js";
-import { DataError } from "../engine/errors.js";
+import { compile, disposeTree, refTree, valueAndGradOf } from "../engine/typed.js";
+import { numpy as np } from "../engine/jax.js";
+import { ConfigError, DataError } from "../engine/errors.js";
 import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
-import type { ParamTree } from "../engine/tree.js";
 import { stepKey } from "../data2vec/step.js";
 import { KeyStream } from "../nn/random.js";
 import { correctCount, crossEntropy } from "./metrics.js";
@@ -40,28 +40,31 @@ export type FinetuneBase = {
 export type ClassifierTraining<P, B extends LabeledBatch> = {
   params: P;
   examples: number;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  warmupFraction: number;
-  seed: number;
-  opt: AdamWConfig;
+  /** Epochs, batch size, peak learning rate, warm-up, seed and AdamW's weight decay. */
+  settings: FinetuneBase;
+  /** AdamW's other settings (β1, β2, ε, gradient clipping): each task's own. */
+  adam: Omit<AdamWConfig, "weightDecay">;
   /** The batch of these example indices (fewer than batchSize in the last batch: pad with weight-0 rows). */
   batch: (rows: number[], rng: HostRng) => B;
   /** Logits [B, C] with dropout from `keys`. Consumes params and the batch's inputs (not labels or weights). */
   logits: (params: P, batch: B, keys: KeyStream) => np.Array;
-  quiet?: boolean;
-  onEpoch?: (r: EpochRecord) => void;
-};
+} & TrainingHooks;
 
 export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
 
-export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTraining<P, B>): Promise<{ params: P; history: EpochRecord[] }> {
+/** What a caller may watch of a fine-tuning: no progress bar, and each epoch's record. */
+export type TrainingHooks = { quiet?: boolean; onEpoch?: (r: EpochRecord) => void };
+
+/** A fine-tuning's result: the trained parameters and one record per epoch. */
+export type Trained<P> = { params: P; history: EpochRecord[] };
+
+export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTraining<P, B>): Promise<Trained<P>> {
+  const o = { ...c, ...c.settings, opt: { ...c.adam, weightDecay: c.settings.weightDecay } };
   if (o.examples === 0) throw new DataError("no training examples");
   const stepsPerEpoch = Math.ceil(o.examples / o.batchSize);
   const total = stepsPerEpoch * o.epochs;
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: o.lr, warmupSteps: Math.round(o.warmupFraction * total), totalSteps: total };
-  const lossFn = (p: P, b: B, key: np.Array) => {
+  const lossFn = (p: P, b: B, key: np.Array): [np.Array, np.Array] => {
     const keys = new KeyStream(key);
     const { labels, weights } = b;
     const logits = o.logits(p, b, keys);
@@ -69,15 +72,15 @@ export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTr
     const correct = correctCount(logits.ref, labels.ref, weights.ref);
     return [crossEntropy(logits, labels, weights), correct];
   };
-  const gradFn = valueAndGrad(lossFn, { hasAux: true }) as unknown as (p: P, b: B, k: np.Array) => [[np.Array, np.Array], ParamTree];
-  const step = jit((p: P, s: AdamWState, b: B, key: np.Array, lr: np.Array) => {
-    const [[loss, correct], grads] = gradFn(tree.ref(p as never) as P, b, key);
-    const [p2, s2] = adamwUpdate(grads, s, p as ParamTree, lr, o.opt);
-    return [p2, s2, loss, correct] as never;
+  const gradFn = valueAndGradOf(lossFn, { hasAux: true });
+  const step = compile((p: P, s: AdamWState, b: B, key: np.Array, lr: np.Array): [P, AdamWState, np.Array, np.Array] => {
+    const [[loss, correct], grads] = gradFn(refTree(p), b, key);
+    const [p2, s2] = adamwUpdate(grads, s, p, lr, o.opt);
+    return [p2, s2, loss, correct];
   });
 
   let params = o.params;
-  let optState = adamwInit(params as ParamTree);
+  let optState = adamwInit(params);
   const rng = HostRng.seeded(o.seed);
   const progress = new Progress("finetune", total, 0, { quiet: o.quiet });
   const history: EpochRecord[] = [];
@@ -90,7 +93,7 @@ export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTr
       for (let i = 0; i < order.length; i += o.batchSize) {
         const rows = order.slice(i, i + o.batchSize);
         let loss: np.Array, correct: np.Array;
-        [params, optState, loss, correct] = step(params as never, optState, o.batch(rows, rng) as never, stepKey(o.seed, update), np.array(learningRate(schedule, update))) as unknown as [P, AdamWState, np.Array, np.Array];
+        [params, optState, loss, correct] = step(params, optState, o.batch(rows, rng), stepKey(o.seed, update), np.array(learningRate(schedule, update)));
         lossSum += (await loss.data())[0] * rows.length;
         correctSum += (await correct.data())[0];
         update++;
@@ -102,8 +105,37 @@ export async function trainClassifier<P, B extends LabeledBatch>(o: ClassifierTr
     }
   } finally {
     progress.stop();
-    tree.dispose(optState as never);
+    disposeTree(optState);
     step.dispose(); // the compiled step holds constants of its own
   }
   return { params, history };
+}
+
+/** How fine-tuning reads a modality's encoder: `Arch` is what describes the network (the run config, and text's tokenizer). */
+export type EncoderSource<Arch, Encoder> = {
+  /** The architecture and the encoder of a checkpoint: a pretraining run, or a fine-tuned model (its head freed). */
+  load(dir: string): { arch: Arch; encoder: Encoder };
+  /** Fresh encoder weights of an architecture. */
+  fresh(arch: Arch, seed: number): Encoder;
+};
+
+/**
+ * The encoder a fine-tuning starts from: `--init`'s (or, with `--scratch`, fresh weights of its architecture), or
+ * without `--init`, fresh weights of `scratchArch()` (the preset and config options). `from` is the checkpoint
+ * the weights come from (null from scratch).
+ */
+export function startingEncoder<Arch, Encoder>(
+  source: EncoderSource<Arch, Encoder>,
+  o: { init?: string; scratch?: boolean; seed: number },
+  scratchArch: () => Arch,
+): { arch: Arch; encoder: Encoder; from: string | null } {
+  if (!o.init && !o.scratch) throw new ConfigError("pass --init <pretrained run> to fine-tune a pretrained model, or --scratch to train from random weights");
+  if (!o.init) {
+    const arch = scratchArch();
+    return { arch, encoder: source.fresh(arch, o.seed), from: null };
+  }
+  const loaded = source.load(o.init);
+  if (!o.scratch) return { ...loaded, from: o.init };
+  disposeTree(loaded.encoder);
+  return { arch: loaded.arch, encoder: source.fresh(loaded.arch, o.seed), from: null };
 }

@@ -4,9 +4,10 @@
  * optimizer moments, data order and masking RNG are restored, and per-update dropout keys depend only on
  * (seed, update).
  */
+import { mapTree, refTree } from "../engine/typed.js";
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { numpy as np, tree } from "../engine/jax.js";
+import { numpy as np } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
 import { emaDecay, emaStepDue } from "../data2vec/ema.js";
 import { emaSharedOf, studentForEma, type Data2VecParams, type Modality, type StepMetrics, type Teacher } from "../data2vec/model.js";
@@ -210,18 +211,18 @@ export function openPretrainRun(
 
 /** A fresh state: the teacher starts as a copy of the student's blocks (and of its `emaShared` groups). */
 export function freshPretrainState<Shared extends ParamTree>(params: Data2VecParams<Shared>, emaShared: readonly string[] = []): PretrainState<Shared> {
-  const teacher = copyTree({ layers: params.layers, shared: emaSharedOf(params.shared, emaShared) } as unknown as ParamTree) as unknown as Teacher<Shared>;
-  return { params, teacher, opt: adamwInit(params as ParamTree), step: 0 };
+  const teacher: Teacher<Shared> = copyTree({ layers: params.layers, shared: emaSharedOf(params.shared, emaShared) });
+  return { params, teacher, opt: adamwInit(params), step: 0 };
 }
 
 /** Restores a state saved by `pretrain` into the structure of `like` (consumed). Returns it with the data state. */
 export function loadPretrainState<Shared extends ParamTree>(dir: string, like: Data2VecParams<Shared>, emaShared: readonly string[] = []): { state: PretrainState<Shared>; data: unknown } {
   const saved = readCheckpointJson(dir, "state.json") as { step: number; data: unknown; divergence?: DivergenceState };
-  const opt = adamwInit(like as ParamTree);
-  const params = loadTree(dir, "model", like as ParamTree, { consumeLike: true }) as Data2VecParams<Shared>;
+  const opt = adamwInit(like);
+  const params = loadTree(dir, "model", like, { consumeLike: true });
   // Without emaShared groups the teacher's file holds its blocks only, as checkpoints always have.
-  const teacher = loadTree(dir, "teacher", { layers: params.layers, shared: emaSharedOf(params.shared, emaShared) } as unknown as ParamTree) as unknown as Teacher<Shared>;
-  const optimizer = loadTree(dir, "optimizer", opt as ParamTree, { consumeLike: true }) as AdamWState;
+  const teacher: Teacher<Shared> = loadTree(dir, "teacher", { layers: params.layers, shared: emaSharedOf(params.shared, emaShared) });
+  const optimizer = loadTree(dir, "optimizer", opt, { consumeLike: true });
   return { state: { params, teacher, opt: optimizer, step: saved.step, divergence: saved.divergence }, data: saved.data };
 }
 
@@ -239,7 +240,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   const progress = new Progress("pretrain", setup.steps, state.step, { quiet: setup.quiet });
   const records: PretrainRecord[] = [];
   let { params, teacher, opt } = state;
-  const guardSettings = setup.d2v.divergence ?? DEFAULT_DIVERGENCE;
+  const guardSettings = { ...DEFAULT_DIVERGENCE, ...setup.d2v.divergence };
   // A fresh run starts the guard empty; a checkpoint from before the guard existed has its state rebuilt from the
   // run's logged updates.
   const divergence =
@@ -260,7 +261,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
   const save = async (step: number) =>
     saveCheckpoint(checkpointDir(setup.outDir), {
       config: setup.config,
-      trees: { model: params as ParamTree, teacher: teacher as unknown as ParamTree, optimizer: opt as ParamTree },
+      trees: { model: params, teacher, optimizer: opt },
       state: { step, data: data.state(), seed: setup.seed, divergence: divergence.state() },
       files: setup.files,
     });
@@ -277,17 +278,17 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
       const lr = learningRate(setup.schedule, update);
       let out: StepOutput;
       if (setup.accumSteps === 1) {
-        [params, opt, out] = steps.update(params, tree.ref(teacher as never) as Teacher<Shared>, opt, data.next(), stepKey(setup.seed, update), np.array(lr));
+        [params, opt, out] = steps.update(params, refTree(teacher), opt, data.next(), stepKey(setup.seed, update), np.array(lr));
       } else {
         // Gradient accumulation: average the micro-batch gradients, then one AdamW step.
-        let gradSum: ParamTree | null = null;
+        let gradSum: Data2VecParams<Shared> | null = null;
         const parts: (StepMetrics & { loss: np.Array })[] = [];
         for (let micro = 0; micro < setup.accumSteps; micro++) {
-          const [grads, m] = steps.microStep(tree.ref(params as never) as Data2VecParams<Shared>, tree.ref(teacher as never) as Teacher<Shared>, data.next(), stepKey(setup.seed, update, micro));
-          gradSum = gradSum ? (tree.map((a: np.Array, b: np.Array) => a.add(b), gradSum as never, grads as never) as ParamTree) : (grads as ParamTree);
+          const [grads, m] = steps.microStep(refTree(params), refTree(teacher), data.next(), stepKey(setup.seed, update, micro));
+          gradSum = gradSum ? mapTree((a, b) => a.add(b), gradSum, grads) : grads;
           parts.push(m);
         }
-        const meanGrads = tree.map((g: np.Array) => g.div(setup.accumSteps), gradSum as never) as unknown as Data2VecParams<Shared>;
+        const meanGrads = mapTree((g) => g.div(setup.accumSteps), gradSum!);
         let gradNorm: np.Array;
         [params, opt, gradNorm] = steps.apply(params, meanGrads, opt, np.array(lr));
         const mean = (k: keyof StepMetrics | "loss") => parts.map((p) => p[k]).reduce((a, b) => a.add(b)).div(parts.length);

@@ -7,10 +7,10 @@
  * MAE puts before its probe), then a linear layer. The standardization is folded into the
  * returned linear layer, so the probe is an ordinary linear head on the raw features and needs no extra state.
  */
-import { jit, numpy as np, random, tree, valueAndGrad } from "../engine/jax.js";
+import { compile, disposeTree, refTree, valueAndGradOf } from "../engine/typed.js";
+import { numpy as np, random } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
-import type { ParamTree } from "../engine/tree.js";
 import { initLinear } from "../nn/init.js";
 import { linear, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
@@ -45,20 +45,20 @@ export function fitHead<H>(head: H, logits: (h: H, x: np.Array) => np.Array, fea
   const opt = PROBE_OPT(s.weightDecay);
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(0.1 * s.steps), totalSteps: s.steps };
   const lossFn = (h: H, xb: np.Array, yb: np.Array, wb: np.Array) => crossEntropy(logits(h, xb), yb, wb);
-  const gradFn = valueAndGrad(lossFn) as unknown as (h: H, x: np.Array, y: np.Array, w: np.Array) => [np.Array, ParamTree];
-  const step = jit((h: H, o: AdamWState, xb: np.Array, yb: np.Array, wb: np.Array, lr: np.Array) => {
-    const [loss, grads] = gradFn(tree.ref(h as never) as H, xb, yb, wb);
-    const [h2, o2] = adamwUpdate(grads, o, h as ParamTree, lr, opt);
-    return [h2, o2, loss] as never;
-  }) as unknown as ((h: H, o: AdamWState, x: np.Array, y: np.Array, w: np.Array, lr: np.Array) => [H, AdamWState, np.Array]) & { dispose(): void };
-  let optState = adamwInit(head as ParamTree);
+  const gradFn = valueAndGradOf(lossFn);
+  const step = compile((h: H, o: AdamWState, xb: np.Array, yb: np.Array, wb: np.Array, lr: np.Array): [H, AdamWState, np.Array] => {
+    const [loss, grads] = gradFn(refTree(h), xb, yb, wb);
+    const [h2, o2] = adamwUpdate(grads, o, h, lr, opt);
+    return [h2, o2, loss];
+  });
+  let optState = adamwInit(head);
   for (let i = 0; i < s.steps; i++) {
     let loss: np.Array;
     [head, optState, loss] = step(head, optState, x.ref, y.ref, w.ref, np.array(learningRate(schedule, i)));
     loss.dispose();
   }
   step.dispose();
-  tree.dispose(optState as never);
+  disposeTree(optState);
   x.dispose();
   y.dispose();
   w.dispose();
@@ -68,7 +68,7 @@ export function fitHead<H>(head: H, logits: (h: H, x: np.Array) => np.Array, fea
 /** Predicted class of each feature row with `logits(head, x)`. Does not consume the head. */
 export async function headPredictions<H>(head: H, logits: (h: H, x: np.Array) => np.Array, features: Float32Array, dim: number): Promise<number[]> {
   const n = features.length / dim;
-  const pred = (await np.argmax(logits(tree.ref(head as never) as H, np.array(features).reshape([n, dim])), -1).data()) as Int32Array;
+  const pred = (await np.argmax(logits(refTree(head), np.array(features).reshape([n, dim])), -1).data()) as Int32Array;
   return Array.from(pred);
 }
 

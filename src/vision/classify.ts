@@ -3,15 +3,15 @@
  * cross-entropy, accuracy. Full fine-tuning (with the pretraining augmentations), or a linear probe: the
  * encoder frozen, its mean-pooled features computed once, and only the head trained.
  */
-import { jit, nn as jnn, numpy as np, random, tree } from "../engine/jax.js";
+import { mapExamples } from "../train/inference.js";
+import { nn as jnn, numpy as np, random } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
-import type { AdamWConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
 import { initLayerNorm, initLinear } from "../nn/init.js";
 import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import { fitHead, headPredictions, type ProbeSettings } from "../train/probe.js";
-import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
+import { labelArrays, trainClassifier, type FinetuneBase, type Trained, type TrainingHooks } from "../train/finetune.js";
 import { augmentImage, prepareImage } from "./augment.js";
 import type { VisionRunConfig } from "./config.js";
 import type { Image, LabeledImages } from "./images.js";
@@ -65,25 +65,15 @@ export type VisionFinetuneSettings = FinetuneBase & {
   augment: boolean;
 };
 
-const FINETUNE_OPT = (weightDecay: number): AdamWConfig => ({ beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, clipNorm: 3 });
+const FINETUNE_ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 3 };
 
-export async function finetuneVision(
-  params: VisionClassifierParams,
-  cfg: VisionRunConfig,
-  train: LabeledImages,
-  s: VisionFinetuneSettings,
-  opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
-): Promise<{ params: VisionClassifierParams; history: EpochRecord[] }> {
+export async function finetuneVision(params: VisionClassifierParams, cfg: VisionRunConfig, train: LabeledImages, s: VisionFinetuneSettings, opts: TrainingHooks = {}): Promise<Trained<VisionClassifierParams>> {
   if (train.labels.length !== train.images.length) throw new DataError("every training image needs a label");
   return trainClassifier<VisionClassifierParams, Batch>({
     params,
     examples: train.images.length,
-    epochs: s.epochs,
-    batchSize: s.batchSize,
-    lr: s.lr,
-    warmupFraction: s.warmupFraction,
-    seed: s.seed,
-    opt: FINETUNE_OPT(s.weightDecay),
+    settings: s,
+    adam: FINETUNE_ADAM,
     batch: (rows, rng) => ({
       ...imageInputs(train.images, rows, s.batchSize, cfg, s.augment ? rng : null, true),
       ...labelArrays(train.labels, rows, s.batchSize, train.classes.length),
@@ -101,20 +91,12 @@ export async function finetuneVision(
  * Runs a jitted `forward(params, images, relativeIndex)` over every image in fixed-size batches (no
  * augmentation, no dropout) and collects its first `width` outputs per image. Does not consume params.
  */
-async function mapImages<P>(params: P, cfg: VisionRunConfig, images: Image[], batchSize: number, width: number, forward: (p: P, images: np.Array, relativeIndex: np.Array | null) => np.Array): Promise<Float32Array> {
-  const compiled = jit((p: P, b: Inputs) => {
+function mapImages<P>(params: P, cfg: VisionRunConfig, images: Image[], batchSize: number, width: number, forward: (p: P, images: np.Array, relativeIndex: np.Array | null) => np.Array): Promise<Float32Array> {
+  return mapExamples(params, images.length, batchSize, width, (rows) => imageInputs(images, rows, batchSize, cfg, null, false), (p, b) => {
     const y = forward(p, b.images, b.relativeIndex ?? null);
     b.relativeIndex?.dispose();
     return y;
-  }) as unknown as ((p: P, b: Inputs) => np.Array) & { dispose(): void };
-  const out = new Float32Array(images.length * width);
-  for (let i = 0; i < images.length; i += batchSize) {
-    const rows = Array.from({ length: Math.min(batchSize, images.length - i) }, (_, k) => i + k);
-    const values = (await compiled(tree.ref(params as never) as P, imageInputs(images, rows, batchSize, cfg, null, false)).data()) as Float32Array | Int32Array;
-    out.set(Float32Array.from(values.subarray(0, rows.length * width)), i * width);
-  }
-  compiled.dispose();
-  return out;
+  });
 }
 
 /** Predicted class of every image. Does not consume params. */

@@ -4,37 +4,28 @@
  * `base` follows the paper's ViT-B/16 setup (K = 6 of 12 block outputs, layer norm per layer and after the
  * average, Smooth L1 β = 2, shared relative position bias, ~60% of the patches masked in blocks).
  */
-import { DEFAULT_DIVERGENCE } from "../data2vec/monitor.js";
 import { z } from "zod";
-import { CheckpointError, ConfigError } from "../engine/errors.js";
-import { deepMerge, validate } from "../config/validate.js";
-import { data2vecSchema, trainFields } from "../config/schemas.js";
+import { deepMerge } from "../config/validate.js";
+import { encoderFields, PAPER_DATA2VEC_EXTRAS, TRAIN_DEFAULTS } from "../config/schemas.js";
+import { refineRunConfig, runConfigKit, runConfigSchema } from "../config/run-config.js";
 
 const range = z.tuple([z.number(), z.number()]);
 
-export const visionRunSchema = z
-  .object({
-    modality: z.literal("vision"),
-    preset: z.string(),
+export const visionRunSchema = runConfigSchema(
+  "vision",
+  {
     model: z
       .object({
         imageSize: z.number().int().min(4),
         patchSize: z.number().int().min(1),
         channels: z.union([z.literal(1), z.literal(3)]),
-        dim: z.number().int().min(8),
-        layers: z.number().int().min(1),
-        heads: z.number().int().min(1),
-        ffnDim: z.number().int().min(8),
+        ...encoderFields,
         /** Initial value of the per-channel layer scale λ (0 turns layer scale off). */
         layerScale: z.number().min(0),
         relativePositionBias: z.enum(["shared", "per_layer", "none"]),
         absolutePositions: z.boolean(),
-        dropout: z.number().min(0).max(0.9),
-        attentionDropout: z.number().min(0).max(0.9),
-        layerNormEps: z.number().positive(),
       })
       .strict(),
-    data2vec: data2vecSchema,
     masking: z
       .object({
         /** Fraction of the patches to mask (BEiT: 120 of 196 ≈ 0.6). */
@@ -58,16 +49,12 @@ export const visionRunSchema = z
         std: z.array(z.number().positive()),
       })
       .strict(),
-    train: z.object(trainFields).strict(),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+  },
+  {},
+).superRefine(
+  refineRunConfig((c, issue) => {
     const m = c.model;
-    if (m.dim % m.heads !== 0) issue(["model", "heads"], `width ${m.dim} must be divisible by heads (${m.heads})`);
     if (m.imageSize % m.patchSize !== 0) issue(["model", "patchSize"], `image size ${m.imageSize} must be a multiple of the patch size ${m.patchSize}`);
-    if (c.data2vec.topK > m.layers) issue(["data2vec", "topK"], `K = ${c.data2vec.topK} exceeds the ${m.layers} layers`);
-    if (c.data2vec.ema.tauStart > c.data2vec.ema.tauEnd) issue(["data2vec", "ema", "tauStart"], "τ0 must not exceed τe (τ rises)");
     for (const k of ["mean", "std"] as const) {
       if (c.augment[k].length !== m.channels) issue(["augment", k], `needs one value per channel (${m.channels})`);
     }
@@ -75,7 +62,8 @@ export const visionRunSchema = z
     if (s && !(s[0] > 0 && s[0] <= s[1] && s[1] <= 1)) issue(["augment", "cropScale"], "needs 0 < min ≤ max ≤ 1");
     const r = c.augment.cropRatio;
     if (!(r[0] > 0 && r[0] <= r[1])) issue(["augment", "cropRatio"], "needs 0 < min ≤ max");
-  });
+  }),
+);
 
 export type VisionRunConfig = z.infer<typeof visionRunSchema>;
 export type AugmentConfig = VisionRunConfig["augment"];
@@ -118,32 +106,12 @@ const tiny: VisionRunConfig = {
     minTargetVar: 0,
     minPredVar: 0,
     collapseWarmupSteps: 0,
-    teacherContext: null,
-    maxPositionShare: null,
-    removePositionMean: false,
-    targetNormPadding: "exclude",
-    emaShared: [],
-    divergence: { ...DEFAULT_DIVERGENCE },
+    ...PAPER_DATA2VEC_EXTRAS,
   },
   masking: { ratio: 0.6, minBlockPatches: null, minAspect: 0.3 },
   // Digits: no flips (a mirrored 2 is not a 2), mild crops, brightness/contrast jitter.
   augment: { cropScale: [0.7, 1], cropRatio: [3 / 4, 4 / 3], flipProb: 0, brightness: 0.2, contrast: 0.2, saturation: 0, mean: [MNIST_MEAN], std: [MNIST_STD] },
-  train: {
-    batchSize: 32,
-    steps: 300,
-    accumSteps: 1,
-    lr: 1e-3,
-    schedule: "cosine",
-    warmupSteps: 30,
-    minLr: 0,
-    weightDecay: 0.05,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    clipNorm: 3,
-    seed: 1,
-    checkpointEvery: 100,
-  },
+  train: { ...TRAIN_DEFAULTS, batchSize: 32, steps: 300, lr: 1e-3, warmupSteps: 30, weightDecay: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 3, checkpointEvery: 100 },
 };
 
 // Six blocks on MNIST's 4×4 grid of 7-pixel patches; sized so that pretraining takes about 20 minutes on 2 cores.
@@ -165,21 +133,9 @@ const base: VisionRunConfig = {
 
 export const VISION_PRESETS: Record<string, VisionRunConfig> = { tiny, small, base };
 
-export function resolveVisionConfig(preset: string, fileConfig?: unknown, overrides?: unknown, source = "the configuration"): VisionRunConfig {
-  const presetConfig = VISION_PRESETS[preset];
-  if (!presetConfig) throw new ConfigError(`unknown vision preset "${preset}"; choose one of ${Object.keys(VISION_PRESETS).join(", ")}`);
-  return validate(visionRunSchema, deepMerge(deepMerge(presetConfig, fileConfig), overrides), source);
-}
-
-export function parseVisionRunConfig(raw: unknown, path: string): VisionRunConfig {
-  const { kind: _kind, ...rest } = (raw ?? {}) as { kind?: string };
-  const r = visionRunSchema.safeParse(rest);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new CheckpointError(`${path} is not a valid vision run config (${issue?.path.join(".") || "top level"}: ${issue?.message}); the checkpoint is corrupt or from another version`);
-  }
-  return r.data;
-}
+export const visionRunConfig = runConfigKit("vision", visionRunSchema, VISION_PRESETS);
+export const resolveVisionConfig = visionRunConfig.resolve;
+export const parseVisionRunConfig = visionRunConfig.parse;
 
 /** Patches per side. */
 export function gridSize(m: VisionRunConfig["model"]): number {

@@ -7,9 +7,10 @@
  * Images are kept as 8-bit CHW arrays at the model resolution (a 224² RGB image is 150 kB), and turned into
  * normalized float32 only when a batch is built.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { classFolders, filesUnder } from "../data/files.js";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
-import { extname, join } from "node:path";
+import { join } from "node:path";
 import sharp from "sharp";
 import { DataError } from "../engine/errors.js";
 
@@ -80,16 +81,7 @@ function toChw(hwc: Uint8Array, h: number, w: number, inChannels: number, outCha
 }
 
 function imageFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (IMAGE_EXTENSIONS.has(extname(e.name).toLowerCase())) out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
+  return filesUnder(dir, [...IMAGE_EXTENSIONS]);
 }
 
 function requireDir(path: string, what: string): void {
@@ -113,10 +105,7 @@ export async function readImageDir(dir: string, o: DecodeOptions): Promise<Image
  */
 export async function readImageFolder(dir: string, o: DecodeOptions, classes?: string[]): Promise<LabeledImages> {
   requireDir(dir, "labeled image folder");
-  const folders = readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isDirectory())
-    .map((e) => e.name)
-    .sort();
+  const folders = classFolders(dir);
   if (folders.length === 0) throw new DataError(`${dir} has no class folders; lay labeled images out as ${dir}/<class>/<image>.png`);
   if (!classes && folders.length < 2) throw new DataError(`${dir} has a single class folder (${folders[0]}); classification needs at least two classes`);
   const names = classes ?? folders;

@@ -5,6 +5,8 @@ import { test } from "node:test";
 import { decodeAudio, decodeFlac, encodeWav16, readAudio, resample } from "../../src/audio/io.js";
 import { labeledAudioEntries, libriSpeechEntries, loadClips, readManifest, unlabeledEntries } from "../../src/audio/data.js";
 import { spanMask } from "../../src/audio/masking.js";
+import { resolveAudioConfig, spanMaskSettings } from "../../src/audio/config.js";
+import { spanMaskRatio, spanStartProbability } from "../../src/data2vec/masking.js";
 import { framesForSamples } from "../../src/audio/model.js";
 import { paperConvLayers } from "../../src/audio/config.js";
 import { DataError } from "../../src/engine/errors.js";
@@ -66,16 +68,19 @@ test("the paper's CNN turns 16000 samples into 49 frames; span masks cover about
   let total = 0;
   for (let trial = 0; trial < 200; trial++) {
     const lengths = [250, 180, 220, 90];
-    const m = spanMask(lengths, frames, { prob: 0.65, spanLength: 10, minSpans: 1 }, rng);
+    const m = spanMask(lengths, frames, { spanStartProb: 0.65, spanLength: 10, minSpans: 1 }, rng);
     const counts = lengths.map((_, i) => m.subarray(i * frames, (i + 1) * frames).reduce((a, b) => a + b, 0));
     assert.ok(counts.every((c) => c === counts[0]), `same count per row: ${counts}`);
     lengths.forEach((n, i) => assert.equal(m.subarray(i * frames + n, (i + 1) * frames).reduce((a, b) => a + b, 0), 0, "padding is never masked"));
-    const full = spanMask([frames], frames, { prob: 0.65, spanLength: 10, minSpans: 1 }, rng);
+    const full = spanMask([frames], frames, spanMaskSettings(resolveAudioConfig("tiny").masking), rng);
     masked += full.reduce((a, b) => a + b, 0);
     total += frames;
   }
+  // masking.ratio (0.49: the paper's mask_prob 0.65 in spans of 10) is the masked fraction.
   const ratio = masked / total;
-  assert.ok(ratio > 0.45 && ratio < 0.53, `masked fraction ${ratio} (expected about 0.49)`);
+  assert.ok(Math.abs(ratio - 0.49) < 0.02, `masked fraction ${ratio} vs masking.ratio 0.49`);
+  assert.ok(Math.abs(spanStartProbability(0.49, 10) - 0.65) < 0.002, "the paper's span-start probability");
+  assert.ok(Math.abs(spanMaskRatio(spanStartProbability(0.3, 4), 4) - 0.3) < 1e-12, "the two conversions are inverses");
 });
 
 test("datasets: LibriSpeech layout with transcripts, folders, manifests, and clear errors", async () => {

@@ -12,7 +12,7 @@ import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec } fr
 import { jitteredViews, pretrainAudio } from "../../src/audio/pretrain.js";
 import { HostRng } from "../../src/engine/random.js";
 import { LIBRISPEECH_VOCAB } from "../../src/audio/ctc.js";
-import { durationBatches, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtterances } from "../../src/audio/finetune.js";
+import { durationBatches, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtterances } from "../../src/audio/ctc-finetune.js";
 import { freshAudioEncoder } from "../../src/audio/checkpoints.js";
 import { libriSpeechEntries, loadClips } from "../../src/audio/data.js";
 import { ROOT } from "../helpers.js";
@@ -89,7 +89,7 @@ test("edge jitter: a view that drops a clip's first frames is the clip cut there
   const lengths = [74, 60, 74, 31];
   let differ = 0;
   for (let trial = 0; trial < 50; trial++) {
-    const v = jitteredViews(lengths, 74, { prob: 0.65, spanLength: 10, minSpans: 1, edgeJitter: J }, rng);
+    const v = jitteredViews(lengths, 74, { spanStartProb: 0.65, spanLength: 10, minSpans: 1 }, J, rng);
     const counts = lengths.map((len, i) => {
       const at = (a: Float32Array, j: number) => a[i * 74 + j];
       for (const view of [v.student, v.teacher]) {

@@ -42,7 +42,7 @@ test("a config with an unknown or invalid field is refused with the field's name
   assert.ok(!existsSync(out));
   writeFileSync(cfg, "{ not json");
   assert.match(d2v("pretrain", "--config", cfg).stderr, /not valid JSON/);
-  assert.match(d2v("pretrain", "--preset", "huge").stderr, /unknown preset "huge"; choose one of tiny, small, base, large/);
+  assert.match(d2v("pretrain", "--preset", "huge").stderr, /unknown text preset "huge"; choose one of tiny, small, base, large/);
 });
 
 test("missing, empty and non-UTF-8 corpora give clear errors", () => {

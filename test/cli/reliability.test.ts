@@ -14,7 +14,8 @@ import { corpusDir } from "../train/fixtures.js";
 import { brownGenreTask } from "../../src/text/brown-genre.js";
 import { brownDocuments, DEFAULT_TEXT_SOURCE } from "../../src/text/pretrain.js";
 import { D2vError, OutputError } from "../../src/engine/errors.js";
-import { runClassify, runData, runEmbed, runEval, runFinetune, runPretrain } from "../../src/cli/commands.js";
+import { runClassify, runEmbed, runEval, runFinetune, runPretrain } from "../../src/cli/commands.js";
+import { runData } from "../../src/cli/text-commands.js";
 import { runHfExport, runHfRun } from "../../src/cli/hf-commands.js";
 import { runAudioTranscribe, runSynthSpeech, runSynthWords } from "../../src/cli/audio-commands.js";
 

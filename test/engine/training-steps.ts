@@ -12,11 +12,12 @@ import { optimizerSettings } from "../../src/train/pretrain.js";
 import { initTextData2Vec, textModality } from "../../src/text/model.js";
 import { resolveVisionConfig } from "../../src/vision/config.js";
 import { initVisionData2Vec, visionModality } from "../../src/vision/model.js";
-import { ImageStream } from "../../src/vision/pretrain.js";
+import { visionPretraining } from "../../src/vision/pretrain.js";
+import { pretrainStream } from "../../src/train/pretrain-runner.js";
 import { mnistSplits } from "../../src/vision/images.js";
 import { resolveAudioConfig } from "../../src/audio/config.js";
 import { audioModality, initAudioData2Vec } from "../../src/audio/model.js";
-import { AudioStream } from "../../src/audio/pretrain.js";
+import { audioPretraining } from "../../src/audio/pretrain.js";
 import { microConfig } from "../train/fixtures.js";
 import { syntheticTextBatch } from "../../bench/steps.js";
 
@@ -45,13 +46,13 @@ export const TRAINING_STEPS: Record<"text" | "vision" | "audio", () => MicroStep
     const cfg = resolveVisionConfig("tiny", { train: { batchSize: 8 } });
     const steps = makeData2VecSteps(visionModality(cfg.model), cfg.data2vec, optimizerSettings(cfg.train));
     const images = mnistSplits().train.images.slice(0, 16);
-    return microStep(steps, () => initVisionData2Vec(cfg, 0) as never, () => new ImageStream(images, cfg, null, { mnist: true }).next());
+    return microStep(steps, () => initVisionData2Vec(cfg, 0) as never, () => pretrainStream(visionPretraining(), cfg, images).next());
   },
   audio: () => {
     const cfg = resolveAudioConfig("tiny", { train: { batchSize: 2 }, data: { cropSeconds: 0.5 } });
     const steps = makeData2VecSteps(audioModality(cfg.model), cfg.data2vec, optimizerSettings(cfg.train));
     const rng = HostRng.seeded(9);
     const clips = Array.from({ length: 4 }, (_, i) => ({ name: `c${i}`, samples: new Float32Array(9000 + 1000 * i).map(() => 2 * rng.uniform() - 1) }));
-    return microStep(steps, () => initAudioData2Vec(cfg, 0) as never, () => new AudioStream(clips, cfg, null, { caller: true }).next());
+    return microStep(steps, () => initAudioData2Vec(cfg, 0) as never, () => pretrainStream(audioPretraining(), cfg, clips).next());
   },
 };

@@ -1,10 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { initEngine } from "../../src/engine/runtime.js";
 import { pretrainText } from "../../src/text/pretrain.js";
+import { parseTextRunConfig } from "../../src/text/config.js";
+import { parseAudioRunConfig, resolveAudioConfig, spanMaskSettings } from "../../src/audio/config.js";
+import { spanMaskRatio } from "../../src/data2vec/masking.js";
 import { corpusDir, microConfig } from "./fixtures.js";
 import { decodeSafetensors, toFloat32 } from "../../src/engine/safetensors.js";
 
@@ -52,4 +55,25 @@ test("a teacher with its own shared group (data2vec.emaShared) is averaged, chec
   await pretrainText({ config: microConfig(), data, outDir: plain, quiet: true, stopAfter: 1 });
   const names = [...decodeSafetensors(new Uint8Array(readFileSync(join(plain, "checkpoint", "teacher.safetensors")))).tensors.keys()];
   assert.ok(names.every((n) => n.startsWith("layers.")), names.join(", "));
+});
+
+test("a checkpoint written before masking.prob became masking.ratio resumes exactly, its setting migrated", async () => {
+  const data = corpusDir();
+  // fairseq's mask_prob 0.35 in spans of 4, as the old config named it and as the new one does.
+  const cfg = microConfig({ masking: { ratio: spanMaskRatio(0.35, 4) } });
+  const full = await pretrainText({ config: cfg, data, outDir: mkdtempSync(join(tmpdir(), "d2v-mig-full-")), quiet: true });
+  const out = mkdtempSync(join(tmpdir(), "d2v-mig-"));
+  await pretrainText({ config: cfg, data, outDir: out, quiet: true, stopAfter: 3 });
+  const path = join(out, "checkpoint", "config.json");
+  const saved = JSON.parse(readFileSync(path, "utf8"));
+  const { ratio: _ratio, ...masking } = saved.masking;
+  writeFileSync(path, JSON.stringify({ ...saved, masking: { ...masking, prob: 0.35 } }));
+  assert.equal(parseTextRunConfig(JSON.parse(readFileSync(path, "utf8")), path).masking.ratio, cfg.masking.ratio);
+  const second = await pretrainText({ config: cfg, data, outDir: out, quiet: true, resume: true });
+  for (const r of second.records) assert.equal(r.loss, full.records[r.step - 1].loss, `loss at update ${r.step}`);
+  // Speech: a frame started a span with probability 0.65; the ratio is what that masks, and it converts back.
+  const audio = resolveAudioConfig("tiny");
+  const { ratio: _r, ...audioMasking } = audio.masking;
+  const old = parseAudioRunConfig({ kind: "data2vec-pretrain", ...audio, masking: { ...audioMasking, prob: 0.65 } }, "config.json");
+  assert.ok(Math.abs(spanMaskSettings(old.masking).spanStartProb - 0.65) < 1e-12);
 });

@@ -1,6 +1,5 @@
 /**
- * Fine-tuning speech models: CTC transcription (a linear head over the frames to the character vocabulary)
- * and audio classification (mean of the real frames → linear head).
+ * CTC fine-tuning of speech models (transcription): a linear head over the frames to the character vocabulary.
  *
  * CTC step: the jitted model gives logits; the host computes each utterance's CTC loss and its exact
  * gradient with respect to the logits (`ctc.ts`); a second jitted function backpropagates that gradient
@@ -8,17 +7,17 @@
  * frozen (the paper's setting when starting from a pretrained model) its outputs are computed once and
  * cached, and it is left out of the optimizer.
  */
-import { grad, jit, numpy as np, random, tree } from "../engine/jax.js";
+import { compile, disposeTree, gradOf, refTree } from "../engine/typed.js";
+import { numpy as np, random } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
-import type { ParamTree } from "../engine/tree.js";
 import { stepKey } from "../data2vec/step.js";
 import { initLinear } from "../nn/init.js";
-import { layerNorm, linear, maskedMean, type LinearParams } from "../nn/layers.js";
+import { linear, type LinearParams } from "../nn/layers.js";
 import { runEncoder } from "../nn/encoder.js";
 import { KeyStream } from "../nn/random.js";
-import { labelArrays, trainClassifier, type EpochRecord, type FinetuneBase } from "../train/finetune.js";
+import type { FinetuneBase } from "../train/finetune.js";
 import { charErrorRate, wordErrorRate } from "../train/metrics.js";
 import { Progress } from "../train/progress.js";
 import type { AudioModelConfig } from "./config.js";
@@ -123,7 +122,7 @@ export function durationBatches(lengths: number[], m: AudioModelConfig, maxRows:
 type Inputs = { features?: np.Array; wave?: np.Array; frameMask: np.Array; timeMask?: np.Array };
 type HostBatch = { size: number; rows: number[]; samples: number; frames: number; frameLengths: number[]; wave: Float32Array; frameMask: Float32Array; timeMask: Float32Array | null };
 
-function hostBatch(clips: Clip[], rows: number[], shape: BatchShape, m: AudioModelConfig, mask: { prob: number; length: number; rng: HostRng } | null): HostBatch {
+function hostBatch(clips: Clip[], rows: number[], shape: BatchShape, m: AudioModelConfig, mask: { spanStartProb: number; length: number; rng: HostRng } | null): HostBatch {
   const { rows: batchSize, samples } = shape;
   const frames = framesForSamples(samples, m.convLayers);
   const wave = new Float32Array(batchSize * samples);
@@ -133,8 +132,8 @@ function hostBatch(clips: Clip[], rows: number[], shape: BatchShape, m: AudioMod
   // Filler rows (a short last batch) are all padding: one real frame keeps their softmax finite.
   const frameMask = frameMaskArray([...lengths, ...new Array(batchSize - rows.length).fill(Math.min(samples, m.sampleRate))], frames, m);
   let timeMask: Float32Array | null = null;
-  if (mask && mask.prob > 0) {
-    const spans = spanMask(frameLengths, frames, { prob: mask.prob, spanLength: mask.length, minSpans: 1 }, mask.rng);
+  if (mask && mask.spanStartProb > 0) {
+    const spans = spanMask(frameLengths, frames, { spanStartProb: mask.spanStartProb, spanLength: mask.length, minSpans: 1 }, mask.rng);
     timeMask = new Float32Array(batchSize * frames);
     timeMask.set(spans);
   }
@@ -143,12 +142,12 @@ function hostBatch(clips: Clip[], rows: number[], shape: BatchShape, m: AudioMod
 
 /** The CNN outputs of every clip (frozen feature encoder), computed once: [frames × C] per clip. */
 export async function cacheFeatures(features: AudioShared["features"], m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds: number): Promise<Float32Array[]> {
-  const cnn = new PerShape(() => jit((f: AudioShared["features"], wave: np.Array) => featureEncoder(f, m.convLayers, wave)) as unknown as ((f: unknown, w: np.Array) => np.Array) & { dispose(): void });
+  const cnn = new PerShape(() => compile((f: AudioShared["features"], wave: np.Array) => featureEncoder(f, m.convLayers, wave)));
   const channels = m.convLayers[m.convLayers.length - 1].channels;
   const out: Float32Array[] = new Array(clips.length);
   for (const { rows, shape } of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
     const b = hostBatch(clips, rows, shape, m, null);
-    const y = (await cnn.get(`${shape.rows}x${shape.samples}`)(tree.ref(features as never), np.array(b.wave).reshape([shape.rows, shape.samples])).data()) as Float32Array;
+    const y = (await cnn.get(`${shape.rows}x${shape.samples}`)(refTree(features), np.array(b.wave).reshape([shape.rows, shape.samples])).data()) as Float32Array;
     rows.forEach((r, i) => {
       const n = b.frameLengths[i];
       out[r] = y.slice(i * b.frames * channels, (i * b.frames + n) * channels);
@@ -176,7 +175,7 @@ function encodeInputs(enc: { shared: Partial<AudioShared> & Omit<AudioShared, "f
   const { features, ...rest } = enc.shared;
   let cnnOut: np.Array;
   if (x.features) {
-    if (features) tree.dispose(features as never);
+    if (features) disposeTree(features);
     cnnOut = x.features;
   } else cnnOut = featureEncoder(features!, m.convLayers, x.wave!);
   const h = embedFeatures(rest, cnnOut, x.frameMask, x.timeMask ?? null, m, keys);
@@ -188,7 +187,7 @@ function encodeInputs(enc: { shared: Partial<AudioShared> & Omit<AudioShared, "f
 
 type Trainable = { encoder: { shared: Omit<AudioShared, "features"> & Partial<Pick<AudioShared, "features">>; layers: AudioEncoderParams["layers"] }; head: LinearParams };
 
-const FINETUNE_OPT = (weightDecay: number): AdamWConfig => ({ beta1: 0.9, beta2: 0.98, eps: 1e-8, weightDecay, clipNorm: 0 });
+const FINETUNE_ADAM = { beta1: 0.9, beta2: 0.98, eps: 1e-8, clipNorm: 0 };
 
 export type CtcEpochRecord = { epoch: number; step: number; loss: number; skipped: number };
 
@@ -215,23 +214,23 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
     keys.close();
     return linear(t.head, h);
   };
-  const forward = new PerShape(() => jit(logitsOf) as unknown as ((t: Trainable, x: Inputs, key: np.Array) => np.Array) & { dispose(): void });
-  const opt = FINETUNE_OPT(s.weightDecay);
+  const forward = new PerShape(() => compile(logitsOf));
+  const opt: AdamWConfig = { ...FINETUNE_ADAM, weightDecay: s.weightDecay };
   // The surrogate Σ logits · ∂L/∂logits has the same parameter gradient as the CTC loss.
-  const surrogateGrad = grad((t: Trainable, x: Inputs, key: np.Array, cotangent: np.Array) => logitsOf(t, x, key).mul(cotangent).sum());
-  const step = new PerShape(
-    () =>
-      jit((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cotangent: np.Array, lr: np.Array) => {
-        const grads = (surrogateGrad as unknown as (...a: unknown[]) => ParamTree)(tree.ref(t as never), x, key, cotangent);
-        return adamwUpdate(grads, o, t as unknown as ParamTree, lr, opt) as never;
-      }) as unknown as ((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cot: np.Array, lr: np.Array) => [Trainable, AdamWState]) & { dispose(): void },
+  const surrogateGrad = gradOf((t: Trainable, x: Inputs, key: np.Array, cotangent: np.Array) => logitsOf(t, x, key).mul(cotangent).sum());
+  const step = new PerShape(() =>
+    compile((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cotangent: np.Array, lr: np.Array): [Trainable, AdamWState] => {
+      const grads = surrogateGrad(refTree(t), x, key, cotangent);
+      const [t2, o2] = adamwUpdate(grads, o, t, lr, opt);
+      return [t2, o2];
+    }),
   );
 
   const rng = HostRng.seeded(s.seed);
   const buckets = durationBatches(clips.map((c) => c.samples.length), m, s.batchSize, s.maxBatchSeconds);
   const total = buckets.length * s.epochs;
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
-  let optState = adamwInit(trainable as unknown as ParamTree);
+  let optState = adamwInit(trainable);
   const progress = new Progress("finetune-ctc", total, 0, { quiet: opts.quiet });
   const history: CtcEpochRecord[] = [];
   let update = 0;
@@ -247,10 +246,10 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
       for (const k of order) {
         const { rows, shape: batchShape } = buckets[k];
         const size = batchShape.rows;
-        const b = hostBatch(clips, rows, batchShape, m, { prob: s.maskProb, length: s.maskLength, rng });
+        const b = hostBatch(clips, rows, batchShape, m, { spanStartProb: s.maskProb, length: s.maskLength, rng });
         const key = stepKey(s.seed, update);
         const shape = shapeKey(k);
-        const logits = (await forward.get(shape)(tree.ref(trainable as never) as Trainable, deviceInputs(b, cached, channels), key.ref).data()) as Float32Array;
+        const logits = (await forward.get(shape)(refTree(trainable), deviceInputs(b, cached, channels), key.ref).data()) as Float32Array;
         const cotangent = new Float32Array(size * b.frames * vocabSize);
         b.rows.forEach((r, i) => {
           const rowLogits = logits.subarray(i * b.frames * vocabSize, (i * b.frames + b.frameLengths[i]) * vocabSize);
@@ -275,7 +274,7 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
     }
   } finally {
     progress.stop();
-    tree.dispose(optState as never);
+    disposeTree(optState);
     forward.dispose();
     step.dispose();
   }
@@ -285,12 +284,12 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
 
 /** Runs `head ∘ encoder` over the clips in duration batches (no dropout, no masking); rows [frames × width] per clip. */
 async function framewise<P>(params: P, apply: (p: P, h: np.Array) => np.Array, encoderOf: (p: P) => AudioEncoderParams, width: number, m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds: number): Promise<{ rows: Float32Array; frames: number }[]> {
-  const forward = new PerShape(() => jit((p: P, x: Inputs) => apply(p, encodeInputs(encoderOf(p), x, m, null))) as unknown as ((p: P, x: Inputs) => np.Array) & { dispose(): void });
+  const forward = new PerShape(() => compile((p: P, x: Inputs) => apply(p, encodeInputs(encoderOf(p), x, m, null))));
   const out: { rows: Float32Array; frames: number }[] = new Array(clips.length);
   try {
     for (const { rows, shape } of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
       const b = hostBatch(clips, rows, shape, m, null);
-      const y = (await forward.get(`${shape.rows}x${shape.samples}`)(tree.ref(params as never) as P, deviceInputs(b, null, 0)).data()) as Float32Array;
+      const y = (await forward.get(`${shape.rows}x${shape.samples}`)(refTree(params), deviceInputs(b, null, 0)).data()) as Float32Array;
       rows.forEach((r, i) => {
         const n = b.frameLengths[i];
         out[r] = { rows: y.slice(i * b.frames * width, (i * b.frames + n) * width), frames: n };
@@ -338,101 +337,3 @@ export async function evaluateCtc(params: CtcParams, m: AudioModelConfig, vocab:
 
 // ---------------------------------------------------------------------------------------------------------
 // Audio classification: the mean of the real frames' final states → linear head.
-
-export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearParams };
-
-/**
- * Logits [B, C] from waveforms [B, L] with frame mask [B, T]. Consumes params and inputs. `poolNorm`: a
- * non-affine layer norm on the pooled state. Pretrained final states share one dominant component across clips
- * (cosine ≈ 0.997 between clips), which a linear head on the raw mean cannot get past in a short fine-tuning.
- */
-export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null, poolNorm = false): np.Array {
-  const pooled = pooledStates(p.encoder, wave, frameMask, m, keys);
-  return linear(p.head, poolNorm ? layerNorm(null, pooled, m.layerNormEps) : pooled);
-}
-
-/** The mean of the real frames' final states [B, D]. Consumes the encoder and inputs. */
-function pooledStates(encoder: AudioEncoderParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null): np.Array {
-  return maskedMean(encodeInputs(encoder, { wave, frameMask: frameMask.ref }, m, keys), frameMask);
-}
-
-/** A fixed-length clip: a random crop in training (when `rng`), else the first `samples`; shorter clips are padded. */
-function cropClip(x: Float32Array, samples: number, rng: HostRng | null): Float32Array {
-  if (x.length <= samples) return x;
-  const offset = rng ? rng.int(0, x.length - samples) : 0;
-  return x.subarray(offset, offset + samples);
-}
-
-type ClassBatch = { wave: np.Array; frameMask: np.Array; labels: np.Array; weights: np.Array };
-
-function classInputs(clips: Clip[], rows: number[], batchSize: number, samples: number, m: AudioModelConfig, rng: HostRng | null) {
-  const wave = new Float32Array(batchSize * samples);
-  const lengths = rows.map((r, i) => {
-    const x = cropClip(clips[r].samples, samples, rng);
-    wave.set(x, i * samples);
-    return x.length;
-  });
-  const frames = framesForSamples(samples, m.convLayers);
-  const frameMask = frameMaskArray([...lengths, ...new Array(batchSize - rows.length).fill(samples)], frames, m);
-  return { wave: np.array(wave).reshape([batchSize, samples]), frameMask: np.array(frameMask).reshape([batchSize, frames]) };
-}
-
-export type AudioClassifySettings = FinetuneBase & {
-  maxSeconds: number;
-  poolNorm?: boolean;
-  /** Set when the head is a linear probe on the frozen encoder's standardized features (`epochs` is then 0). */
-  linearProbe?: { steps: number };
-};
-
-export async function finetuneAudioClassifier(
-  params: AudioClassifierParams,
-  m: AudioModelConfig,
-  clips: Clip[],
-  labels: number[],
-  classes: number,
-  s: AudioClassifySettings,
-  opts: { quiet?: boolean; onEpoch?: (r: EpochRecord) => void } = {},
-): Promise<{ params: AudioClassifierParams; history: EpochRecord[] }> {
-  const samples = Math.round(s.maxSeconds * m.sampleRate);
-  return trainClassifier<AudioClassifierParams, ClassBatch>({
-    params,
-    examples: clips.length,
-    epochs: s.epochs,
-    batchSize: s.batchSize,
-    lr: s.lr,
-    warmupFraction: s.warmupFraction,
-    seed: s.seed,
-    opt: FINETUNE_OPT(s.weightDecay),
-    batch: (rows, rng) => ({ ...classInputs(clips, rows, s.batchSize, samples, m, rng), ...labelArrays(labels, rows, s.batchSize, classes) }),
-    logits: (p, b, keys) => audioClassLogits(p, b.wave, b.frameMask, m, keys, s.poolNorm ?? false),
-    ...opts,
-  });
-}
-
-/**
- * Runs a jitted `forward(params, wave, frameMask)` over every clip (its first `maxSeconds`) in fixed-size batches,
- * no dropout, and collects `width` outputs per clip. Does not consume params.
- */
-async function mapClips<P>(params: P, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number, width: number, forward: (p: P, wave: np.Array, frameMask: np.Array) => np.Array): Promise<Float32Array> {
-  const samples = Math.round(maxSeconds * m.sampleRate);
-  const f = jit((p: P, x: { wave: np.Array; frameMask: np.Array }) => forward(p, x.wave, x.frameMask)) as unknown as ((p: P, x: unknown) => np.Array) & { dispose(): void };
-  const out = new Float32Array(clips.length * width);
-  for (let i = 0; i < clips.length; i += batchSize) {
-    const rows = Array.from({ length: Math.min(batchSize, clips.length - i) }, (_, k) => i + k);
-    const values = (await f(tree.ref(params as never) as P, classInputs(clips, rows, batchSize, samples, m, null)).data()) as Float32Array | Int32Array;
-    out.set(Float32Array.from(values.subarray(0, rows.length * width)), i * width);
-  }
-  f.dispose();
-  return out;
-}
-
-/** Predicted class of every clip (its first `maxSeconds`). Does not consume params. */
-export async function predictAudioClasses(params: AudioClassifierParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number, poolNorm = false): Promise<number[]> {
-  const pred = await mapClips(params, m, clips, batchSize, maxSeconds, 1, (p, wave, mask) => np.argmax(audioClassLogits(p, wave, mask, m, null, poolNorm), -1));
-  return Array.from(pred);
-}
-
-/** Mean-pooled final states [clips × D] of a frozen encoder (each clip's first `maxSeconds`). Does not consume it. */
-export function pooledAudioFeatures(encoder: AudioEncoderParams, m: AudioModelConfig, clips: Clip[], batchSize: number, maxSeconds: number): Promise<Float32Array> {
-  return mapClips(encoder, m, clips, batchSize, maxSeconds, m.dim, (e, wave, mask) => pooledStates(e, wave, mask, m, null));
-}

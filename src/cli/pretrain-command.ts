@@ -1,0 +1,113 @@
+/**
+ * `d2v pretrain` for every modality: the options become a run config (preset, config file, overrides), the run
+ * directory is checked before any work, the modality's adapter trains, and the end is reported the same way:
+ * how the run stopped (stderr), its exit status, and its last update as JSON (stdout).
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { readJsonFile } from "../config/validate.js";
+import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
+import { initEngine } from "../engine/runtime.js";
+import type { numpy as np } from "../engine/jax.js";
+import type { ParamTree } from "../engine/tree.js";
+import { checkpointModality } from "../train/checkpoint.js";
+import { checkPretrainOutput, recoverCheckpoint } from "../train/pretrain.js";
+import { runPretraining, type PretrainAdapter, type PretrainRunConfig, type PretrainRunResult } from "../train/pretrain-runner.js";
+
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+
+/** The options `d2v finetune` takes for every modality (each modality adds its own). */
+export type FinetuneOptions = {
+  data?: string;
+  init?: string;
+  scratch?: boolean;
+  preset: string;
+  config?: string;
+  evalData?: string;
+  out: string;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
+  seed: number;
+  quiet?: boolean;
+};
+
+export type PretrainOptions = {
+  modality?: string;
+  data?: string;
+  preset?: string;
+  config?: string;
+  out?: string;
+  tokenizer?: string;
+  steps?: number;
+  batchSize?: number;
+  lr?: number;
+  seed?: number;
+  resume?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+};
+
+/**
+ * `--resume` continues a run with the settings saved in its checkpoint: options that would change them are refused
+ * rather than silently ignored, and the modality is the run's. Returns that modality.
+ */
+export function resumedModality(o: PretrainOptions): string {
+  const ignored = (
+    [
+      ["--config", o.config],
+      ["--preset", o.preset],
+      ["--batch-size", o.batchSize],
+      ["--lr", o.lr],
+      ["--seed", o.seed],
+      ["--tokenizer", o.tokenizer],
+      ["--force", o.force],
+    ] as const
+  )
+    .filter(([, v]) => v !== undefined && v !== false)
+    .map(([flag]) => flag);
+  if (ignored.length > 0) {
+    throw new ConfigError(
+      `--resume continues a run with the settings it was started with, so ${ignored.join(", ")} would be ignored: drop ${ignored.length > 1 ? "them" : "it"}, ` +
+        "or start a new run with another --out (on resume, --steps sets the total updates and --data the corpus)",
+    );
+  }
+  if (!o.out) throw new ConfigError("--resume needs --out: the run directory to continue");
+  const saved = join(resolve(o.out), "checkpoint");
+  if (!existsSync(resolve(o.out))) throw new DataError(`--resume: ${o.out} does not exist`);
+  recoverCheckpoint(resolve(o.out), log);
+  let modality: string;
+  try {
+    modality = checkpointModality(resolve(o.out));
+  } catch {
+    throw new DataError(`--resume: ${o.out} holds no checkpoint to resume from (${saved} is missing)`);
+  }
+  if (o.modality && o.modality !== modality) throw new ConfigError(`--resume: ${o.out} is a ${modality} run, not ${o.modality}; drop --modality`);
+  return modality;
+}
+
+/** Pretrains (or resumes) with a modality's adapter from the command line's options (modality and preset decided). */
+export async function pretrainCommand<Cfg extends PretrainRunConfig & { preset: string }, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
+  adapter: PretrainAdapter<Cfg, Example, Shared, Batch>,
+  o: PretrainOptions & { modality: string; preset: string },
+): Promise<void> {
+  const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
+  const config = adapter.config.resolve(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
+  if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
+  const outDir = resolve(o.out ?? join("runs", `pretrain-${o.modality}-${o.preset}`));
+  checkPretrainOutput(outDir, o);
+  await initEngine();
+  if (!o.resume) log(`data2vec ${o.modality} pretraining, preset ${config.preset}: ${adapter.describe(config)} → ${outDir}`);
+  const r = await runPretraining(adapter, { config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
+  reportPretrainRun(r, log);
+}
+
+export function reportPretrainRun(r: PretrainRunResult, log: (msg: string) => void): void {
+  if (r.interrupted) {
+    log(`interrupted; checkpoint saved in ${r.checkpoint} (continue with --resume)`);
+    process.exitCode = SIGNAL_EXIT_STATUS[r.interrupted];
+  } else log(`done: checkpoint in ${r.checkpoint}`);
+  const last = r.records[r.records.length - 1];
+  if (last) console.log(JSON.stringify({ step: last.step, loss: last.loss, targetVar: last.targetVar, predVar: last.predVar, checkpoint: r.checkpoint }));
+}

@@ -1,0 +1,111 @@
+/**
+ * A modality's run configuration as one object: its zod schema, its presets, how a preset, a config file and
+ * command-line overrides combine, and how a checkpoint's saved config is read back (with the migrations of
+ * settings renamed since it was written). The checks every modality shares are written once, here.
+ */
+import { z } from "zod";
+import { data2vecSchema, trainFields } from "./schemas.js";
+import { spanMaskRatio } from "../data2vec/masking.js";
+import { CheckpointError, ConfigError } from "../engine/errors.js";
+import { deepMerge, validate } from "./validate.js";
+
+/** The fields every modality's run config has, as the shared checks read them. */
+export type CommonRunFields = {
+  modality: string;
+  preset: string;
+  model: { dim: number; heads: number; layers: number };
+  data2vec: { topK: number; ema: { tauStart: number; tauEnd: number } };
+  train: { schedule: "cosine" | "tri_stage" | "constant"; warmupSteps: number; minLr: number };
+};
+
+type Issue = (path: (string | number)[], message: string) => void;
+
+/**
+ * The cross-field checks every modality shares, for a schema's superRefine: a width the heads divide, K within the
+ * blocks, a rising τ, and no schedule setting that the chosen schedule would ignore.
+ */
+export function checkCommonRunFields(c: CommonRunFields, issue: Issue): void {
+  if (c.model.dim % c.model.heads !== 0) issue(["model", "heads"], `width ${c.model.dim} must be divisible by heads (${c.model.heads})`);
+  if (c.data2vec.topK > c.model.layers) issue(["data2vec", "topK"], `K = ${c.data2vec.topK} exceeds the ${c.model.layers} layers`);
+  if (c.data2vec.ema.tauStart > c.data2vec.ema.tauEnd) issue(["data2vec", "ema", "tauStart"], "τ0 must not exceed τe (τ rises)");
+  const t = c.train;
+  if (t.schedule === "tri_stage" && t.warmupSteps !== 0) {
+    issue(["train", "warmupSteps"], "the tri-stage schedule warms up over its first 5% of train.steps and ignores train.warmupSteps: set it to 0, or choose schedule cosine");
+  }
+  if (t.schedule !== "cosine" && t.minLr !== 0) issue(["train", "minLr"], `only the cosine schedule decays to train.minLr; the ${t.schedule} schedule would ignore it: set it to 0`);
+}
+
+/**
+ * A modality's run-config schema: its own sections (`model`, `masking`, …) beside the shared `data2vec` and `train`
+ * sections (`train` extended by `trainExtra`). Every object is strict: an unknown field is an error, never ignored.
+ */
+export function runConfigSchema<const M extends string, S extends z.ZodRawShape, T extends z.ZodRawShape>(modality: M, sections: S, trainExtra: T) {
+  return z
+    .object({ modality: z.literal(modality), preset: z.string(), ...sections, data2vec: data2vecSchema, train: z.object({ ...trainFields, ...trainExtra }).strict() })
+    .strict();
+}
+
+/**
+ * A schema's superRefine: the shared checks, then the modality's own (`extra`), each reported with its field path.
+ */
+export function refineRunConfig<C extends CommonRunFields>(extra?: (c: C, issue: Issue) => void): (c: C, ctx: z.RefinementCtx) => void {
+  return (c, ctx) => {
+    const issue: Issue = (path, message) => ctx.addIssue({ code: "custom", path, message });
+    checkCommonRunFields(c, issue);
+    extra?.(c, issue);
+  };
+}
+
+/** Rewrites a config saved by an earlier version into the current settings (renamed or retired fields). */
+export type Migration = (raw: Record<string, unknown>) => Record<string, unknown>;
+
+/** Settings that every modality retired: a tri-stage run's warm-up steps were never read, so dropping them changes nothing. */
+export const commonMigration: Migration = (raw) => {
+  const train = raw.train as { schedule?: string; warmupSteps?: number } | undefined;
+  if (train?.schedule === "tri_stage" && train.warmupSteps) return { ...raw, train: { ...train, warmupSteps: 0 } };
+  return raw;
+};
+
+/**
+ * Configs written before masking.prob became masking.ratio (the expected masked fraction): span masking's prob was
+ * fairseq's span-start probability (`spanMaskRatio` gives the fraction it masks); other masking's was the fraction.
+ */
+export const maskingProbToRatio: Migration = (raw) => {
+  const m = raw.masking as { kind?: string; prob?: number; spanLength?: number } | undefined;
+  if (!m || m.prob === undefined) return raw;
+  const { prob, ...rest } = m;
+  const spans = m.kind !== "bert";
+  return { ...raw, masking: { ...rest, ratio: spans ? spanMaskRatio(prob, m.spanLength ?? 1) : prob } };
+};
+
+export type RunConfigKit<C> = {
+  modality: string;
+  schema: z.ZodType<C>;
+  presets: Record<string, C>;
+  /** Preset, then a config file's partial config, then command-line overrides; validated once at the end. */
+  resolve(preset: string, fileConfig?: unknown, overrides?: unknown, source?: string): C;
+  /** The run config stored in a checkpoint's config.json (its `kind` field aside), migrated and validated. */
+  parse(raw: unknown, path: string): C;
+};
+
+export function runConfigKit<C>(modality: string, schema: z.ZodType<C>, presets: Record<string, C>, migrate: Migration = (r) => r): RunConfigKit<C> {
+  return {
+    modality,
+    schema,
+    presets,
+    resolve(preset, fileConfig, overrides, source = "the configuration") {
+      const presetConfig = presets[preset];
+      if (!presetConfig) throw new ConfigError(`unknown ${modality} preset "${preset}"; choose one of ${Object.keys(presets).join(", ")}`);
+      return validate(schema, deepMerge(deepMerge(presetConfig, fileConfig), overrides), source);
+    },
+    parse(raw, path) {
+      const { kind: _kind, ...rest } = (raw ?? {}) as { kind?: string };
+      const r = schema.safeParse(migrate(commonMigration(rest)));
+      if (!r.success) {
+        const issue = r.error.issues[0];
+        throw new CheckpointError(`${path} is not a valid ${modality} run config (${issue?.path.join(".") || "top level"}: ${issue?.message}); the checkpoint is corrupt or from another version`);
+      }
+      return r.data;
+    },
+  };
+}
