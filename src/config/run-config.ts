@@ -14,7 +14,7 @@ export type CommonRunFields = {
   modality: string;
   preset: string;
   model: { dim: number; heads: number; layers: number };
-  data2vec: { topK: number; ema: { tauStart: number; tauEnd: number } };
+  data2vec: { topK: number; ema: { tauStart: number; tauEnd: number }; loss: "l2" | "smooth_l1"; lossBeta: number };
   train: { schedule: "cosine" | "tri_stage" | "constant"; warmupSteps: number; minLr: number };
 };
 
@@ -28,6 +28,7 @@ export function checkCommonRunFields(c: CommonRunFields, issue: Issue): void {
   if (c.model.dim % c.model.heads !== 0) issue(["model", "heads"], `width ${c.model.dim} must be divisible by heads (${c.model.heads})`);
   if (c.data2vec.topK > c.model.layers) issue(["data2vec", "topK"], `K = ${c.data2vec.topK} exceeds the ${c.model.layers} layers`);
   if (c.data2vec.ema.tauStart > c.data2vec.ema.tauEnd) issue(["data2vec", "ema", "tauStart"], "τ0 must not exceed τe (τ rises)");
+  if (c.data2vec.loss === "l2" && c.data2vec.lossBeta !== 0) issue(["data2vec", "lossBeta"], "the L2 loss ignores lossBeta (Smooth L1's β): set it to 0, or choose loss smooth_l1");
   const t = c.train;
   if (t.schedule === "tri_stage" && t.warmupSteps !== 0) {
     issue(["train", "warmupSteps"], "the tri-stage schedule warms up over its first 5% of train.steps and ignores train.warmupSteps: set it to 0, or choose schedule cosine");
@@ -59,11 +60,17 @@ export function refineRunConfig<C extends CommonRunFields>(extra?: (c: C, issue:
 /** Rewrites a config saved by an earlier version into the current settings (renamed or retired fields). */
 export type Migration = (raw: Record<string, unknown>) => Record<string, unknown>;
 
-/** Settings that every modality retired: a tri-stage run's warm-up steps were never read, so dropping them changes nothing. */
+/**
+ * Settings that configs saved before the schema refused them may hold though nothing read them (a tri-stage run's
+ * warm-up steps, an L2 run's β): dropping them changes nothing.
+ */
 export const commonMigration: Migration = (raw) => {
   const train = raw.train as { schedule?: string; warmupSteps?: number } | undefined;
-  if (train?.schedule === "tri_stage" && train.warmupSteps) return { ...raw, train: { ...train, warmupSteps: 0 } };
-  return raw;
+  const d2v = raw.data2vec as { loss?: string; lossBeta?: number } | undefined;
+  let out = raw;
+  if (train?.schedule === "tri_stage" && train.warmupSteps) out = { ...out, train: { ...train, warmupSteps: 0 } };
+  if (d2v?.loss === "l2" && d2v.lossBeta) out = { ...out, data2vec: { ...d2v, lossBeta: 0 } };
+  return out;
 };
 
 /**
@@ -74,8 +81,9 @@ export const maskingProbToRatio: Migration = (raw) => {
   const m = raw.masking as { kind?: string; prob?: number; spanLength?: number } | undefined;
   if (!m || m.prob === undefined) return raw;
   const { prob, ...rest } = m;
-  const spans = m.kind !== "bert";
-  return { ...raw, masking: { ...rest, ratio: spans ? spanMaskRatio(prob, m.spanLength ?? 1) : prob } };
+  // BERT masking never read spanLength: it is 1 now (the schema refuses another value).
+  if (m.kind === "bert") return { ...raw, masking: { ...rest, ratio: prob, spanLength: 1 } };
+  return { ...raw, masking: { ...rest, ratio: spanMaskRatio(prob, m.spanLength ?? 1) } };
 };
 
 export type RunConfigKit<C> = {

@@ -38,6 +38,7 @@ export const textRunSchema = runConfigSchema(
   refineRunConfig((c, issue) => {
     if (c.train.seqLen > c.model.maxPositions) issue(["train", "seqLen"], `sequence length ${c.train.seqLen} exceeds model.maxPositions ${c.model.maxPositions}`);
     if (c.masking.randomTokenProb + c.masking.leaveUnmaskedProb >= 1) issue(["masking"], "randomTokenProb + leaveUnmaskedProb must stay below 1");
+    if (c.masking.kind === "bert" && c.masking.spanLength !== 1) issue(["masking", "spanLength"], "BERT masking chooses single tokens and ignores spanLength: set it to 1, or choose kind span");
   }),
 );
 

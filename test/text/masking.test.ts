@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HostRng } from "../../src/engine/random.js";
 import { maskTokens, type TextMaskConfig } from "../../src/text/masking.js";
+import { parseTextRunConfig, resolveTextConfig } from "../../src/text/config.js";
 
 const MASK = 999;
 const BOS = 0, EOS = 2, PAD = 1;
@@ -75,4 +76,12 @@ test("masking is deterministic for a seed", () => {
   const a = maskTokens(ids, cfg, HostRng.seeded(9), special);
   const b = maskTokens(ids, cfg, HostRng.seeded(9), special);
   assert.deepEqual(a.source, b.source);
+});
+
+test("the text config refuses what BERT masking would ignore; a saved BERT config migrates", () => {
+  assert.throws(() => resolveTextConfig("tiny", { masking: { kind: "bert", spanLength: 4 } }), /BERT masking chooses single tokens and ignores spanLength/);
+  const bert = resolveTextConfig("tiny", { masking: { kind: "bert", ratio: 0.15, spanLength: 1 } });
+  const { ratio: _ratio, ...old } = bert.masking;
+  const migrated = parseTextRunConfig({ kind: "data2vec-pretrain", ...bert, masking: { ...old, prob: 0.15, spanLength: 3 } }, "config.json");
+  assert.deepEqual(migrated.masking, bert.masking, "BERT's prob is its ratio, and the spanLength it never read becomes 1");
 });

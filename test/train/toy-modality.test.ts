@@ -205,7 +205,10 @@ test("the toy run config gets the shared checks and the shared migrations", () =
   assert.throws(() => toyConfig.resolve("tiny", { data2vec: { topK: 3 } }), /K = 3 exceeds the 2 layers/);
   assert.throws(() => toyConfig.resolve("tiny", { train: { schedule: "tri_stage" } }), /tri-stage schedule .* ignores train.warmupSteps/);
   assert.throws(() => toyConfig.resolve("huge"), /unknown toy preset "huge"; choose one of tiny/);
+  assert.throws(() => toyConfig.resolve("tiny", { data2vec: { lossBeta: 2 } }), /L2 loss ignores lossBeta/);
+  assert.throws(() => toyConfig.resolve("tiny", { train: { schedule: "constant", minLr: 1e-5 } }), /only the cosine schedule decays to train.minLr/);
   // A saved tri-stage config with warm-up steps (never read) loads, with them dropped.
   const saved = toyConfig.parse({ kind: "data2vec-pretrain", ...tiny, train: { ...tiny.train, schedule: "tri_stage", warmupSteps: 100 } }, "config.json");
   assert.equal(saved.train.warmupSteps, 0);
+  assert.equal(toyConfig.parse({ ...tiny, data2vec: { ...tiny.data2vec, lossBeta: 4 } }, "config.json").data2vec.lossBeta, 0);
 });
