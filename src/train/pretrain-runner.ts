@@ -5,9 +5,8 @@
  * which data a resumed run reads, the checks that it is the same data, the fresh or restored state, the loop,
  * checkpoints, metrics, progress and interruption (`pretrain`).
  */
-import { resolve } from "node:path";
-import { join } from "node:path";
-import { numpy as np } from "../engine/jax.js";
+import { join, resolve } from "node:path";
+import type { numpy as np } from "../engine/jax.js";
 import { disposeTree } from "../engine/typed.js";
 import type { Data2VecParams, Modality } from "../data2vec/model.js";
 import type { RunConfigKit } from "../config/run-config.js";
