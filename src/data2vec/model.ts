@@ -20,16 +20,14 @@ import { meanStd, positionShare, regressionLoss } from "./loss.js";
 import { buildTargets, normalizeTarget, subtractPositionMean } from "./targets.js";
 
 /**
- * A modality's embedded view: [B, T, D] states, an optional [B, T] padding mask, and what the blocks need
- * besides (an additive attention bias such as a shared relative position bias; the relative position index
- * for blocks that own bias tables). All owned by the caller.
+ * A modality's embedded view: [B, T, D] states, an optional [B, T] padding mask, and an optional additive
+ * attention bias (such as a shared relative position bias). All owned by the caller.
  */
-export type Embedded = { x: np.Array; padding: np.Array | null; bias?: np.Array | null; relativeIndex?: np.Array | null };
+export type Embedded = { x: np.Array; padding: np.Array | null; bias?: np.Array | null };
 
 function disposeExtras(e: Embedded): void {
   e.padding?.dispose();
   e.bias?.dispose();
-  e.relativeIndex?.dispose();
 }
 
 export interface Modality<Shared extends ParamTree, Batch extends { [k: string]: np.Array }> {
@@ -169,7 +167,7 @@ export function data2vecOutputs<Shared extends ParamTree, Batch extends { [k: st
   }
   // 2. Encode: the student's blocks on the masked view; the EMA teacher's blocks on the unmasked view, no dropout,
   //    keeping the top-K blocks' outputs (optionally with a restricted context, §5.3).
-  const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, bias: student.bias, relativeIndex: student.relativeIndex, keys }).out;
+  const h = runEncoder(params.layers, student.x, modality.encoder, { padding: student.padding, bias: student.bias, keys }).out;
   disposeExtras(student);
   if (cfg.teacherContext != null) {
     const steps = teacherIn.x.shape[1];
@@ -180,7 +178,6 @@ export function data2vecOutputs<Shared extends ParamTree, Batch extends { [k: st
   const teacher = runEncoder(teacherParams.layers, teacherIn.x, modality.encoder, {
     padding: teacherIn.padding,
     bias: teacherIn.bias,
-    relativeIndex: teacherIn.relativeIndex,
     keys: null,
     capture: cfg.targetLayer,
     captureFrom: teacherParams.layers.length - cfg.topK,

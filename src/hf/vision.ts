@@ -133,12 +133,12 @@ export type VisionOutputs = {
 /** The forward pass on normalized pixels [B, C, S, S]. Consumes `pixels`; borrows the model. */
 export function visionForward(m: HfVisionModel, pixels: np.Array): VisionOutputs {
   const c = m.config;
+  // Eager inference gathers with the int32 index (the one-hot constant would be 113 MB at base size).
   const index = relativeIndexArray(c, false);
-  const e = embedImages(tree.ref(m.encoder.shared), pixels, c, null, index, null);
+  const e = embedImages(tree.ref(m.encoder.shared), pixels, c, null, null, index);
+  const run = runEncoder(tree.ref(m.encoder.layers), e.x.ref, visionEncoderSpec(c, index), { bias: e.bias, keys: null, capture: "end" });
   index?.dispose();
-  const run = runEncoder(tree.ref(m.encoder.layers), e.x.ref, visionEncoderSpec(c), { bias: e.bias, relativeIndex: e.relativeIndex, keys: null, capture: "end" });
   e.bias?.dispose();
-  e.relativeIndex?.dispose();
   run.out.dispose();
   let last = run.captured[run.captured.length - 1].ref;
   if (m.finalNorm) last = layerNorm(tree.ref(m.finalNorm), last, c.layerNormEps);

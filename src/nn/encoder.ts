@@ -15,6 +15,11 @@ export type EncoderSpec = {
   attentionDropout: number;
   activationDropout: number;
   scaleQueryFirst?: boolean;
+  /**
+   * The relative position index of blocks with their own bias tables (vision's per-layer tables): a constant of
+   * the architecture, borrowed and never consumed.
+   */
+  relativeIndex?: np.Array | null;
 };
 
 export type EncoderRun = {
@@ -22,8 +27,6 @@ export type EncoderRun = {
   padding?: np.Array | null;
   /** Additive attention bias, borrowed (relative positions, local context windows). */
   bias?: np.Array | null;
-  /** Flat relative position index for blocks with their own bias tables, borrowed. */
-  relativeIndex?: np.Array | null;
   keys: KeyStream | null;
   capture?: Capture | null;
   /** Capture from this block index on (the teacher's top K are blocks L−K … L−1). */
@@ -36,7 +39,7 @@ export function runEncoder(layers: BlockParams[], x: np.Array, spec: EncoderSpec
   const captured: np.Array[] = [];
   layers.forEach((p, i) => {
     const wantCapture = run.capture && i >= (run.captureFrom ?? 0) ? run.capture : null;
-    const options = { ...spec, mask, bias: run.bias ?? null, relativeIndex: run.relativeIndex ?? null, keys: run.keys, capture: wantCapture };
+    const options = { ...spec, mask, bias: run.bias ?? null, relativeIndex: spec.relativeIndex ?? null, keys: run.keys, capture: wantCapture };
     const r = spec.kind === "post_ln" ? postLnBlock(p, x, options) : preLnBlock(p, x, options);
     x = r.out;
     if (r.captured) captured.push(r.captured);

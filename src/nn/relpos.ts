@@ -41,8 +41,26 @@ export function relativeIndexInput(gh: number, gw: number, differentiable: boole
   return np.array(oneHotIndex(gh, gw)).reshape([index.length, relativeTableSize(gh, gw)]);
 }
 
-// Every training batch carries the index, so the host-side one-hot matrix is built once per grid.
+// The host-side one-hot matrix is built once per grid.
 const oneHotCache = new Map<string, Float32Array>();
+
+// One device copy of each grid's one-hot index for the whole process: jitted functions capture it as a constant
+// (a captured one-hot matrix differentiates plainly; only a gather through an index built inside the trace does not).
+const constantCache = new Map<string, np.Array>();
+
+/**
+ * The one-hot relative position index of a gh × gw grid ([T·T, size], see `relativeIndexInput`) as a device
+ * constant made once per process. Borrow it (`.ref`); never consume or dispose it.
+ */
+export function relativeIndexConstant(gh: number, gw: number): np.Array {
+  const key = `${gh}x${gw}`;
+  let index = constantCache.get(key);
+  if (!index) {
+    index = relativeIndexInput(gh, gw, true);
+    constantCache.set(key, index);
+  }
+  return index;
+}
 
 function oneHotIndex(gh: number, gw: number): Float32Array {
   const key = `${gh}x${gw}`;

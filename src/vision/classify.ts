@@ -15,7 +15,7 @@ import { labelArrays, trainClassifier, type FinetuneBase, type Trained, type Tra
 import { augmentImage, prepareImage } from "./augment.js";
 import type { VisionRunConfig } from "./config.js";
 import type { Image, LabeledImages } from "./images.js";
-import { encodeImages, relativeIndexArray, type VisionEncoderParams } from "./model.js";
+import { encodeImages, visionRelativeIndex, type VisionEncoderParams } from "./model.js";
 
 export type VisionClassifierHead = { norm: LayerNormParams; out: LinearParams };
 export type VisionClassifierParams = { encoder: VisionEncoderParams; head: VisionClassifierHead };
@@ -40,24 +40,21 @@ function headLogits(head: VisionClassifierHead, pooled: np.Array, eps: number): 
   return linear(head.out, layerNorm(head.norm, pooled, eps));
 }
 
-/** Logits [B, C]. Consumes params and images; borrows the index. */
-export function visionLogits(p: VisionClassifierParams, images: np.Array, relativeIndex: np.Array | null, cfg: VisionRunConfig, keys: KeyStream | null): np.Array {
-  return headLogits(p.head, meanPatchTokens(encodeImages(p.encoder, images, relativeIndex, cfg.model, keys)), cfg.model.layerNormEps);
+/** Logits [B, C]. Consumes params and images; borrows the index (`visionRelativeIndex`, taken outside jitted code). */
+export function visionLogits(p: VisionClassifierParams, images: np.Array, cfg: VisionRunConfig, keys: KeyStream | null, relativeIndex: np.Array | null): np.Array {
+  return headLogits(p.head, meanPatchTokens(encodeImages(p.encoder, images, cfg.model, keys, relativeIndex)), cfg.model.layerNormEps);
 }
 
-type Inputs = { images: np.Array; relativeIndex?: np.Array };
+type Inputs = { images: np.Array };
 type Batch = Inputs & { labels: np.Array; weights: np.Array };
 
-/** Normalized images (augmented when `rng` is given) and the relative index; rows past `rows` stay zero. */
-function imageInputs(images: Image[], rows: number[], batchSize: number, cfg: VisionRunConfig, rng: HostRng | null, differentiable: boolean): Inputs {
+/** Normalized images (augmented when `rng` is given); rows past `rows` stay zero. */
+function imageInputs(images: Image[], rows: number[], batchSize: number, cfg: VisionRunConfig, rng: HostRng | null): Inputs {
   const { imageSize: s, channels } = cfg.model;
   const per = channels * s * s;
   const pixels = new Float32Array(batchSize * per);
   rows.forEach((r, i) => pixels.set(rng ? augmentImage(images[r], s, cfg.augment, rng) : prepareImage(images[r], s, cfg.augment), i * per));
-  const inputs: Inputs = { images: np.array(pixels).reshape([batchSize, channels, s, s]) };
-  const index = relativeIndexArray(cfg.model, differentiable);
-  if (index) inputs.relativeIndex = index;
-  return inputs;
+  return { images: np.array(pixels).reshape([batchSize, channels, s, s]) };
 }
 
 export type VisionFinetuneSettings = FinetuneBase & {
@@ -69,50 +66,44 @@ const FINETUNE_ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 3 };
 
 export async function finetuneVision(params: VisionClassifierParams, cfg: VisionRunConfig, train: LabeledImages, s: VisionFinetuneSettings, opts: TrainingHooks = {}): Promise<Trained<VisionClassifierParams>> {
   if (train.labels.length !== train.images.length) throw new DataError("every training image needs a label");
+  const index = visionRelativeIndex(cfg.model);
   return trainClassifier<VisionClassifierParams, Batch>({
     params,
     examples: train.images.length,
     settings: s,
     adam: FINETUNE_ADAM,
     batch: (rows, rng) => ({
-      ...imageInputs(train.images, rows, s.batchSize, cfg, s.augment ? rng : null, true),
+      ...imageInputs(train.images, rows, s.batchSize, cfg, s.augment ? rng : null),
       ...labelArrays(train.labels, rows, s.batchSize, train.classes.length),
     }),
-    logits: (p, b, keys) => {
-      const logits = visionLogits(p, b.images, b.relativeIndex ?? null, cfg, keys);
-      b.relativeIndex?.dispose();
-      return logits;
-    },
+    logits: (p, b, keys) => visionLogits(p, b.images, cfg, keys, index),
     ...opts,
   });
 }
 
 /**
- * Runs a jitted `forward(params, images, relativeIndex)` over every image in fixed-size batches (no
- * augmentation, no dropout) and collects its first `width` outputs per image. Does not consume params.
+ * Runs a jitted `forward(params, images)` over every image in fixed-size batches (no augmentation, no dropout)
+ * and collects its first `width` outputs per image. Does not consume params.
  */
 function mapImages<P>(params: P, cfg: VisionRunConfig, images: Image[], batchSize: number, width: number, forward: (p: P, images: np.Array, relativeIndex: np.Array | null) => np.Array): Promise<Float32Array> {
-  return mapExamples(params, images.length, batchSize, width, (rows) => imageInputs(images, rows, batchSize, cfg, null, false), (p, b) => {
-    const y = forward(p, b.images, b.relativeIndex ?? null);
-    b.relativeIndex?.dispose();
-    return y;
-  });
+  const index = visionRelativeIndex(cfg.model);
+  return mapExamples(params, images.length, batchSize, width, (rows) => imageInputs(images, rows, batchSize, cfg, null), (p, b) => forward(p, b.images, index));
 }
 
 /** Predicted class of every image. Does not consume params. */
 export async function predictVision(params: VisionClassifierParams, cfg: VisionRunConfig, images: Image[], batchSize: number): Promise<number[]> {
-  const pred = await mapImages(params, cfg, images, batchSize, 1, (p, x, index) => np.argmax(visionLogits(p, x, index, cfg, null), -1));
+  const pred = await mapImages(params, cfg, images, batchSize, 1, (p, x, index) => np.argmax(visionLogits(p, x, cfg, null, index), -1));
   return Array.from(pred);
 }
 
 /** Class probabilities [images × classes]. Does not consume params. */
 export function classProbabilities(params: VisionClassifierParams, cfg: VisionRunConfig, images: Image[], batchSize: number, classes: number): Promise<Float32Array> {
-  return mapImages(params, cfg, images, batchSize, classes, (p, x, index) => jnn.softmax(visionLogits(p, x, index, cfg, null), -1));
+  return mapImages(params, cfg, images, batchSize, classes, (p, x, index) => jnn.softmax(visionLogits(p, x, cfg, null, index), -1));
 }
 
 /** Mean-pooled final-block features [images × D] of a frozen encoder. Does not consume the encoder. */
 export function imageFeatures(encoder: VisionEncoderParams, cfg: VisionRunConfig, images: Image[], batchSize: number): Promise<Float32Array> {
-  return mapImages(encoder, cfg, images, batchSize, cfg.model.dim, (e, x, index) => meanPatchTokens(encodeImages(e, x, index, cfg.model, null)));
+  return mapImages(encoder, cfg, images, batchSize, cfg.model.dim, (e, x, index) => meanPatchTokens(encodeImages(e, x, cfg.model, null, index)));
 }
 
 /**

@@ -10,7 +10,7 @@ import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js
 import { initLinear, initNormal, initPreLnBlock } from "../nn/init.js";
 import { dropout, linear, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
-import { relativeBias, relativeIndexInput, relativeTableSize } from "../nn/relpos.js";
+import { relativeBias, relativeIndexConstant, relativeIndexInput, relativeTableSize } from "../nn/relpos.js";
 import { gridSize, type VisionRunConfig } from "./config.js";
 
 export type VisionModelConfig = VisionRunConfig["model"];
@@ -28,8 +28,28 @@ export type VisionShared = {
 
 export type VisionEncoderParams = { shared: VisionShared; layers: BlockParams[] };
 
-export function visionEncoderSpec(c: VisionModelConfig): EncoderSpec {
-  return { kind: "pre_ln", heads: c.heads, eps: c.layerNormEps, dropout: c.dropout, attentionDropout: c.attentionDropout, activationDropout: 0 };
+/** The blocks' settings; `relativeIndex` (see `visionRelativeIndex`) serves per-layer bias tables. */
+export function visionEncoderSpec(c: VisionModelConfig, relativeIndex: np.Array | null): EncoderSpec {
+  return {
+    kind: "pre_ln",
+    heads: c.heads,
+    eps: c.layerNormEps,
+    dropout: c.dropout,
+    attentionDropout: c.attentionDropout,
+    activationDropout: 0,
+    relativeIndex: c.relativePositionBias === "per_layer" ? relativeIndex : null,
+  };
+}
+
+/**
+ * The model's relative position index as a process-wide one-hot constant (null when the model has no relative
+ * bias): jitted training and inference capture it, so it rides in no batch. Borrowed; never disposed. Take it
+ * outside any jitted function (an array first made inside a trace would belong to that compiled function).
+ */
+export function visionRelativeIndex(c: VisionModelConfig): np.Array | null {
+  if (c.relativePositionBias === "none") return null;
+  const g = gridSize(c);
+  return relativeIndexConstant(g, g);
 }
 
 export function initVisionEncoder(keys: KeyStream, c: VisionModelConfig): VisionEncoderParams {
@@ -62,18 +82,17 @@ export function patchify(images: np.Array, patchSize: number): np.Array {
 }
 
 /**
- * Patch embeddings with CLS (and positions): [B, 1 + N, D]. `mask` [B, N] (1 = masked) replaces masked
- * patches by the mask token. `relativeIndex` is the flat relative position index (int32, see
- * `relativeIndexArray`); it must come in as a function argument, since jax-js cannot differentiate a gather
- * through an index built inside a jitted function. Consumes `shared` and `images`; borrows the rest.
+ * Patch embeddings with CLS (and positions): [B, 1 + N, D], and the shared relative position bias. `mask` [B, N]
+ * (1 = masked) replaces masked patches by the mask token. `relativeIndex`: see `visionRelativeIndex` (Hugging Face
+ * inference passes the int32 form). Consumes `shared` and `images`; borrows the rest.
  */
 export function embedImages(
   shared: VisionShared,
   images: np.Array,
   c: VisionModelConfig,
   mask: np.Array | null,
-  relativeIndex: np.Array | null,
   keys: KeyStream | null,
+  relativeIndex: np.Array | null,
 ): Embedded {
   let x = linear(shared.patch, patchify(images, c.patchSize)); // [B, N, D]
   const [b, n] = x.shape;
@@ -86,7 +105,7 @@ export function embedImages(
   x = dropout(x, c.dropout, keys);
   if (c.relativePositionBias !== "none" && !relativeIndex) throw new Error("embedImages: this model needs the relative position index");
   const bias = shared.relativeTable ? relativeBias(shared.relativeTable, relativeIndex!.ref) : null;
-  return { x, padding: null, bias, relativeIndex: c.relativePositionBias === "per_layer" ? relativeIndex!.ref : null };
+  return { x, padding: null, bias };
 }
 
 /**
@@ -99,12 +118,11 @@ export function relativeIndexArray(c: VisionModelConfig, differentiable: boolean
   return relativeIndexInput(g, g, differentiable);
 }
 
-/** Final block states [B, 1 + N, D] (CLS first). Consumes the params and the images; borrows the index. */
-export function encodeImages(p: VisionEncoderParams, images: np.Array, relativeIndex: np.Array | null, c: VisionModelConfig, keys: KeyStream | null): np.Array {
-  const e = embedImages(p.shared, images, c, null, relativeIndex, keys);
-  const out = runEncoder(p.layers, e.x, visionEncoderSpec(c), { bias: e.bias, relativeIndex: e.relativeIndex, keys }).out;
+/** Final block states [B, 1 + N, D] (CLS first). Consumes the params and the images; borrows the index (`visionRelativeIndex`). */
+export function encodeImages(p: VisionEncoderParams, images: np.Array, c: VisionModelConfig, keys: KeyStream | null, relativeIndex: np.Array | null): np.Array {
+  const e = embedImages(p.shared, images, c, null, keys, relativeIndex);
+  const out = runEncoder(p.layers, e.x, visionEncoderSpec(c, relativeIndex), { bias: e.bias, keys }).out;
   e.bias?.dispose();
-  e.relativeIndex?.dispose();
   return out;
 }
 
@@ -112,15 +130,14 @@ export function encodeImages(p: VisionEncoderParams, images: np.Array, relativeI
 export type VisionPretrainBatch = {
   images: np.Array; // [B, C, H, W], normalized
   mask: np.Array; // [B, N] float32, 1 = masked patch
-  /** The relative position index (see `relativeIndexArray`); absent when the model has no relative bias. */
-  relativeIndex?: np.Array;
 };
 
 export function visionModality(c: VisionModelConfig): Modality<VisionShared, VisionPretrainBatch> {
+  const relativeIndex = visionRelativeIndex(c);
   return {
-    encoder: visionEncoderSpec(c),
+    encoder: visionEncoderSpec(c, relativeIndex),
     embed(shared, batch, view, keys) {
-      return embedImages(shared, batch.images.ref, c, view === "student" ? batch.mask : null, batch.relativeIndex ?? null, keys);
+      return embedImages(shared, batch.images.ref, c, view === "student" ? batch.mask : null, keys, relativeIndex);
     },
     // The CLS step is never masked, so it never enters the loss.
     lossWeights(batch) {

@@ -7,7 +7,7 @@ import { augmentImage } from "./augment.js";
 import { gridSize, visionRunConfig, type VisionRunConfig } from "./config.js";
 import { mnistSplits, readImageDir, withChannels, type Image } from "./images.js";
 import { blockMask } from "./masking.js";
-import { initVisionData2Vec, relativeIndexArray, visionModality, type VisionPretrainBatch, type VisionShared } from "./model.js";
+import { initVisionData2Vec, visionModality, type VisionPretrainBatch, type VisionShared } from "./model.js";
 
 export type VisionPretrainOptions = Omit<PretrainRunOptions<VisionRunConfig, Image>, "given"> & {
   /** Images given directly (instead of `data`: a folder of images; the MNIST training digits by default). */
@@ -24,13 +24,10 @@ export function imageBatch(images: Image[], rows: number[], cfg: VisionRunConfig
     pixels.set(augmentImage(images[r], imageSize, cfg.augment, rng), i * channels * imageSize * imageSize);
     mask.set(blockMask(g, g, cfg.masking, rng), i * g * g);
   });
-  const batch: VisionPretrainBatch = {
+  return {
     images: np.array(pixels).reshape([rows.length, channels, imageSize, imageSize]),
     mask: np.array(mask).reshape([rows.length, g * g]),
   };
-  const index = relativeIndexArray(cfg.model, true);
-  if (index) batch.relativeIndex = index;
-  return batch;
 }
 
 /** Images for the pretraining runner: a folder or MNIST's training digits, at the model's channels. */

@@ -16,7 +16,7 @@ import { loadTextCheckpoint } from "../../src/text/checkpoints.js";
 import { encodeText, positionIds } from "../../src/text/model.js";
 import { visionLogits } from "../../src/vision/classify.js";
 import { loadVisionCheckpoint } from "../../src/vision/checkpoints.js";
-import { encodeImages, relativeIndexArray } from "../../src/vision/model.js";
+import { encodeImages, visionRelativeIndex } from "../../src/vision/model.js";
 import { mnistSplits } from "../../src/vision/images.js";
 import { corpusDir } from "../train/fixtures.js";
 import { ROOT } from "../helpers.js";
@@ -94,9 +94,7 @@ test("vision: a fine-tuned classifier exports to HF; loader and CLI give the sam
   const rb = visionForward(bare, np.array(Float32Array.from({ length: 28 * 28 }, (_, i) => Math.cos(i))).reshape([1, 1, 28, 28]));
   rb.hiddenStates.dispose();
   assert.equal(rb.poolerOutput, undefined);
-  const preIndex = relativeIndexArray(pre.run.model, false);
-  const states = encodeImages(pre.encoder, np.array(Float32Array.from({ length: 28 * 28 }, (_, i) => Math.cos(i))).reshape([1, 1, 28, 28]), preIndex, pre.run.model, null);
-  preIndex?.dispose();
+  const states = encodeImages(pre.encoder, np.array(Float32Array.from({ length: 28 * 28 }, (_, i) => Math.cos(i))).reshape([1, 1, 28, 28]), pre.run.model, null, visionRelativeIndex(pre.run.model));
   assert.ok((await maxDiff(rb.lastHiddenState, states)) < 1e-5);
   tree.dispose(bare.encoder as never);
   const out = JSON.parse(d2v("export", "--model", join(dir, "clf"), "--hf", join(dir, "hf")).stdout.trim());
@@ -109,9 +107,7 @@ test("vision: a fine-tuned classifier exports to HF; loader and CLI give the sam
   r.hiddenStates.dispose();
   r.lastHiddenState.dispose();
   r.poolerOutput?.dispose();
-  const index = relativeIndexArray(ours.run.model, false);
-  const expected = visionLogits(ours.classifier!.params, pixels(), index, ours.run, null);
-  index?.dispose();
+  const expected = visionLogits(ours.classifier!.params, pixels(), ours.run, null, visionRelativeIndex(ours.run.model));
   assert.ok((await maxDiff(r.logits!, expected)) < 1e-5);
   // The same images through both CLIs: our checkpoint and the exported HF directory.
   const files = [join(data, "digit-3"), join(data, "digit-7")].map((d) => join(d, readdirFirst(d)));
