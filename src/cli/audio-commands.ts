@@ -1,9 +1,8 @@
 /** The `d2v` subcommands for speech. Input is validated before any output is written. */
-import type { FinetuneOptions } from "./pretrain-command.js";
+import { configFileSettings, type FinetuneOptions } from "./pretrain-command.js";
 import { disposeTree } from "../engine/typed.js";
 import { existsSync } from "node:fs";
 import { basename, resolve } from "node:path";
-import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { initEngine } from "../engine/runtime.js";
 import { accuracy, macroF1 } from "../train/metrics.js";
@@ -50,7 +49,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
   // Read the data before anything is trained or written, so bad input fails first.
   const entries = task === "ctc" ? libriSpeechEntries(o.data) : labeledAudioEntries(o.data);
   await initEngine();
-  const start = startingEncoder(audioEncoders, o, () => resolveAudioConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined));
+  const start = startingEncoder(audioEncoders, o, () => resolveAudioConfig(o.preset, configFileSettings(o.config)));
   const { arch: run, encoder } = start;
   const m = run.model;
   const clips = await clipsOf(entries, run, "training");

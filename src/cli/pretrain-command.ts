@@ -87,13 +87,18 @@ export function resumedModality(o: PretrainOptions): string {
   return modality;
 }
 
+/** The settings of `--config <file.json>` (merged over the preset), or none. */
+export function configFileSettings(path: string | undefined): unknown {
+  return path ? readJsonFile(path, "config file") : undefined;
+}
+
 /** Pretrains (or resumes) with a modality's adapter from the command line's options (modality and preset decided). */
 export async function pretrainCommand<Cfg extends PretrainRunConfig & { preset: string }, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   adapter: PretrainAdapter<Cfg, Example, Shared, Batch>,
   o: PretrainOptions & { modality: string; preset: string },
 ): Promise<void> {
   const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
-  const config = adapter.config.resolve(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined, overrides, o.config ?? `preset ${o.preset}`);
+  const config = adapter.config.resolve(o.preset, configFileSettings(o.config), overrides, o.config ?? `preset ${o.preset}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   const outDir = resolve(o.out ?? join("runs", `pretrain-${o.modality}-${o.preset}`));
   checkPretrainOutput(outDir, o);

@@ -1,10 +1,9 @@
 /** The `d2v` subcommands for text. Each validates its input first, so bad input fails before any output is written. */
-import type { FinetuneOptions } from "./pretrain-command.js";
+import { configFileSettings, type FinetuneOptions } from "./pretrain-command.js";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { compile, disposeTree, refTree } from "../engine/typed.js";
-import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { initEngine } from "../engine/runtime.js";
 import { maskedMean } from "../nn/layers.js";
@@ -20,10 +19,6 @@ import { padBatch, readLabeledText } from "../text/data.js";
 import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-
-function loadConfigFile(path: string | undefined): unknown {
-  return path ? readJsonFile(path, "config file") : undefined;
-}
 
 function labelsOf(examples: { label: string }[]): string[] {
   const labels = [...new Set(examples.map((e) => e.label))].sort();
@@ -49,7 +44,7 @@ export async function runTextFinetune(opts: TextFinetuneOptions) {
   await initEngine();
   const start = startingEncoder(textEncoders, o, () => {
     const tok = BpeTokenizer.load(o.tokenizer!);
-    const run = resolveTextConfig(o.preset, loadConfigFile(o.config), { model: { vocabSize: tok.size } });
+    const run = resolveTextConfig(o.preset, configFileSettings(o.config), { model: { vocabSize: tok.size } });
     return { run, enc: { ...run.model, padId: tok.pad }, tok };
   });
   const { encoder, arch: { run, enc, tok } } = start;

@@ -1,10 +1,9 @@
 /** The `d2v` subcommands for images. Input is validated before any output is written. */
 import { saveModel } from "../train/checkpoint.js";
-import type { FinetuneOptions } from "./pretrain-command.js";
+import { configFileSettings, type FinetuneOptions } from "./pretrain-command.js";
 import { disposeTree } from "../engine/typed.js";
 import { existsSync } from "node:fs";
 import { basename, resolve } from "node:path";
-import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import { initEngine } from "../engine/runtime.js";
@@ -37,7 +36,7 @@ export type VisionFinetuneOptions = FinetuneOptions & {
 export async function runVisionFinetune(o: VisionFinetuneOptions) {
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   await initEngine();
-  const start = startingEncoder(visionEncoders, o, () => resolveVisionConfig(o.preset, o.config ? readJsonFile(o.config, "config file") : undefined));
+  const start = startingEncoder(visionEncoders, o, () => resolveVisionConfig(o.preset, configFileSettings(o.config)));
   const { arch: run, encoder } = start;
   let train = await labeledImages(run, o.data, "train");
   const perClass = o.perClass ?? (o.data ? undefined : 8);

@@ -57,12 +57,6 @@ export function treeLeaves(t: unknown): np.Array[] {
   return tree.leaves(t as never) as np.Array[];
 }
 
-/** The arrays of `t` with the structure needed to rebuild it (`rebuildTree`). */
-export function flattenTree<T>(t: T): [np.Array[], Structure<T>] {
-  const [leaves, def] = tree.flatten(t as never);
-  return [leaves as np.Array[], def as unknown as Structure<T>];
-}
-
 /** The structure of a tree of type T, as jax-js describes it. */
 export type Structure<T> = { readonly __tree?: T } & ReturnType<typeof tree.structure>;
 
