@@ -6,12 +6,14 @@
  *   npm run bench -- --json             one JSON object per measurement
  *   npm run bench -- --only text-tiny   some steps only (comma-separated)
  *   npm run bench -- --threads          native tiny steps at 1 and 2 threads of jax-js and of OpenBLAS
+ *   npm run bench -- --base             fine-tuning and inference of each base-size family, peak heap vs estimate
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describeEngine, engineThreads, initEngine } from "../src/engine/runtime.js";
 import { nativeKernelsReady } from "../src/engine/native/engine.js";
 import { benchStep, matmulGflops } from "./steps.js";
+import { baseFinetune, type BaseRow } from "./finetune-base.js";
 
 type Row = { name: string; engine: string; unit: string; value: number; peakRssMB: number; [k: string]: unknown };
 
@@ -60,8 +62,24 @@ const args = process.argv.slice(2);
 const json = args.includes("--json");
 const one = args.indexOf("--one");
 const only = args.indexOf("--only");
+const baseOne = args.indexOf("--base-one");
 if (one >= 0) {
   for (const row of await measure(args[one + 1])) console.log(JSON.stringify(row));
+} else if (baseOne >= 0) {
+  console.log(JSON.stringify(await baseFinetune(args[baseOne + 1])));
+} else if (args.includes("--base")) {
+  // Base sizes on the native engine only (the wasm engine is ~3-6× slower; the heap is the same).
+  const self = fileURLToPath(import.meta.url);
+  if (!json) {
+    console.log("| family (random weights, released base config) | batch | fine-tune | inference | s / update | peak heap, measured / estimated (MB) | peak RSS (MB) |");
+    console.log("|---|---|---:|---:|---:|---:|---:|");
+  }
+  for (const family of ["text", "vision", "audio"]) {
+    const r = spawnSync(process.execPath, [self, "--base-one", family], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, D2V_ENGINE: "native" } });
+    if (r.status !== 0) throw new Error(`base benchmark ${family} failed`);
+    const row = JSON.parse(r.stdout.trim().split("\n").pop()!) as BaseRow;
+    console.log(json ? JSON.stringify(row) : `| ${row.name} | ${row.batch} | ${row.finetune.toFixed(2)} ${row.unit} | ${row.inference.toFixed(2)} ${row.unit} | ${row.stepSeconds.toFixed(1)} | ${row.peakHeapMB} / ${row.estimateMB} | ${row.peakRssMB} |`);
+  }
 } else if (args.includes("--threads")) {
   console.log("| step | jax-js threads | BLAS threads | value | unit |\n|---|---:|---:|---:|---|");
   for (const what of ["text-tiny", "vision-tiny", "audio-tiny"]) {

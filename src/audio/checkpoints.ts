@@ -6,8 +6,8 @@ import type { EncoderSource } from "../train/finetune.js";
 import { KeyStream } from "../nn/random.js";
 import { loadPretrainedEncoder, loadTree, readCheckpointOfKind } from "../train/checkpoint.js";
 import { parseAudioRunConfig, type AudioRunConfig } from "./config.js";
-import { newCtcHead, type CtcParams, type CtcSettings } from "./ctc-finetune.js";
-import type { AudioClassifySettings } from "./classify.js";
+import { newCtcHead, type CtcSettings } from "./ctc-finetune.js";
+import type { AudioClassifierParams, AudioClassifySettings } from "./classify.js";
 import { initAudioData2Vec, initAudioEncoder, type AudioEncoderParams } from "./model.js";
 
 export type AudioCtcConfig = { kind: "audio-ctc"; run: AudioRunConfig; vocabulary: string[]; finetune: CtcSettings; initializedFrom: string | null };
@@ -19,7 +19,7 @@ export type LoadedAudio = {
   run: AudioRunConfig;
   encoder: AudioEncoderParams;
   /** The CTC or classification head with its vocabulary / labels. */
-  head?: { params: CtcParams; config: AudioCtcConfig | AudioClassifierConfig };
+  head?: { params: AudioClassifierParams; config: AudioCtcConfig | AudioClassifierConfig };
 };
 
 export function freshAudioEncoder(run: AudioRunConfig, seed: number): AudioEncoderParams {
@@ -35,7 +35,9 @@ export function loadAudioCheckpoint(path: string): LoadedAudio {
     const config = raw as AudioCtcConfig | AudioClassifierConfig;
     const run = parseAudioRunConfig(config.run, join(dir, "config.json"));
     const outputs = config.kind === "audio-ctc" ? config.vocabulary.length : config.labels.length;
-    const like: CtcParams = { encoder: freshAudioEncoder(run, 0), head: newCtcHead(0, run.model.dim, outputs) };
+    const projector = config.kind === "audio-classifier" ? config.finetune.projector : undefined;
+    const like: AudioClassifierParams = { encoder: freshAudioEncoder(run, 0), head: newCtcHead(0, projector ?? run.model.dim, outputs) };
+    if (projector) like.projector = newCtcHead(1, run.model.dim, projector);
     const params = loadTree(dir, "model", like, { consumeLike: true });
     return { kind: config.kind, dir, run, encoder: params.encoder, head: { params, config } };
   };
@@ -53,7 +55,7 @@ export function loadAudioCheckpoint(path: string): LoadedAudio {
 export const audioEncoders: EncoderSource<AudioRunConfig, AudioEncoderParams> = {
   load(dir) {
     const { run, encoder, head } = loadAudioCheckpoint(dir);
-    if (head) disposeTree(head.params.head);
+    if (head) disposeTree({ head: head.params.head, projector: head.params.projector });
     return { arch: run, encoder };
   },
   fresh: freshAudioEncoder,

@@ -15,7 +15,12 @@ import { encodeAudio, frameMaskArray, framesForSamples, type AudioEncoderParams 
 /** AdamW for audio classification (fairseq's β2 and ε for speech fine-tuning, no clipping). */
 const FINETUNE_ADAM = { beta1: 0.9, beta2: 0.98, eps: 1e-8, clipNorm: 0 };
 
-export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearParams };
+/**
+ * `projector`: transformers' Data2VecAudioForSequenceClassification projects every frame (D → classifier_proj_size)
+ * before the mean; models fine-tuned from such a checkpoint keep it (the mean of projected frames is the projection
+ * of the mean, so it is applied after pooling).
+ */
+export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearParams; projector?: LinearParams };
 
 /**
  * Logits [B, C] from waveforms [B, L] with frame mask [B, T]. Consumes params and inputs. `poolNorm`: a
@@ -23,7 +28,8 @@ export type AudioClassifierParams = { encoder: AudioEncoderParams; head: LinearP
  * (cosine ≈ 0.997 between clips), which a linear head on the raw mean cannot get past in a short fine-tuning.
  */
 export function audioClassLogits(p: AudioClassifierParams, wave: np.Array, frameMask: np.Array, m: AudioModelConfig, keys: KeyStream | null, poolNorm = false): np.Array {
-  const pooled = pooledStates(p.encoder, wave, frameMask, m, keys);
+  let pooled = pooledStates(p.encoder, wave, frameMask, m, keys);
+  if (p.projector) pooled = linear(p.projector, pooled);
   return linear(p.head, poolNorm ? layerNorm(null, pooled, m.layerNormEps) : pooled);
 }
 
@@ -56,6 +62,8 @@ function classInputs(clips: Clip[], rows: number[], batchSize: number, samples: 
 export type AudioClassifySettings = FinetuneBase & {
   maxSeconds: number;
   poolNorm?: boolean;
+  /** The width of transformers' projector before the head (models fine-tuned from a Hugging Face classifier or bare model). */
+  projector?: number;
   /** Set when the head is a linear probe on the frozen encoder's standardized features (`epochs` is then 0). */
   linearProbe?: { steps: number };
 };

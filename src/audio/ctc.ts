@@ -19,7 +19,7 @@ export const WORD_DELIMITER = "|";
  */
 export function encodeTranscript(text: string, vocab: string[] = LIBRISPEECH_VOCAB, where = "a transcript"): number[] {
   const index = new Map(vocab.map((c, i) => [c, i]));
-  const words = text.toUpperCase().trim().split(/\s+/).filter(Boolean);
+  const words = casedFor(vocab, text).trim().split(/\s+/).filter(Boolean);
   const ids: number[] = [];
   const unknown = new Set<string>();
   words.forEach((w, k) => {
@@ -31,9 +31,31 @@ export function encodeTranscript(text: string, vocab: string[] = LIBRISPEECH_VOC
     }
   });
   if (unknown.size > 0) {
-    throw new DataError(`${where} has characters outside the vocabulary (${[...unknown].map((c) => JSON.stringify(c)).join(", ")}): "${text.slice(0, 60)}"; transcripts may use only A–Z, the apostrophe and spaces`);
+    const letters = vocab.filter((c, i) => i > 3 && c !== WORD_DELIMITER).join("");
+    throw new DataError(
+      `${where} has characters outside the vocabulary (${[...unknown].map((c) => JSON.stringify(c)).join(", ")}): "${text.slice(0, 60)}"; ` +
+        `the model can spell only ${JSON.stringify(letters)} and spaces: map those characters in the transcripts, or fine-tune with --new-head from a model without vocab.json (its vocabulary is then built from the transcripts)`,
+    );
   }
   return ids;
+}
+
+/** Transcripts are upper-cased for vocabularies of capitals (LibriSpeech's), lower-cased for lower-case ones. */
+function casedFor(vocab: string[], text: string): string {
+  const upper = vocab.some((c) => c.length === 1 && c !== c.toLowerCase());
+  const lower = vocab.some((c) => c.length === 1 && c !== c.toUpperCase());
+  return lower && !upper ? text.toLowerCase() : upper ? text.toUpperCase() : text;
+}
+
+/**
+ * A character vocabulary for transcripts, in Wav2Vec2CTCTokenizer's layout: `<pad>` (the blank), `<s>`, `</s>`,
+ * `<unk>`, the word delimiter `|`, then every character the (upper-cased) transcripts use, most frequent first.
+ */
+export function ctcVocabularyOf(transcripts: string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const t of transcripts) for (const ch of t.toUpperCase()) if (!/\s/.test(ch)) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  const chars = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([c]) => c);
+  return ["<pad>", "<s>", "</s>", "<unk>", WORD_DELIMITER, ...chars];
 }
 
 /** Greedy (best path) decoding as Wav2Vec2CTCTokenizer: collapse repeats, drop the blank, `|` → space, trim. */

@@ -9,12 +9,16 @@ import { accuracy, macroF1 } from "../train/metrics.js";
 import { resolveAudioConfig, type AudioRunConfig } from "../audio/config.js";
 import { checkpointModality, saveModel } from "../train/checkpoint.js";
 import { audioEncoders, loadAudioCheckpoint, type AudioClassifierConfig, type AudioCtcConfig } from "../audio/checkpoints.js";
-import { LIBRISPEECH_VOCAB } from "../audio/ctc.js";
+import { ctcVocabularyOf, LIBRISPEECH_VOCAB } from "../audio/ctc.js";
 import { labeledAudioEntries, libriSpeechEntries, loadClips, totalSeconds, type Clip } from "../audio/data.js";
-import { encoderStates, evaluateCtc, finetuneCtc, newCtcHead, toUtterances, transcribeClips, type CtcParams } from "../audio/ctc-finetune.js";
+import { encoderStates, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtterances, transcribeClips } from "../audio/ctc-finetune.js";
 import { finetuneAudioClassifier, pooledAudioFeatures, predictAudioClasses, type AudioClassifierParams, type AudioClassifySettings } from "../audio/classify.js";
 import { trainLinearProbe } from "../train/probe.js";
-import { startingEncoder } from "../train/finetune.js";
+import { headFor, startingEncoder } from "../train/finetune.js";
+import { checkStepFits, cnnActivations, floatsOf } from "../train/memory-plan.js";
+import { framesForSamples } from "../audio/model.js";
+import { hfAudioEncoder, hfClassifierProjection, orHf } from "../hf/sources.js";
+import { isHfModelDir } from "../hf/model.js";
 import { readAudio, normalizeClip } from "../audio/io.js";
 import { synthesizeSpeech, synthesizeWords } from "../audio/synth.js";
 
@@ -49,7 +53,10 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
   // Read the data before anything is trained or written, so bad input fails first.
   const entries = task === "ctc" ? libriSpeechEntries(o.data) : labeledAudioEntries(o.data);
   await initEngine();
-  const start = startingEncoder(audioEncoders, o, () => resolveAudioConfig(o.preset, configFileSettings(o.config)));
+  const start = startingEncoder(orHf(audioEncoders, hfAudioEncoder), o, () => resolveAudioConfig(o.preset, configFileSettings(o.config)));
+  const fromHf = start.from !== null && isHfModelDir(start.from);
+  const found = start.head;
+  const heads = found?.params ?? {};
   const { arch: run, encoder } = start;
   const m = run.model;
   const clips = await clipsOf(entries, run, "training");
@@ -57,7 +64,14 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
   const source = start.from ? `from ${start.from}` : "from scratch";
   const result: Record<string, unknown> = {};
   if (task === "ctc") {
-    const utterances = toUtterances(clips, LIBRISPEECH_VOCAB);
+    if (heads.projector || heads.out) disposeTree({ projector: heads.projector, out: heads.out });
+    // The checkpoint's character vocabulary (an HF vocab.json), else for a Hugging Face model without one a vocabulary
+    // of the transcripts' characters, else (our checkpoints) LibriSpeech's.
+    const vocabulary = found?.labels ?? (fromHf ? ctcVocabularyOf(clips.map((c) => c.transcript ?? "")) : LIBRISPEECH_VOCAB);
+    const ctcFound = heads.ctc && found?.labels ? { params: heads.ctc, labels: null, classes: found.classes } : undefined;
+    if (heads.ctc && !ctcFound) disposeTree(heads.ctc); // a CTC head without its vocab.json cannot be kept
+    const chosen = headFor(ctcFound, vocabulary, () => newCtcHead(o.seed, m.dim, vocabulary.length), { newHead: o.newHead, from: start.from, what: "characters (vocab.json)" });
+    const utterances = toUtterances(clips, vocabulary);
     // The CNN is frozen unless asked (the paper's fine-tuning; its outputs are then cached). Training it needs
     // about 0.3 GB of wasm memory per second of audio in a batch, so its batches are capped at 8 s.
     const freezeFeatureEncoder = o.freezeFeatureEncoder ?? true;
@@ -80,20 +94,42 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       maskLength: 10,
     };
     log(`CTC fine-tuning ${source} on ${utterances.length} utterances (${(totalSeconds(clips, m.sampleRate) / 60).toFixed(1)} min), ${settings.epochs} epochs${settings.freezeFeatureEncoder ? ", feature encoder frozen" : ""}`);
-    const trained = await finetuneCtc({ encoder, head: newCtcHead(o.seed, m.dim, LIBRISPEECH_VOCAB.length) }, m, utterances, settings, { quiet: o.quiet });
-    const config: AudioCtcConfig = { kind: "audio-ctc", run, vocabulary: LIBRISPEECH_VOCAB, finetune: settings, initializedFrom: start.from };
+    // Every batch shape the duration ladder will use (clips are padded to their rung; the rungs fill maxBatchSeconds).
+    const n = floatsOf({ encoder, head: chosen.head });
+    const trainedFloats = freezeFeatureEncoder ? n - floatsOf(encoder.shared.features) : n;
+    const shapes = new Map(clips.map((c) => ladderShape(c.samples.length, m.sampleRate, settings.batchSize, settings.maxBatchSeconds)).map((s) => [`${s.rows}x${s.samples}`, s]));
+    for (const shape of shapes.values()) {
+      checkStepFits(
+        { params: n, trained: trainedFloats, rows: shape.rows, positions: framesForSamples(shape.samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: freezeFeatureEncoder ? 0 : cnnActivations(shape.samples, m.convLayers) },
+        `CTC fine-tuning on batches of ${settings.maxBatchSeconds} s (${shape.rows} × ${(shape.samples / m.sampleRate).toFixed(1)} s)`,
+        "lower --max-seconds (the seconds of audio per batch, padding included)",
+      );
+    }
+    if (chosen.kept) log("keeping the CTC head of the checkpoint");
+    const trained = await finetuneCtc({ encoder, head: chosen.head }, m, utterances, settings, { quiet: o.quiet });
+    const config: AudioCtcConfig = { kind: "audio-ctc", run, vocabulary, finetune: settings, initializedFrom: start.from };
     await saveModel(resolve(o.out), trained.params, config);
     log(`saved the transcriber in ${resolve(o.out)}`);
     result.trainLoss = trained.history[trained.history.length - 1].loss;
     if (evalClips) {
-      const ev = await evaluateCtc(trained.params, m, LIBRISPEECH_VOCAB, evalClips);
+      const ev = await evaluateCtc(trained.params, m, vocabulary, evalClips);
       Object.assign(result, { cer: ev.cer, wer: ev.wer, utterances: ev.utterances });
     }
     disposeTree(trained.params);
   } else {
-    const labels = [...new Set(clips.map((c) => c.label!))].sort();
+    if (heads.ctc) disposeTree(heads.ctc);
     const probe = !!o.linearProbe;
     if (probe && o.poolNorm) throw new ConfigError("--pool-norm and --linear-probe do not combine: the probe standardizes each feature with the training set's statistics instead");
+    // transformers' classifier (projector → mean → linear) is kept as it is, or built new for a Hugging Face model.
+    const projectorWidth = fromHf && !probe ? hfClassifierProjection(start.from!) : undefined;
+    if (projectorWidth && o.poolNorm) throw new ConfigError(`--pool-norm: ${start.from} is a Hugging Face model, whose classifier (projector → mean → linear) has no norm; fine-tune without it`);
+    const classifierFound = !probe && heads.projector && heads.out && found ? { params: { projector: heads.projector, out: heads.out }, labels: found.labels, classes: found.classes } : undefined;
+    if (probe && (heads.projector || heads.out)) disposeTree({ projector: heads.projector, out: heads.out });
+    const dataLabels = [...new Set(clips.map((c) => c.label!))].sort();
+    const fresh = () => ({ projector: projectorWidth ? newCtcHead(o.seed + 1, m.dim, projectorWidth) : undefined, out: newCtcHead(o.seed, projectorWidth ?? m.dim, dataLabels.length) });
+    const chosen = headFor(classifierFound, dataLabels, fresh, { newHead: o.newHead, from: start.from });
+    if (probe) disposeTree(chosen.head);
+    const labels = chosen.labels;
     const settings: AudioClassifySettings = {
       epochs: probe ? 0 : (o.epochs ?? 20),
       batchSize: o.batchSize ?? 8,
@@ -104,6 +140,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       maxSeconds: o.maxSeconds ?? 2,
       poolNorm: !!o.poolNorm,
       ...(probe ? { linearProbe: { steps: PROBE_STEPS } } : {}),
+      ...(chosen.head.projector && !probe ? { projector: chosen.head.projector.weight.shape[1] } : {}),
     };
     const classIndex = clips.map((c) => labels.indexOf(c.label!));
     let params: AudioClassifierParams;
@@ -115,7 +152,15 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       result.trainAccuracy = trained.trainAccuracy;
     } else {
       log(`audio classification ${source} on ${clips.length} clips, ${labels.length} classes (clips cropped to ${settings.maxSeconds} s)`);
-      const trained = await finetuneAudioClassifier({ encoder, head: newCtcHead(o.seed, m.dim, labels.length) }, m, clips, classIndex, labels.length, settings, { quiet: o.quiet });
+      const n = floatsOf({ encoder, ...chosen.head });
+      const samples = Math.round(settings.maxSeconds * m.sampleRate);
+      checkStepFits(
+        { params: n, trained: n, rows: settings.batchSize, positions: framesForSamples(samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: cnnActivations(samples, m.convLayers) },
+        `classification fine-tuning on ${settings.maxSeconds}-s crops`,
+        "lower --batch-size or --max-seconds",
+      );
+      if (chosen.kept) log("keeping the classification head of the checkpoint");
+      const trained = await finetuneAudioClassifier({ encoder, head: chosen.head.out, ...(chosen.head.projector ? { projector: chosen.head.projector } : {}) }, m, clips, classIndex, labels.length, settings, { quiet: o.quiet });
       params = trained.params;
       const last = trained.history[trained.history.length - 1];
       Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });
@@ -129,7 +174,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
   console.log(JSON.stringify(result));
 }
 
-async function classifyMetrics(params: CtcParams, m: AudioRunConfig["model"], clips: Clip[], labels: string[], batchSize: number, maxSeconds: number, poolNorm: boolean) {
+async function classifyMetrics(params: AudioClassifierParams, m: AudioRunConfig["model"], clips: Clip[], labels: string[], batchSize: number, maxSeconds: number, poolNorm: boolean) {
   const unknown = clips.find((c) => !labels.includes(c.label!));
   if (unknown) throw new DataError(`${unknown.name} has label ${JSON.stringify(unknown.label)}, which the model does not know (${labels.join(", ")})`);
   const pred = await predictAudioClasses(params, m, clips, batchSize, maxSeconds, poolNorm);
@@ -195,7 +240,7 @@ export async function runAudioEmbed(files: string[], o: { model: string }) {
   if (missing) throw new DataError(`${missing} does not exist`);
   await initEngine();
   const loaded = loadAudioCheckpoint(o.model);
-  if (loaded.head) disposeTree(loaded.head.params.head);
+  if (loaded.head) disposeTree({ head: loaded.head.params.head, projector: loaded.head.params.projector });
   const m = loaded.run.model;
   const clips = await clipsOf(files.map((path) => ({ path })), loaded.run, "audio");
   const states = await encoderStates(loaded.encoder, m, clips, 8);

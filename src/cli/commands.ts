@@ -13,11 +13,15 @@ import { visionPretraining } from "../vision/pretrain.js";
 import { visionRunConfig } from "../vision/config.js";
 import { audioPretraining } from "../audio/pretrain.js";
 import { audioRunConfig } from "../audio/config.js";
-import { checkpointModality } from "../train/checkpoint.js";
+import { checkpointModality, resolveCheckpoint } from "../train/checkpoint.js";
+import { textEncoders } from "../text/checkpoints.js";
+import { visionEncoders } from "../vision/checkpoints.js";
+import { audioEncoders } from "../audio/checkpoints.js";
+import { hfAudioEncoder, hfTextEncoder, hfVisionEncoder, orHf } from "../hf/sources.js";
 import { checkOutput } from "../train/output.js";
 import { isHfModelDir } from "../hf/model.js";
 import { runHfClassify, runHfEmbed } from "./hf-commands.js";
-import { pretrainCommand, resumedModality, type PretrainOptions } from "./pretrain-command.js";
+import { pretrainCommand, pretrainStart, resumedModality, type PretrainOptions } from "./pretrain-command.js";
 import { runTextClassify, runTextEmbed, runTextEval, runTextFinetune, type TextFinetuneOptions } from "./text-commands.js";
 import { runVisionClassify, runVisionEval, runVisionFinetune, type VisionFinetuneOptions } from "./vision-commands.js";
 import { runAudioEmbed, runAudioEval, runAudioFinetune, type AudioFinetuneOptions } from "./audio-commands.js";
@@ -39,7 +43,8 @@ const COMMANDS: Record<ModalityName, {
   config: { resolve(preset: string): unknown };
 }> = {
   text: {
-    pretrain: (o) => pretrainCommand(textPretraining({ tokenizer: o.tokenizer }), o),
+    // Continued pretraining keeps the checkpoint's tokenizer (a Hugging Face directory's vocab.json + merges.txt, or a run's).
+    pretrain: (o) => pretrainCommand(textPretraining({ tokenizer: o.tokenizer ?? (o.init && resolveCheckpoint(o.init)) }), o, o.init ? () => pretrainStart(orHf(textEncoders, hfTextEncoder), o.init!, (a) => a.run) : undefined),
     finetune: runTextFinetune,
     eval: runTextEval,
     embed: runTextEmbed,
@@ -47,14 +52,14 @@ const COMMANDS: Record<ModalityName, {
     config: textRunConfig,
   },
   vision: {
-    pretrain: (o) => pretrainCommand(visionPretraining(), o),
+    pretrain: (o) => pretrainCommand(visionPretraining(), o, o.init ? () => pretrainStart(orHf(visionEncoders, hfVisionEncoder), o.init!, (run) => run) : undefined),
     finetune: runVisionFinetune,
     eval: runVisionEval,
     classify: runVisionClassify,
     config: visionRunConfig,
   },
   audio: {
-    pretrain: (o) => pretrainCommand(audioPretraining(), o),
+    pretrain: (o) => pretrainCommand(audioPretraining(), o, o.init ? () => pretrainStart(orHf(audioEncoders, hfAudioEncoder), o.init!, (run) => run) : undefined),
     finetune: runAudioFinetune,
     eval: runAudioEval,
     embed: runAudioEmbed,
@@ -68,7 +73,12 @@ function commandsOf(modality: string): (typeof COMMANDS)[ModalityName] {
 }
 
 export async function runPretrain(options: PretrainOptions) {
-  const modality = options.resume ? resumedModality(options) : (options.modality ?? "text");
+  const modality = options.resume ? resumedModality(options) : options.init ? checkpointModality(options.init) : (options.modality ?? "text");
+  if (options.init) {
+    const given = ([["--preset", options.preset], ["--tokenizer", options.tokenizer]] as const).filter(([, v]) => v !== undefined).map(([f]) => f);
+    if (given.length) throw new ConfigError(`${given.join(" and ")} would be ignored: with --init ${options.init} the network and the tokenizer are the checkpoint's`);
+    if (options.modality && options.modality !== modality) throw new ConfigError(`--init ${options.init} is a ${modality} model; drop --modality ${options.modality}`);
+  }
   if (options.tokenizer && modality !== "text") throw new ConfigError(`--tokenizer is for text; a ${modality} run would ignore it`);
   return commandsOf(modality).pretrain({ ...options, modality, preset: options.preset ?? "tiny" });
 }

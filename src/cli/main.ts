@@ -44,6 +44,7 @@ program
   .option("--config <file.json>", "a JSON file of settings merged over the preset (see `d2v config`)")
   .option("--out <dir>", "run directory (checkpoint/, metrics.jsonl)")
   .option("--tokenizer <dir>", "text: use this vocab.json + merges.txt instead of training a vocabulary")
+  .option("--init <dir>", "continue pretraining from a checkpoint: a Hugging Face data2vec directory (e.g. facebook/data2vec-audio-base) or a `d2v pretrain` run; its network and tokenizer are kept, student and teacher start from its weights")
   .option("--steps <n>", "optimizer updates", int("--steps"))
   .option("--batch-size <n>", "sequences (images) per batch", int("--batch-size"))
   .option("--lr <x>", "peak learning rate", num("--lr"))
@@ -62,7 +63,8 @@ program
   .option("--max-seconds <s>", "audio: longest utterance (ctc, an error beyond it) or crop length (classify)", num("--max-seconds"))
   .option("--no-freeze-feature-encoder", "audio ctc: also train the CNN feature encoder (frozen by default, as in the paper; batches then hold at most 8 s of audio)")
   .option("--mask-prob <p>", "audio ctc: time-masking probability during fine-tuning (0.25)", num("--mask-prob"))
-  .option("--init <dir>", "pretrained checkpoint (a `d2v pretrain` run directory)")
+  .option("--init <dir>", "pretrained checkpoint: a `d2v pretrain` run directory, or a Hugging Face data2vec directory (e.g. facebook/data2vec-text-base; its head is kept when it fits the data's classes)")
+  .option("--new-head", "with a --init that has a classification or CTC head: train a new head for the data's classes instead")
   .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")
   .option("--preset <name>", "architecture for --scratch without --init (default tiny)")
   .option("--per-class <n>", "vision: train on this many labeled images per class (default with MNIST: 8, i.e. 1% of the labels)", int("--per-class"))
@@ -129,7 +131,7 @@ program
 program
   .command("export")
   .description("write a trained checkpoint as a Hugging Face model directory (config.json + model.safetensors + tokenizer/processor files)")
-  .requiredOption("--model <dir>", "a `d2v pretrain` or `d2v finetune` checkpoint (text or vision)")
+  .requiredOption("--model <dir>", "a `d2v pretrain` or `d2v finetune` checkpoint (text, vision or speech)")
   .requiredOption("--hf <dir>", "the Hugging Face directory to write (a new path; written atomically)")
   .option("--force", "replace --hf if it exists (never the --model directory)")
   .action(runHfExport);
@@ -237,6 +239,11 @@ try {
   const system = systemErrorMessage(e);
   if (system) {
     process.stderr.write(`\nerror: ${system}\n`);
+    process.exit(2);
+  }
+  // The engine's heap is full: a run too large for memory (the pre-flight estimate let it through).
+  if (e instanceof RangeError && /memory32 limit|Out of memory/i.test(e.message)) {
+    process.stderr.write(`\nerror: the run ran out of the engine's 4 GiB heap (${e.message}); nothing was saved. Use a smaller batch (--batch-size), shorter inputs (--max-len, --max-seconds) or a smaller model (see "Memory" in the README)\n`);
     process.exit(2);
   }
   // Anything else is a bug in d2v, not the user's doing: say so in one line; the stack trace is there on request.

@@ -13,6 +13,9 @@ import type { ParamTree } from "../engine/tree.js";
 import { checkpointModality } from "../train/checkpoint.js";
 import { checkPretrainOutput, recoverCheckpoint } from "../train/pretrain.js";
 import { runPretraining, type PretrainAdapter, type PretrainRunConfig, type PretrainRunResult } from "../train/pretrain-runner.js";
+import { disposeTree } from "../engine/typed.js";
+import type { EncoderSource } from "../train/finetune.js";
+import type { BlockParams } from "../nn/encoder.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
@@ -21,6 +24,8 @@ export type FinetuneOptions = {
   data?: string;
   init?: string;
   scratch?: boolean;
+  /** Replace the classification (or CTC) head that --init has with a new one. */
+  newHead?: boolean;
   preset: string;
   config?: string;
   evalData?: string;
@@ -35,6 +40,8 @@ export type FinetuneOptions = {
 
 export type PretrainOptions = {
   modality?: string;
+  /** Continue pretraining from this checkpoint: a Hugging Face data2vec directory or one of our runs. */
+  init?: string;
   data?: string;
   preset?: string;
   config?: string;
@@ -62,6 +69,7 @@ export function resumedModality(o: PretrainOptions): string {
       ["--lr", o.lr],
       ["--seed", o.seed],
       ["--tokenizer", o.tokenizer],
+      ["--init", o.init],
       ["--force", o.force],
     ] as const
   )
@@ -92,19 +100,42 @@ export function configFileSettings(path: string | undefined): unknown {
   return path ? readJsonFile(path, "config file") : undefined;
 }
 
-/** Pretrains (or resumes) with a modality's adapter from the command line's options (modality and preset decided). */
+/** Where continued pretraining starts: the checkpoint's run config (its network) and its encoder. */
+export type PretrainStart<Cfg, Shared> = { cfg: Cfg; encoder: { shared: Shared; layers: BlockParams[] } };
+
+/**
+ * The start of continued pretraining from `dir` through a modality's encoder source (our runs and Hugging Face
+ * directories): the network's run config and the encoder; a head the checkpoint has is freed.
+ */
+export function pretrainStart<Arch, Cfg, Shared, Head>(source: EncoderSource<Arch, { shared: Shared; layers: BlockParams[] }, Head>, dir: string, runOf: (a: Arch) => Cfg): PretrainStart<Cfg, Shared> {
+  const loaded = source.load(dir);
+  if (loaded.head) disposeTree(loaded.head.params);
+  return { cfg: runOf(loaded.arch), encoder: loaded.encoder };
+}
+
+/**
+ * Pretrains (or resumes) with a modality's adapter from the command line's options (modality and preset decided).
+ * `start` (with --init) gives the network and the starting encoder; --config and the options then change the data2vec,
+ * masking and training settings only.
+ */
 export async function pretrainCommand<Cfg extends PretrainRunConfig & { preset: string }, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   adapter: PretrainAdapter<Cfg, Example, Shared, Batch>,
   o: PretrainOptions & { modality: string; preset: string },
+  start?: () => PretrainStart<Cfg, Shared>,
 ): Promise<void> {
   const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
-  const config = adapter.config.resolve(o.preset, configFileSettings(o.config), overrides, o.config ?? `preset ${o.preset}`);
+  const file = configFileSettings(o.config) as { model?: unknown } | undefined;
+  if (start && file?.model !== undefined) throw new ConfigError(`--config sets model settings, but with --init ${o.init} the network is the checkpoint's; drop "model" from ${o.config}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
-  const outDir = resolve(o.out ?? join("runs", `pretrain-${o.modality}-${o.preset}`));
+  const outDir = resolve(o.out ?? join("runs", `pretrain-${o.modality}-${o.init ? "init" : o.preset}`));
   checkPretrainOutput(outDir, o);
   await initEngine();
-  if (!o.resume) log(`data2vec ${o.modality} pretraining, preset ${config.preset}: ${adapter.describe(config)} → ${outDir}`);
-  const r = await runPretraining(adapter, { config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log });
+  const from = start?.();
+  const config = from
+    ? adapter.config.resolveOver(from.cfg, file, overrides, o.config ?? `${o.init}`)
+    : adapter.config.resolve(o.preset, file, overrides, o.config ?? `preset ${o.preset}`);
+  if (!o.resume) log(`data2vec ${o.modality} pretraining, ${from ? `continued from ${o.init}` : `preset ${config.preset}`}: ${adapter.describe(config)} → ${outDir}`);
+  const r = await runPretraining(adapter, { config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log, initialEncoder: from?.encoder });
   reportPretrainRun(r, log);
 }
 

@@ -11,7 +11,9 @@ import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
 import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, textClassProbabilities, type Pooling, type TextClassifierParams } from "../text/classify.js";
 import { loadTextCheckpoint, textEncoders, type ClassifierConfig } from "../text/checkpoints.js";
-import { startingEncoder } from "../train/finetune.js";
+import { headFor, startingEncoder } from "../train/finetune.js";
+import { checkStepFits, floatsOf } from "../train/memory-plan.js";
+import { hfTextEncoder, orHf } from "../hf/sources.js";
 import { resolveCheckpoint, saveModel } from "../train/checkpoint.js";
 import { checkOutput, writeOutput } from "../train/output.js";
 import { resolveTextConfig } from "../text/config.js";
@@ -39,19 +41,27 @@ export async function runTextFinetune(opts: TextFinetuneOptions) {
   const o = { ...opts, preset: opts.preset ?? "tiny", pool: opts.pool ?? "first", data: opts.data, epochs: opts.epochs ?? 10, batchSize: opts.batchSize ?? 16, lr: opts.lr ?? 1e-4, weightDecay: opts.weightDecay ?? 0.01 };
   const train = readLabeledText(o.data);
   const evalSet = o.evalData ? readLabeledText(o.evalData) : null;
-  const labels = labelsOf(train);
+  const dataLabels = labelsOf(train);
   if (o.scratch && !o.init && !o.tokenizer) throw new ConfigError("--scratch without --init needs --tokenizer <dir> (vocab.json + merges.txt)");
   await initEngine();
-  const start = startingEncoder(textEncoders, o, () => {
+  const start = startingEncoder(orHf(textEncoders, hfTextEncoder), o, () => {
     const tok = BpeTokenizer.load(o.tokenizer!);
     const run = resolveTextConfig(o.preset, configFileSettings(o.config), { model: { vocabSize: tok.size } });
     return { run, enc: { ...run.model, padId: tok.pad }, tok };
   });
   const { encoder, arch: { run, enc, tok } } = start;
   const seqLen = Math.min(o.maxLen ?? run.train.seqLen, run.model.maxPositions);
-  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen, pooling: o.pool, poolNorm: !!o.poolNorm };
-  const params: TextClassifierParams = { encoder, head: newHead(o.seed, enc.dim, labels.length, { poolNorm: settings.poolNorm }) };
-  log(`fine-tuning ${start.from ? `from ${start.from}` : "from scratch"} on ${train.length} examples, ${labels.length} classes, ${o.epochs} epochs`);
+  const chosen = headFor(start.head, dataLabels, () => newHead(o.seed, enc.dim, dataLabels.length, { poolNorm: !!o.poolNorm }), { newHead: o.newHead, from: start.from });
+  if (chosen.kept && (o.pool === "mean" || o.poolNorm)) {
+    disposeTree({ encoder, head: chosen.head });
+    throw new ConfigError(`the classification head of ${start.from} reads the <s> state without a norm, so --pool mean / --pool-norm would not apply to it; pass --new-head to train a new head that does`);
+  }
+  const labels = chosen.labels;
+  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen, pooling: o.pool, poolNorm: !!chosen.head.norm };
+  const params: TextClassifierParams = { encoder, head: chosen.head };
+  const n = floatsOf(params);
+  checkStepFits({ params: n, trained: n, rows: o.batchSize, positions: seqLen, dim: enc.dim, ffnDim: enc.ffnDim, heads: enc.heads, layers: enc.layers }, "this fine-tuning", "lower --batch-size or --max-len");
+  log(`fine-tuning ${start.from ? `from ${start.from}` : "from scratch"}${chosen.kept ? " (keeping its classification head)" : ""} on ${train.length} examples, ${labels.length} classes, ${o.epochs} epochs`);
   const trained = await finetuneClassifier(params, enc, tok, encodeLabeled(train, tok, labels), labels.length, settings, { quiet: o.quiet });
   const config: ClassifierConfig = { kind: "text-classifier", run, labels, finetune: settings, initializedFrom: start.from };
   await saveModel(resolve(o.out), trained.params, config, tok.files());

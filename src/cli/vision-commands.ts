@@ -10,7 +10,9 @@ import { initEngine } from "../engine/runtime.js";
 import { accuracy, macroF1 } from "../train/metrics.js";
 import { classProbabilities, finetuneVision, imageFeatures, newVisionHead, predictVision, trainProbe, type VisionClassifierParams } from "../vision/classify.js";
 import { loadVisionCheckpoint, visionEncoders, type VisionClassifierConfig } from "../vision/checkpoints.js";
-import { startingEncoder } from "../train/finetune.js";
+import { headFor, startingEncoder } from "../train/finetune.js";
+import { checkStepFits, floatsOf } from "../train/memory-plan.js";
+import { hfVisionEncoder, orHf } from "../hf/sources.js";
 import { resolveVisionConfig, type VisionRunConfig } from "../vision/config.js";
 import { balancedSubset, decodeImage, mnistSplits, readImageFolder, withChannels, type LabeledImages } from "../vision/images.js";
 
@@ -27,6 +29,13 @@ async function labeledImages(run: VisionRunConfig, path: string | undefined, spl
 }
 
 
+/** The same images with their labels renumbered to `classes` (a permutation of the set's classes). */
+function inClassOrder(set: LabeledImages, classes: string[]): LabeledImages {
+  if (classes.join("\u0000") === set.classes.join("\u0000")) return set;
+  const index = set.classes.map((c) => classes.indexOf(c));
+  return { ...set, classes, labels: set.labels.map((l) => index[l]) };
+}
+
 export type VisionFinetuneOptions = FinetuneOptions & {
   perClass?: number;
   linearProbe?: boolean;
@@ -36,11 +45,16 @@ export type VisionFinetuneOptions = FinetuneOptions & {
 export async function runVisionFinetune(o: VisionFinetuneOptions) {
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
   await initEngine();
-  const start = startingEncoder(visionEncoders, o, () => resolveVisionConfig(o.preset, configFileSettings(o.config)));
+  const start = startingEncoder(orHf(visionEncoders, hfVisionEncoder), o, () => resolveVisionConfig(o.preset, configFileSettings(o.config)));
   const { arch: run, encoder } = start;
   let train = await labeledImages(run, o.data, "train");
   const perClass = o.perClass ?? (o.data ? undefined : 8);
   if (perClass) train = balancedSubset(train, perClass, (xs) => HostRng.seeded(1000 + o.seed).shuffle(xs));
+  // A linear probe always fits a new head; fine-tuning keeps the checkpoint's when it is for these classes.
+  const found = o.linearProbe ? undefined : start.head;
+  if (o.linearProbe && start.head) disposeTree(start.head.params);
+  const chosen = headFor(found, train.classes, () => newVisionHead(o.seed, run.model.dim, train.classes.length), { newHead: o.newHead, from: start.from });
+  train = inClassOrder(train, chosen.labels);
   const evalSet = o.evalData || !o.data ? await labeledImages(run, o.evalData, "test", train.classes) : null;
   const classes = train.classes.length;
   const settings = {
@@ -58,12 +72,17 @@ export async function runVisionFinetune(o: VisionFinetuneOptions) {
   if (o.linearProbe) {
     log(`linear probe ${source} on ${train.images.length} images, ${classes} classes`);
     const features = await imageFeatures(encoder, run, train.images, settings.batchSize);
+    disposeTree(chosen.head);
     const probe = await trainProbe(features, train.labels, run.model.dim, classes, { steps: 500, lr: settings.lr, weightDecay: settings.weightDecay, seed: o.seed });
     params = { encoder, head: probe.head };
     result.trainAccuracy = probe.trainAccuracy;
   } else {
     log(`fine-tuning ${source} on ${train.images.length} images, ${classes} classes, ${settings.epochs} epochs`);
-    const trained = await finetuneVision({ encoder, head: newVisionHead(o.seed, run.model.dim, classes) }, run, train, settings, { quiet: o.quiet });
+    const n = floatsOf({ encoder, head: chosen.head });
+    const grid = run.model.imageSize / run.model.patchSize;
+    checkStepFits({ params: n, trained: n, rows: settings.batchSize, positions: 1 + grid * grid, dim: run.model.dim, ffnDim: run.model.ffnDim, heads: run.model.heads, layers: run.model.layers }, "this fine-tuning", "lower --batch-size");
+    if (chosen.kept) log("keeping the classification head of the checkpoint");
+    const trained = await finetuneVision({ encoder, head: chosen.head }, run, train, settings, { quiet: o.quiet });
     params = trained.params;
     const last = trained.history[trained.history.length - 1];
     Object.assign(result, { trainLoss: last.loss, trainAccuracy: last.trainAccuracy });

@@ -92,6 +92,8 @@ export type RunConfigKit<C> = {
   presets: Record<string, C>;
   /** Preset, then a config file's partial config, then command-line overrides; validated once at the end. */
   resolve(preset: string, fileConfig?: unknown, overrides?: unknown, source?: string): C;
+  /** As `resolve`, over a given config instead of a preset (a checkpoint's, for continued pretraining). */
+  resolveOver(base: C, fileConfig?: unknown, overrides?: unknown, source?: string): C;
   /** The run config stored in a checkpoint's config.json (its `kind` field aside), migrated and validated. */
   parse(raw: unknown, path: string): C;
 };
@@ -105,6 +107,9 @@ export function runConfigKit<C>(modality: string, schema: z.ZodType<C>, presets:
       const presetConfig = presets[preset];
       if (!presetConfig) throw new ConfigError(`unknown ${modality} preset "${preset}"; choose one of ${Object.keys(presets).join(", ")}`);
       return validate(schema, deepMerge(deepMerge(presetConfig, fileConfig), overrides), source);
+    },
+    resolveOver(base, fileConfig, overrides, source = "the configuration") {
+      return validate(schema, deepMerge(deepMerge(base, fileConfig), overrides), source);
     },
     parse(raw, path) {
       const { kind: _kind, ...rest } = (raw ?? {}) as { kind?: string };

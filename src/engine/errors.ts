@@ -30,6 +30,8 @@ export const COLLAPSE_EXIT_STATUS = 3;
 export class ExperimentError extends D2vError {}
 /** The compute engine asked for (`D2V_ENGINE`) cannot run here. */
 export class EngineError extends D2vError {}
+/** A run that would not fit in memory (the engine's 4 GiB heap), found before it starts. */
+export class ResourceError extends D2vError {}
 
 /** The `d2v` exit status of an internal error (a bug): sysexits.h's EX_SOFTWARE. */
 export const INTERNAL_ERROR_EXIT_STATUS = 70;

@@ -15,6 +15,8 @@ type Backend = {
 };
 
 const live = new Map<number, { ref: number; size: number }>();
+let liveBytes = 0;
+let peak = 0;
 let installed: Promise<void> | null = null;
 
 /** jax-js's wasm backend object (internal; for the buffer counter and the profiler). */
@@ -37,6 +39,8 @@ export function trackBuffers(): Promise<void> {
     backend.malloc = function (size, initialData) {
       const slot = malloc.call(this, size, initialData);
       live.set(slot, { ref: 1, size });
+      liveBytes += size;
+      peak = Math.max(peak, liveBytes);
       return slot;
     };
     backend.incRef = function (slot) {
@@ -47,7 +51,10 @@ export function trackBuffers(): Promise<void> {
     backend.decRef = function (slot) {
       decRef.call(this, slot);
       const b = live.get(slot);
-      if (b && --b.ref === 0) live.delete(slot);
+      if (b && --b.ref === 0) {
+        live.delete(slot);
+        liveBytes -= b.size;
+      }
     };
   })();
   return installed;
@@ -58,4 +65,13 @@ export function liveBuffers(): { count: number; bytes: number } {
   let bytes = 0;
   for (const b of live.values()) bytes += b.size;
   return { count: live.size, bytes };
+}
+
+/** The most bytes alive at once since `trackBuffers()` or the last `resetPeakBytes()`. */
+export function peakBytes(): number {
+  return peak;
+}
+
+export function resetPeakBytes(): void {
+  peak = liveBytes;
 }

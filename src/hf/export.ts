@@ -2,7 +2,8 @@
  * Export of our checkpoints in the Hugging Face layout (`config.json` with HF fields + `model.safetensors`
  * with HF key names + processor/tokenizer files), so that transformers' `from_pretrained` loads them:
  * text → Data2VecTextModel or Data2VecTextForSequenceClassification, vision → Data2VecVisionModel or
- * Data2VecVisionForImageClassification. The data2vec regression head is pretraining-only and is not exported.
+ * Data2VecVisionForImageClassification, speech → Data2VecAudioModel, Data2VecAudioForCTC or
+ * Data2VecAudioForSequenceClassification. The data2vec regression head is pretraining-only and is not exported.
  */
 import { writeFileSync } from "node:fs";
 import { writeOutput } from "../train/output.js";
@@ -17,6 +18,9 @@ import { checkpointModality } from "../train/checkpoint.js";
 import { loadTextCheckpoint } from "../text/checkpoints.js";
 import { gridSize } from "../vision/config.js";
 import { loadVisionCheckpoint } from "../vision/checkpoints.js";
+import { loadAudioCheckpoint } from "../audio/checkpoints.js";
+import { disposeTree } from "../engine/typed.js";
+import { isHfModelDir } from "./model.js";
 
 /** The transformers release whose modeling code the exported layout was verified against. */
 const TRANSFORMERS_VERSION = "4.30.2";
@@ -223,11 +227,139 @@ async function exportVision(checkpoint: string, outDir: string): Promise<ExportR
   return { architecture, outDir, tensors: sink.tensors.size, notes };
 }
 
+/** Our conv weight (see `ConvParams`) as torch's Conv1d weight [Cout, Cin/G, k]: the inverse of `convWeightFromTorch`. */
+function torchConvWeight(w: np.Array, kernel: number, groups: number): np.Array {
+  if (groups === 1) {
+    const [rows, cout] = w.shape;
+    return w.reshape([kernel, rows / kernel, cout]).transpose([2, 1, 0]);
+  }
+  const [g, rows, outPerGroup] = w.shape;
+  return w.reshape([g, kernel, rows / kernel, outPerGroup]).transpose([0, 3, 2, 1]).reshape([g * outPerGroup, rows / kernel, kernel]);
+}
+
+async function exportAudio(checkpoint: string, outDir: string): Promise<ExportResult> {
+  const loaded = loadAudioCheckpoint(checkpoint);
+  const m = loaded.run.model;
+  const notes: string[] = [];
+  const head = loaded.head;
+  let architecture = "Data2VecAudioModel";
+  if (head?.config.kind === "audio-ctc") architecture = "Data2VecAudioForCTC";
+  else if (head?.config.kind === "audio-classifier") {
+    if (head.config.finetune.poolNorm) notes.push("the classifier normalizes the pooled state (--pool-norm), which Data2VecAudioForSequenceClassification cannot express; only the encoder was exported");
+    else architecture = "Data2VecAudioForSequenceClassification";
+  }
+  const sink = new TensorSink(architecture === "Data2VecAudioModel" ? "" : "data2vec_audio.");
+  const { shared, layers } = loaded.encoder;
+  for (const [i, l] of shared.features.entries()) {
+    await sink.put(`feature_extractor.conv_layers.${i}.conv.weight`, torchConvWeight(l.conv.weight, m.convLayers[i].kernel, 1));
+    l.conv.bias?.dispose(); // our CNN has no biases (conv_bias false)
+    await sink.layerNorm(`feature_extractor.conv_layers.${i}.layer_norm`, l.norm);
+  }
+  await sink.layerNorm("feature_projection.layer_norm", shared.projectionNorm);
+  await sink.linear("feature_projection.projection", shared.projection);
+  for (const [i, c] of shared.posConv.entries()) {
+    await sink.put(`encoder.pos_conv_embed.layers.${i}.conv.weight`, torchConvWeight(c.weight, m.posConvKernel, m.posConvGroups));
+    await sink.put(`encoder.pos_conv_embed.layers.${i}.conv.bias`, c.bias!);
+  }
+  await sink.layerNorm("encoder.layer_norm", shared.encoderNorm);
+  await sink.put("masked_spec_embed", shared.maskEmbedding);
+  for (const [i, b] of layers.entries()) {
+    const l = `encoder.layers.${i}`;
+    await sink.linear(`${l}.attention.q_proj`, b.attn.q);
+    await sink.linear(`${l}.attention.k_proj`, b.attn.k);
+    await sink.linear(`${l}.attention.v_proj`, b.attn.v);
+    await sink.linear(`${l}.attention.out_proj`, b.attn.out);
+    await sink.layerNorm(`${l}.layer_norm`, b.attnNorm);
+    await sink.linear(`${l}.feed_forward.intermediate_dense`, b.ffn.fc1);
+    await sink.linear(`${l}.feed_forward.output_dense`, b.ffn.fc2);
+    await sink.layerNorm(`${l}.final_layer_norm`, b.ffnNorm);
+  }
+  let projectorSize = 256;
+  const files: Record<string, string> = {};
+  let vocabSize = 32;
+  if (architecture === "Data2VecAudioForCTC" && head?.config.kind === "audio-ctc") {
+    await sink.linear("lm_head", head.params.head, { raw: true });
+    vocabSize = head.config.vocabulary.length;
+    files["vocab.json"] = JSON.stringify(Object.fromEntries(head.config.vocabulary.map((c, i) => [c, i])), null, 2);
+    const special = { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", pad_token: "<pad>" };
+    files["special_tokens_map.json"] = JSON.stringify(special, null, 2);
+    files["tokenizer_config.json"] = JSON.stringify({ tokenizer_class: "Wav2Vec2CTCTokenizer", ...special, word_delimiter_token: "|", do_lower_case: false, replace_word_delimiter_char: " " }, null, 2);
+  } else if (architecture === "Data2VecAudioForSequenceClassification" && head) {
+    // transformers projects every frame before the mean. A model trained without that projector exports an identity
+    // one (classifier_proj_size = hidden_size): the mean of x·I is the mean of x, so the outputs are the same.
+    const projector = head.params.projector ?? { weight: np.eye(m.dim), bias: np.zeros([m.dim]) };
+    projectorSize = projector.weight.shape[1];
+    await sink.linear("projector", projector, { raw: true });
+    await sink.linear("classifier", head.params.head, { raw: true });
+  } else if (head) disposeTree({ head: head.params.head, projector: head.params.projector });
+  if (m.posConvPadding !== "leak") {
+    notes.push("transformers zeroes padded frames once before the positional convolutions, where this model zeroes them before each; outputs agree for unpadded inputs (one clip per batch) and differ slightly near the end of padded clips");
+  }
+  const labels = head?.config.kind === "audio-classifier" && architecture !== "Data2VecAudioModel" ? head.config.labels : null;
+  const config = {
+    architectures: [architecture],
+    model_type: "data2vec-audio",
+    conv_dim: m.convLayers.map((l) => l.channels),
+    conv_kernel: m.convLayers.map((l) => l.kernel),
+    conv_stride: m.convLayers.map((l) => l.stride),
+    conv_bias: false,
+    num_feat_extract_layers: m.convLayers.length,
+    feat_extract_activation: "gelu",
+    hidden_size: m.dim,
+    num_hidden_layers: m.layers,
+    num_attention_heads: m.heads,
+    intermediate_size: m.ffnDim,
+    hidden_act: "gelu",
+    hidden_dropout: m.dropout,
+    attention_dropout: m.attentionDropout,
+    activation_dropout: m.activationDropout,
+    feat_proj_dropout: m.featureDropout,
+    final_dropout: 0.1,
+    layerdrop: 0,
+    layer_norm_eps: m.layerNormEps,
+    num_conv_pos_embeddings: m.posConvLayers,
+    conv_pos_kernel_size: m.posConvKernel,
+    num_conv_pos_embedding_groups: m.posConvGroups,
+    mask_time_prob: 0.05,
+    mask_time_length: 10,
+    vocab_size: vocabSize,
+    pad_token_id: 0,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    ctc_loss_reduction: "sum",
+    classifier_proj_size: projectorSize,
+    use_weighted_layer_sum: false,
+    add_adapter: false,
+    initializer_range: 0.02,
+    ...(labels ? labelMaps(labels) : {}),
+    torch_dtype: "float32",
+    transformers_version: TRANSFORMERS_VERSION,
+  };
+  const preprocessor = {
+    feature_extractor_type: "Wav2Vec2FeatureExtractor",
+    feature_size: 1,
+    sampling_rate: m.sampleRate,
+    do_normalize: m.normalize,
+    padding_side: "right",
+    padding_value: 0,
+    return_attention_mask: true,
+  };
+  await writeDirectory(outDir, {
+    "config.json": JSON.stringify(config, null, 2),
+    "model.safetensors": encodeSafetensors(sink.tensors, { format: "pt" }),
+    "preprocessor_config.json": JSON.stringify(preprocessor, null, 2),
+    ...files,
+  });
+  return { architecture, outDir, tensors: sink.tensors.size, notes };
+}
+
 /** Exports a `d2v pretrain` or `d2v finetune` checkpoint as a Hugging Face model directory. */
 export async function exportHf(checkpoint: string, outDir: string): Promise<ExportResult> {
+  if (isHfModelDir(checkpoint)) throw new ConfigError(`${checkpoint} is a Hugging Face directory already; export takes a d2v checkpoint (from \`d2v pretrain\` or \`d2v finetune\`)`);
   const modality = checkpointModality(checkpoint);
   const out = resolve(outDir);
   if (modality === "text") return exportText(checkpoint, out);
   if (modality === "vision") return exportVision(checkpoint, out);
-  throw new ConfigError(`cannot export a ${modality} checkpoint: only text and vision models are trained here so far`);
+  if (modality === "audio") return exportAudio(checkpoint, out);
+  throw new ConfigError(`cannot export ${checkpoint}: it is not a d2v checkpoint of text, vision or speech (a Hugging Face directory is already in that layout)`);
 }

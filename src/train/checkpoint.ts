@@ -94,11 +94,18 @@ export function resolveCheckpoint(path: string): string {
   throw new CheckpointError(`${path} is not a checkpoint: it has no config.json (pass a directory written by \`d2v pretrain\` or \`d2v finetune\`)`);
 }
 
-/** The modality a checkpoint directory holds ("text" or "vision"), from its config.json. */
+/** The modality (text, vision, audio) a checkpoint directory holds: ours from its run config, a Hugging Face one from its model_type. */
 export function checkpointModality(path: string): string {
   const dir = resolveCheckpoint(path);
-  const raw = readCheckpointJson(dir, "config.json") as { kind?: string; modality?: string; run?: { modality?: string } };
-  return raw.modality ?? raw.run?.modality ?? "unknown";
+  const raw = readCheckpointJson(dir, "config.json") as { kind?: string; modality?: string; run?: { modality?: string }; model_type?: unknown };
+  const ours = raw.modality ?? raw.run?.modality;
+  if (ours) return ours;
+  if (typeof raw.model_type === "string") {
+    const m = /^data2vec-(text|vision|audio)$/.exec(raw.model_type);
+    if (m) return m[1];
+    throw new CheckpointError(`${dir} holds a ${raw.model_type} model (model_type in config.json), not a data2vec one; pass a data2vec-text, data2vec-vision or data2vec-audio checkpoint`);
+  }
+  return "unknown";
 }
 
 /** The encoder (shared input side and blocks) of a pretraining run's checkpoint, read into `like` (consumed); the regression head is freed. */

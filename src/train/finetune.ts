@@ -111,10 +111,16 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
   return { params, history };
 }
 
+/** A classification (or CTC) head found in a checkpoint: its parameters, its class names if it names them, and its class count. */
+export type FoundHead<H> = { params: H; labels: string[] | null; classes: number };
+
+/** A checkpoint's architecture and encoder, and its head when it has one that fine-tuning may keep (Hugging Face ones). */
+export type LoadedEncoder<Arch, Encoder, Head = never> = { arch: Arch; encoder: Encoder; head?: FoundHead<Head> };
+
 /** How fine-tuning reads a modality's encoder: `Arch` is what describes the network (the run config, and text's tokenizer). */
-export type EncoderSource<Arch, Encoder> = {
-  /** The architecture and the encoder of a checkpoint: a pretraining run, or a fine-tuned model (its head freed). */
-  load(dir: string): { arch: Arch; encoder: Encoder };
+export type EncoderSource<Arch, Encoder, Head = never> = {
+  /** The architecture and the encoder of a checkpoint: a pretraining run, a fine-tuned model (its head freed), or a Hugging Face directory. */
+  load(dir: string): LoadedEncoder<Arch, Encoder, Head>;
   /** Fresh encoder weights of an architecture. */
   fresh(arch: Arch, seed: number): Encoder;
 };
@@ -122,14 +128,14 @@ export type EncoderSource<Arch, Encoder> = {
 /**
  * The encoder a fine-tuning starts from: `--init`'s (or, with `--scratch`, fresh weights of its architecture), or
  * without `--init`, fresh weights of `scratchArch()` (the preset and config options). `from` is the checkpoint
- * the weights come from (null from scratch).
+ * the weights come from (null from scratch); `head` is the checkpoint's own head, if it has one to keep.
  */
-export function startingEncoder<Arch, Encoder>(
-  source: EncoderSource<Arch, Encoder>,
+export function startingEncoder<Arch, Encoder, Head>(
+  source: EncoderSource<Arch, Encoder, Head>,
   o: { init?: string; scratch?: boolean; seed: number },
   scratchArch: () => Arch,
-): { arch: Arch; encoder: Encoder; from: string | null } {
-  if (!o.init && !o.scratch) throw new ConfigError("pass --init <pretrained run> to fine-tune a pretrained model, or --scratch to train from random weights");
+): LoadedEncoder<Arch, Encoder, Head> & { from: string | null } {
+  if (!o.init && !o.scratch) throw new ConfigError("pass --init <pretrained run or Hugging Face directory> to fine-tune a pretrained model, or --scratch to train from random weights");
   if (!o.init) {
     const arch = scratchArch();
     return { arch, encoder: source.fresh(arch, o.seed), from: null };
@@ -137,5 +143,29 @@ export function startingEncoder<Arch, Encoder>(
   const loaded = source.load(o.init);
   if (!o.scratch) return { ...loaded, from: o.init };
   disposeTree(loaded.encoder);
+  if (loaded.head) disposeTree(loaded.head.params);
   return { arch: loaded.arch, encoder: source.fresh(loaded.arch, o.seed), from: null };
+}
+
+/**
+ * The head a fine-tuning trains and the class order it uses. A checkpoint's own head is kept when it fits the data:
+ * the same class names (the data's labels are then put in the head's order), or unnamed classes (HF's LABEL_i) of
+ * the same count. A head for other classes is an error unless `newHead` asks for a fresh one (the encoder is kept).
+ */
+export function headFor<H>(found: FoundHead<H> | undefined, labels: string[], fresh: () => H, o: { newHead?: boolean; from: string | null; what?: string }): { head: H; labels: string[]; kept: boolean } {
+  if (!found) return { head: fresh(), labels, kept: false };
+  if (o.newHead) {
+    disposeTree(found.params);
+    return { head: fresh(), labels, kept: false };
+  }
+  const what = o.what ?? "classes";
+  const sameNames = found.labels !== null && found.labels.length === labels.length && [...found.labels].sort().join("\u0000") === [...labels].sort().join("\u0000");
+  if (sameNames) return { head: found.params, labels: found.labels!, kept: true };
+  if (found.labels === null && found.classes === labels.length) return { head: found.params, labels, kept: true };
+  disposeTree(found.params);
+  const named = found.labels ? ` (${found.labels.slice(0, 8).join(", ")}${found.labels.length > 8 ? ", …" : ""})` : "";
+  throw new ConfigError(
+    `${o.from} has a head for ${found.classes} ${what}${named}, but the data has ${labels.length} (${labels.slice(0, 8).join(", ")}${labels.length > 8 ? ", …" : ""}); ` +
+      "pass --new-head to train a new head for the data's classes on the pretrained encoder, or start from the checkpoint's bare model",
+  );
 }

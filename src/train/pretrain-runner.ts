@@ -14,6 +14,7 @@ import type { Data2VecSettings } from "../data2vec/config.js";
 import { ConfigError, DataError, type StopSignal } from "../engine/errors.js";
 import { HostRng } from "../engine/random.js";
 import type { ParamTree } from "../engine/tree.js";
+import type { BlockParams } from "../nn/encoder.js";
 import { firstEpoch, freshPretrainState, loadPretrainState, nextRows, openPretrainRun, pretrain, runSetup, type EpochOrder, type PretrainData, type PretrainRecord, type PretrainState, type TrainSettings } from "./pretrain.js";
 
 /** Where a run's unlabeled data comes from: a path, examples passed through the API, or a modality's built-in set. */
@@ -69,11 +70,13 @@ export interface PretrainAdapter<Cfg extends PretrainRunConfig, Example, Shared 
   prepare(cfg: Cfg, examples: Example[], ctx: { checkpoint: string | null; log: (msg: string) => void }): PreparedPretraining<Cfg, Shared, Batch>;
 }
 
-export type PretrainRunOptions<Cfg, Example> = {
+export type PretrainRunOptions<Cfg, Example, Shared = ParamTree> = {
   config: Cfg;
   /** A path the adapter reads; absent: the examples of `given`, the run's own data on resume, or the default. */
   data?: string;
   given?: Example[];
+  /** A new run's starting encoder (continued pretraining from a checkpoint, e.g. a released Hugging Face one); fresh weights otherwise. */
+  initialEncoder?: { shared: Shared; layers: BlockParams[] };
   outDir: string;
   /** Continue the checkpoint in outDir with its saved configuration (`config` is then ignored). */
   resume?: boolean;
@@ -125,7 +128,7 @@ export class EpochStream<Batch extends { [k: string]: np.Array }> implements Pre
 /** Pretrains (or resumes) a run of the adapter's modality. */
 export async function runPretraining<Cfg extends PretrainRunConfig, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
   adapter: PretrainAdapter<Cfg, Example, Shared, Batch>,
-  o: PretrainRunOptions<Cfg, Example>,
+  o: PretrainRunOptions<Cfg, Example, Shared>,
 ): Promise<PretrainRunResult> {
   const log = o.log ?? (() => {});
   const { ckpt, saved } = openPretrainRun(o.outDir, o);
@@ -147,6 +150,12 @@ export async function runPretraining<Cfg extends PretrainRunConfig, Example, Sha
   cfg = run.cfg;
 
   const fresh = run.init(cfg.train.seed);
+  if (o.initialEncoder && !saved) {
+    // Continued pretraining: student (and so the teacher) start from the given encoder; the regression head is new.
+    disposeTree({ shared: fresh.shared, layers: fresh.layers });
+    fresh.shared = o.initialEncoder.shared;
+    fresh.layers = o.initialEncoder.layers;
+  } else if (o.initialEncoder) disposeTree(o.initialEncoder);
   let state: PretrainState<Shared>;
   let streamState: StreamState | null = null;
   if (saved) {
