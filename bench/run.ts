@@ -71,14 +71,14 @@ if (one >= 0) {
   // Base sizes on the native engine only (the wasm engine is ~3-6× slower; the heap is the same).
   const self = fileURLToPath(import.meta.url);
   if (!json) {
-    console.log("| family (random weights, released base config) | batch | fine-tune | inference | s / update | peak heap, measured / estimated (MB) | peak RSS (MB) |");
-    console.log("|---|---|---:|---:|---:|---:|---:|");
+    console.log("| family (random weights, released base config) | batch | AdamW moments | fine-tune | inference | s / update | peak heap, measured / estimated (MB) | peak RSS (MB) |");
+    console.log("|---|---|---|---:|---:|---:|---:|---:|");
   }
   for (const family of ["text", "vision", "audio"]) {
     const r = spawnSync(process.execPath, [self, "--base-one", family], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, D2V_ENGINE: "native" } });
     if (r.status !== 0) throw new Error(`base benchmark ${family} failed`);
     const row = JSON.parse(r.stdout.trim().split("\n").pop()!) as BaseRow;
-    console.log(json ? JSON.stringify(row) : `| ${row.name} | ${row.batch} | ${row.finetune.toFixed(2)} ${row.unit} | ${row.inference.toFixed(2)} ${row.unit} | ${row.stepSeconds.toFixed(1)} | ${row.peakHeapMB} / ${row.estimateMB} | ${row.peakRssMB} |`);
+    console.log(json ? JSON.stringify(row) : `| ${row.name} | ${row.batch} | ${row.optimizer} | ${row.finetune.toFixed(2)} ${row.unit} | ${row.inference.toFixed(2)} ${row.unit} | ${row.stepSeconds.toFixed(1)} | ${row.peakHeapMB} / ${row.estimateMB} | ${row.peakRssMB} |`);
   }
 } else if (args.includes("--threads")) {
   console.log("| step | jax-js threads | BLAS threads | value | unit |\n|---|---:|---:|---:|---|");

@@ -7,10 +7,10 @@
  * frozen (the paper's setting when starting from a pretrained model) its outputs are computed once and
  * cached, and it is left out of the optimizer.
  */
-import { compile, disposeTree, gradOf, refTree } from "../engine/typed.js";
+import { compile, disposeTree, gradOf, mapTree, refTree, treeLeaves } from "../engine/typed.js";
 import { numpy as np, random } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
-import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { adamwInit, adamwUpdate, HostAdamW, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
 import { stepKey } from "../data2vec/step.js";
 import { initLinear } from "../nn/init.js";
@@ -43,6 +43,12 @@ export type CtcSettings = FinetuneBase & {
   /** Time masking during fine-tuning (span starts per frame; 0 turns it off), spans of `maskLength`. */
   maskProb: number;
   maskLength: number;
+  /**
+   * Head-only warm-up (fairseq's freeze_finetune_updates): for this many updates only the CTC head learns. The
+   * encoder's learning rate (step and weight decay) is 0 meanwhile; unlike fairseq, its gradients are still computed
+   * and kept in AdamW's moments, so they are warm when it starts to learn.
+   */
+  headOnlyUpdates?: number;
 };
 
 export type Utterance = { clip: Clip; labels: number[] };
@@ -218,22 +224,49 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
   const opt: AdamWConfig = { ...FINETUNE_ADAM, weightDecay: s.weightDecay };
   // The surrogate Σ logits · ∂L/∂logits has the same parameter gradient as the CTC loss.
   const surrogateGrad = gradOf((t: Trainable, x: Inputs, key: np.Array, cotangent: np.Array) => logitsOf(t, x, key).mul(cotangent).sum());
+  // The encoder's share of the learning rate: 0 during the head-only warm-up, then 1 (an input, so one program serves both).
+  const headOnly = s.headOnlyUpdates ?? 0;
+  const rateScales = (t: Trainable, encoderScale: np.Array): Trainable => {
+    const scale = (value: () => np.Array) => (x: np.Array) => {
+      x.dispose();
+      return value();
+    };
+    const scales = { encoder: mapTree(scale(() => encoderScale.ref), refTree(t.encoder)), head: mapTree(scale(() => np.ones([])), refTree(t.head)) };
+    encoderScale.dispose();
+    return scales;
+  };
   const step = new PerShape(() =>
-    compile((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cotangent: np.Array, lr: np.Array): [Trainable, AdamWState] => {
+    compile((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cotangent: np.Array, lr: np.Array, encoderScale: np.Array): [Trainable, AdamWState] => {
       const grads = surrogateGrad(refTree(t), x, key, cotangent);
-      const [t2, o2] = adamwUpdate(grads, o, t, lr, opt);
+      const [t2, o2] = adamwUpdate(grads, o, t, lr, opt, rateScales(t, encoderScale));
       return [t2, o2];
     }),
   );
+  // With the optimizer on the host (models too large for the heap), the compiled step computes gradients only.
+  const gradStep = new PerShape(() => compile((t: Trainable, x: Inputs, key: np.Array, cotangent: np.Array): Trainable => surrogateGrad(t, x, key, cotangent)));
 
   const rng = HostRng.seeded(s.seed);
   const buckets = durationBatches(clips.map((c) => c.samples.length), m, s.batchSize, s.maxBatchSeconds);
-  const total = buckets.length * s.epochs;
+  const accumulate = s.accumulate ?? 1;
+  // The schedule counts optimizer updates: with accumulation, one per `accumulate` batches (and one at an epoch's end).
+  const total = Math.ceil(buckets.length / accumulate) * s.epochs;
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
-  let optState = adamwInit(trainable);
-  const progress = new Progress("finetune-ctc", total, 0, { quiet: opts.quiet });
+  const addGrads = compile((a: Trainable, g: Trainable): Trainable => mapTree((x, y) => x.add(y), a, g));
+  const applyMean = compile((t: Trainable, o: AdamWState, sum: Trainable, scale: np.Array, lr: np.Array, encoderScale: np.Array): [Trainable, AdamWState] => {
+    const [t2, o2] = adamwUpdate(mapTree((x) => x.mul(scale.ref), sum), o, t, lr, opt, rateScales(t, encoderScale));
+    scale.dispose();
+    return [t2, o2];
+  });
+  const hostOpt = s.optimizer === "host" ? await HostAdamW.create(trainable, opt) : null;
+  const encoderLeaves = treeLeaves(trainable.encoder).length; // the encoder's leaves come first in the tree's order
+  const hostScales = (encoderScale: number) => hostOpt?.setScales([...new Array(encoderLeaves).fill(encoderScale), ...new Array(treeLeaves(trainable.head).length).fill(1)]);
+  let optState = hostOpt ? null : adamwInit(trainable);
+  let pending: Trainable | null = null; // the device sum of the batches since the last update
+  let pendingBatches = 0;
+  const progress = new Progress("finetune-ctc", buckets.length * s.epochs, 0, { quiet: opts.quiet });
   const history: CtcEpochRecord[] = [];
   let update = 0;
+  let batchIndex = 0;
   try {
     for (let epoch = 0; epoch < s.epochs; epoch++) {
       let lossSum = 0;
@@ -243,11 +276,11 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
       const shapeKey = (k: number) => `${buckets[k].shape.rows}x${buckets[k].shape.samples}`;
       const groupRank = new Map(rng.shuffle([...new Set(buckets.map((_, k) => shapeKey(k)))]).map((key, i) => [key, i]));
       const order = rng.shuffle(buckets.map((_, i) => i)).sort((a, b) => groupRank.get(shapeKey(a))! - groupRank.get(shapeKey(b))!);
-      for (const k of order) {
+      for (const [position, k] of order.entries()) {
         const { rows, shape: batchShape } = buckets[k];
         const size = batchShape.rows;
         const b = hostBatch(clips, rows, batchShape, m, { spanStartProb: s.maskProb, length: s.maskLength, rng });
-        const key = stepKey(s.seed, update);
+        const key = stepKey(s.seed, batchIndex);
         const shape = shapeKey(k);
         const logits = (await forward.get(shape)(refTree(trainable), deviceInputs(b, cached, channels), key.ref).data()) as Float32Array;
         const cotangent = new Float32Array(size * b.frames * vocabSize);
@@ -264,9 +297,29 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
           const base = i * b.frames * vocabSize;
           for (let j = 0; j < g.length; j++) cotangent[base + j] = g[j] * scale;
         });
-        [trainable, optState] = step.get(shape)(trainable, optState, deviceInputs(b, cached, channels), key, np.array(cotangent).reshape([size, b.frames, vocabSize]), np.array(learningRate(schedule, update)));
-        update++;
-        await progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.max(1, counted)).toFixed(3) });
+        const cot = np.array(cotangent).reshape([size, b.frames, vocabSize]);
+        const encoderScale = update < headOnly ? 0 : 1;
+        if (accumulate === 1 && !hostOpt) {
+          [trainable, optState] = step.get(shape)(trainable, optState!, deviceInputs(b, cached, channels), key, cot, np.array(learningRate(schedule, update)), np.array(encoderScale));
+          update++;
+        } else {
+          const grads = gradStep.get(shape)(refTree(trainable), deviceInputs(b, cached, channels), key, cot);
+          if (hostOpt) await hostOpt.accumulate(grads);
+          else pending = pending ? addGrads(pending, grads) : grads;
+          pendingBatches++;
+          if (pendingBatches === accumulate || position === order.length - 1) {
+            const lr = learningRate(schedule, update);
+            if (hostOpt) {
+              if (headOnly > 0) hostScales(encoderScale);
+              [trainable] = await hostOpt.apply(trainable, lr);
+            } else [trainable, optState] = applyMean(trainable, optState!, pending!, np.array(1 / pendingBatches), np.array(lr), np.array(encoderScale));
+            pending = null;
+            pendingBatches = 0;
+            update++;
+          }
+        }
+        batchIndex++;
+        await progress.update(batchIndex, { epoch: String(epoch + 1), loss: (lossSum / Math.max(1, counted)).toFixed(3) });
       }
       const record = { epoch: epoch + 1, step: update, loss: lossSum / Math.max(1, counted), skipped };
       history.push(record);
@@ -274,9 +327,13 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
     }
   } finally {
     progress.stop();
-    disposeTree(optState);
+    if (optState) disposeTree(optState);
+    if (pending) disposeTree(pending);
     forward.dispose();
     step.dispose();
+    gradStep.dispose();
+    addGrads.dispose();
+    applyMean.dispose();
   }
   const encoder = { shared: { ...trainable.encoder.shared, features: frozenFeatures ?? trainable.encoder.shared.features! }, layers: trainable.encoder.layers } as AudioEncoderParams;
   return { params: { encoder, head: trainable.head }, history };
@@ -314,8 +371,8 @@ export async function encoderStates(encoder: AudioEncoderParams, m: AudioModelCo
 }
 
 /** Transcripts of each clip: greedy decoding, or prefix beam search with `beam` > 1. Does not consume params. */
-export async function transcribeClips(params: CtcParams, m: AudioModelConfig, vocab: string[], clips: Clip[], o: { batchSize?: number; beam?: number } = {}): Promise<string[]> {
-  const all = await ctcLogProbs(params, m, clips, o.batchSize ?? 8);
+export async function transcribeClips(params: CtcParams, m: AudioModelConfig, vocab: string[], clips: Clip[], o: { batchSize?: number; maxBatchSeconds?: number; beam?: number } = {}): Promise<string[]> {
+  const all = await ctcLogProbs(params, m, clips, o.batchSize ?? 8, o.maxBatchSeconds);
   const v = vocab.length;
   return all.map(({ logProbs, frames }) => {
     if ((o.beam ?? 1) > 1) return labelsToText(ctcBeamSearch(logProbs, frames, v, o.beam!, BLANK), vocab);
@@ -329,7 +386,7 @@ export async function transcribeClips(params: CtcParams, m: AudioModelConfig, vo
 }
 
 /** CER and WER (corpus level) of the model's transcripts against the clips' transcripts. */
-export async function evaluateCtc(params: CtcParams, m: AudioModelConfig, vocab: string[], clips: Clip[], o: { batchSize?: number; beam?: number } = {}) {
+export async function evaluateCtc(params: CtcParams, m: AudioModelConfig, vocab: string[], clips: Clip[], o: { batchSize?: number; maxBatchSeconds?: number; beam?: number } = {}) {
   const hyps = await transcribeClips(params, m, vocab, clips, o);
   const refs = clips.map((c) => (c.transcript ?? "").toUpperCase().trim().replace(/\s+/g, " "));
   return { cer: charErrorRate(refs, hyps), wer: wordErrorRate(refs, hyps), utterances: clips.length, hypotheses: hyps };

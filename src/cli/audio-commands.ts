@@ -15,8 +15,9 @@ import { encoderStates, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtt
 import { finetuneAudioClassifier, pooledAudioFeatures, predictAudioClasses, type AudioClassifierParams, type AudioClassifySettings } from "../audio/classify.js";
 import { trainLinearProbe } from "../train/probe.js";
 import { headFor, startingEncoder } from "../train/finetune.js";
-import { checkStepFits, cnnActivations, floatsOf } from "../train/memory-plan.js";
+import { cnnActivations, floatsOf, planOptimizer, stepBytes } from "../train/memory-plan.js";
 import { framesForSamples } from "../audio/model.js";
+import type { LinearParams } from "../nn/layers.js";
 import { hfAudioEncoder, hfClassifierProjection, orHf } from "../hf/sources.js";
 import { isHfModelDir } from "../hf/model.js";
 import { readAudio, normalizeClip } from "../audio/io.js";
@@ -31,6 +32,7 @@ async function clipsOf(entries: ReturnType<typeof libriSpeechEntries>, run: Audi
 
 export type AudioFinetuneOptions = FinetuneOptions & {
   task?: string;
+  headOnlyUpdates?: number;
   maxSeconds?: number;
   freezeFeatureEncoder?: boolean;
   maskProb?: number;
@@ -47,6 +49,7 @@ const TRAINED_CNN_MAX_SECONDS = 8;
 export async function runAudioFinetune(o: AudioFinetuneOptions) {
   const task = o.task ?? "ctc";
   if (task !== "ctc" && task !== "classify") throw new ConfigError(`--task ${task}: choose ctc (transcription) or classify`);
+  if (task === "classify" && o.headOnlyUpdates !== undefined) throw new ConfigError("--head-only-updates is for --task ctc; a classification would ignore it");
   if (!o.init && !o.scratch) throw new ConfigError("pass --init <pretrained run> to fine-tune a pretrained model, or --scratch to train from random weights");
   if (!o.data) throw new DataError(task === "ctc" ? "--data: pass transcribed speech in the LibriSpeech layout (e.g. from `d2v data synth-speech`)" : "--data: pass a folder per class of audio files, or a manifest with labels");
   if (!existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
@@ -92,27 +95,26 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       maxBatchSeconds: maxSeconds,
       maskProb: o.maskProb ?? 0.25,
       maskLength: 10,
+      accumulate: o.accumulate ?? 1,
+      headOnlyUpdates: o.headOnlyUpdates ?? 0,
     };
     log(`CTC fine-tuning ${source} on ${utterances.length} utterances (${(totalSeconds(clips, m.sampleRate) / 60).toFixed(1)} min), ${settings.epochs} epochs${settings.freezeFeatureEncoder ? ", feature encoder frozen" : ""}`);
     // Every batch shape the duration ladder will use (clips are padded to their rung; the rungs fill maxBatchSeconds).
     const n = floatsOf({ encoder, head: chosen.head });
     const trainedFloats = freezeFeatureEncoder ? n - floatsOf(encoder.shared.features) : n;
     const shapes = new Map(clips.map((c) => ladderShape(c.samples.length, m.sampleRate, settings.batchSize, settings.maxBatchSeconds)).map((s) => [`${s.rows}x${s.samples}`, s]));
-    for (const shape of shapes.values()) {
-      checkStepFits(
-        { params: n, trained: trainedFloats, rows: shape.rows, positions: framesForSamples(shape.samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: freezeFeatureEncoder ? 0 : cnnActivations(shape.samples, m.convLayers) },
-        `CTC fine-tuning on batches of ${settings.maxBatchSeconds} s (${shape.rows} × ${(shape.samples / m.sampleRate).toFixed(1)} s)`,
-        "lower --max-seconds (the seconds of audio per batch, padding included)",
-      );
-    }
+    // The largest shape decides (the ladder's rungs all hold about maxBatchSeconds; longer rows cost more attention).
+    const worst = [...shapes.values()].map((shape) => ({ shape, step: { params: n, trained: trainedFloats, rows: shape.rows, positions: framesForSamples(shape.samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: cnnActivations(shape.samples, m.convLayers, !freezeFeatureEncoder), accumulates: settings.accumulate > 1 } })).sort((a, b) => stepBytes(b.step) - stepBytes(a.step))[0];
+    const optimizer = planOptimizer(worst.step, `CTC fine-tuning on batches of ${settings.maxBatchSeconds} s (${worst.shape.rows} × ${(worst.shape.samples / m.sampleRate).toFixed(1)} s)`, "lower --max-seconds (the seconds of audio per batch, padding included)", log);
     if (chosen.kept) log("keeping the CTC head of the checkpoint");
-    const trained = await finetuneCtc({ encoder, head: chosen.head }, m, utterances, settings, { quiet: o.quiet });
+    const trained = await finetuneCtc({ encoder, head: chosen.head }, m, utterances, { ...settings, optimizer }, { quiet: o.quiet });
     const config: AudioCtcConfig = { kind: "audio-ctc", run, vocabulary, finetune: settings, initializedFrom: start.from };
     await saveModel(resolve(o.out), trained.params, config);
     log(`saved the transcriber in ${resolve(o.out)}`);
     result.trainLoss = trained.history[trained.history.length - 1].loss;
     if (evalClips) {
-      const ev = await evaluateCtc(trained.params, m, vocabulary, evalClips);
+      // At the training batches' shape: the engine's allocator keeps the pools of the sizes it has seen.
+      const ev = await evaluateCtc(trained.params, m, vocabulary, evalClips, { batchSize: settings.batchSize, maxBatchSeconds: settings.maxBatchSeconds });
       Object.assign(result, { cer: ev.cer, wer: ev.wer, utterances: ev.utterances });
     }
     disposeTree(trained.params);
@@ -126,7 +128,10 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
     const classifierFound = !probe && heads.projector && heads.out && found ? { params: { projector: heads.projector, out: heads.out }, labels: found.labels, classes: found.classes } : undefined;
     if (probe && (heads.projector || heads.out)) disposeTree({ projector: heads.projector, out: heads.out });
     const dataLabels = [...new Set(clips.map((c) => c.label!))].sort();
-    const fresh = () => ({ projector: projectorWidth ? newCtcHead(o.seed + 1, m.dim, projectorWidth) : undefined, out: newCtcHead(o.seed, projectorWidth ?? m.dim, dataLabels.length) });
+    const fresh = (): { projector?: LinearParams; out: LinearParams } => ({
+      out: newCtcHead(o.seed, projectorWidth ?? m.dim, dataLabels.length),
+      ...(projectorWidth ? { projector: newCtcHead(o.seed + 1, m.dim, projectorWidth) } : {}),
+    });
     const chosen = headFor(classifierFound, dataLabels, fresh, { newHead: o.newHead, from: start.from });
     if (probe) disposeTree(chosen.head);
     const labels = chosen.labels;
@@ -137,6 +142,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       warmupFraction: 0.1,
       weightDecay: o.weightDecay ?? (probe ? 1e-4 : 0.01),
       seed: o.seed,
+      accumulate: o.accumulate ?? 1,
       maxSeconds: o.maxSeconds ?? 2,
       poolNorm: !!o.poolNorm,
       ...(probe ? { linearProbe: { steps: PROBE_STEPS } } : {}),
@@ -154,10 +160,11 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       log(`audio classification ${source} on ${clips.length} clips, ${labels.length} classes (clips cropped to ${settings.maxSeconds} s)`);
       const n = floatsOf({ encoder, ...chosen.head });
       const samples = Math.round(settings.maxSeconds * m.sampleRate);
-      checkStepFits(
-        { params: n, trained: n, rows: settings.batchSize, positions: framesForSamples(samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: cnnActivations(samples, m.convLayers) },
+      settings.optimizer = planOptimizer(
+        { params: n, trained: n, rows: settings.batchSize, positions: framesForSamples(samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: cnnActivations(samples, m.convLayers), accumulates: (settings.accumulate ?? 1) > 1 },
         `classification fine-tuning on ${settings.maxSeconds}-s crops`,
         "lower --batch-size or --max-seconds",
+        log,
       );
       if (chosen.kept) log("keeping the classification head of the checkpoint");
       const trained = await finetuneAudioClassifier({ encoder, head: chosen.head.out, ...(chosen.head.projector ? { projector: chosen.head.projector } : {}) }, m, clips, classIndex, labels.length, settings, { quiet: o.quiet });

@@ -105,11 +105,13 @@ function refuseIgnoredFinetuneOptions(o: FinetuneOptions, modality: string): voi
   const only: [string, unknown, string[]][] = [
     ["--per-class", o.perClass, ["vision"]],
     ["--augment", o.augment, ["vision"]],
+    ["--layer-decay", o.layerDecay, ["vision"]],
     ["--linear-probe", o.linearProbe, ["vision", "audio"]],
     ["--task", o.task, ["audio"]],
     ["--max-seconds", o.maxSeconds, ["audio"]],
     ["--no-freeze-feature-encoder", o.freezeFeatureEncoder === false ? true : undefined, ["audio"]],
     ["--mask-prob", o.maskProb, ["audio"]],
+    ["--head-only-updates", o.headOnlyUpdates, ["audio"]],
     ["--max-len", o.maxLen, ["text"]],
     ["--pool", o.pool, ["text"]],
     ["--pool-norm", o.poolNorm, ["text", "audio"]],
@@ -117,9 +119,11 @@ function refuseIgnoredFinetuneOptions(o: FinetuneOptions, modality: string): voi
   for (const [flag, value, modalities] of only) {
     if (given(value) && !modalities.includes(modality)) problems.push(`${flag} (${modalities.join(" and ")} only; this is a ${modality} model)`);
   }
+  if (o.accumulate !== undefined && o.accumulate < 1) throw new ConfigError(`--accumulate ${o.accumulate}: it counts batches per optimizer update, 1 or more`);
+  if (o.layerDecay !== undefined && !(o.layerDecay > 0 && o.layerDecay <= 1)) throw new ConfigError(`--layer-decay ${o.layerDecay}: a factor in (0, 1] (the paper fine-tunes base models with 0.65)`);
   // A linear probe trains its head for a fixed number of full-batch steps on frozen, unaugmented features.
   if (o.linearProbe) {
-    for (const [flag, value] of [["--epochs", o.epochs], ["--augment", o.augment]] as const) {
+    for (const [flag, value] of [["--epochs", o.epochs], ["--augment", o.augment], ["--accumulate", o.accumulate], ["--layer-decay", o.layerDecay]] as const) {
       if (given(value)) problems.push(`${flag} (a linear probe trains its head for a fixed 500 full-batch steps on frozen features)`);
     }
   }

@@ -63,6 +63,7 @@ program
   .option("--max-seconds <s>", "audio: longest utterance (ctc, an error beyond it) or crop length (classify)", num("--max-seconds"))
   .option("--no-freeze-feature-encoder", "audio ctc: also train the CNN feature encoder (frozen by default, as in the paper; batches then hold at most 8 s of audio)")
   .option("--mask-prob <p>", "audio ctc: time-masking probability during fine-tuning (0.25)", num("--mask-prob"))
+  .option("--head-only-updates <n>", "audio ctc: only the CTC head learns for the first n updates (fairseq's freeze_finetune_updates: 10000 of 20000 for 10 h of labels, 0 for 100 h and more; default 0)", int("--head-only-updates"))
   .option("--init <dir>", "pretrained checkpoint: a `d2v pretrain` run directory, or a Hugging Face data2vec directory (e.g. facebook/data2vec-text-base; its head is kept when it fits the data's classes)")
   .option("--new-head", "with a --init that has a classification or CTC head: train a new head for the data's classes instead")
   .option("--scratch", "random weights with the architecture and tokenizer of --init (or of --preset with --tokenizer)")
@@ -70,6 +71,7 @@ program
   .option("--per-class <n>", "vision: train on this many labeled images per class (default with MNIST: 8, i.e. 1% of the labels)", int("--per-class"))
   .option("--linear-probe", "vision and audio classification: freeze the encoder and train only a head on its mean-pooled features (audio: each feature standardized first)")
   .option("--augment", "vision: fine-tune on augmented views (the run's crop and color jitter); needs more epochs")
+  .option("--layer-decay <x>", "vision: layer-wise learning-rate decay, block i of L at x^(L+1-i) of the rate (default 0.65 from a Hugging Face directory, as the paper fine-tunes; else 1, off)", num("--layer-decay"))
   .option("--config <file.json>", "settings merged over --preset (with --scratch and no --init)")
   .option("--tokenizer <dir>", "vocab.json + merges.txt for --scratch without --init")
   .option("--eval-data <path>", "held-out labeled data evaluated after training (vision default with MNIST: its test split)")
@@ -77,6 +79,7 @@ program
   .option("--force", "replace --out if it exists (never `.`, your home, or an input such as --init)")
   .option("--epochs <n>", "passes over the training data (text 10, vision 40)", int("--epochs"))
   .option("--batch-size <n>", "examples per batch (16)", int("--batch-size"))
+  .option("--accumulate <n>", "gradient accumulation: one optimizer update per n batches, with their mean gradient (an effective batch of n × --batch-size in the memory of one batch)", int("--accumulate"))
   .option("--lr <x>", "peak learning rate (text 1e-4; vision 1e-3, linear probe 1e-2)", num("--lr"))
   .option("--weight-decay <x>", "AdamW weight decay (text 0.01; vision 0.05, linear probe 1e-4)", num("--weight-decay"))
   .option("--max-len <n>", "truncate examples to this many tokens", int("--max-len"))
@@ -243,7 +246,10 @@ try {
   }
   // The engine's heap is full: a run too large for memory (the pre-flight estimate let it through).
   if (e instanceof RangeError && /memory32 limit|Out of memory/i.test(e.message)) {
-    process.stderr.write(`\nerror: the run ran out of the engine's 4 GiB heap (${e.message}); nothing was saved. Use a smaller batch (--batch-size), shorter inputs (--max-len, --max-seconds) or a smaller model (see "Memory" in the README)\n`);
+    process.stderr.write(
+      `\nerror: the run ran out of the engine's 4 GiB heap (${e.message}). Files are written whole or not at all, so what was saved before is intact. ` +
+        'Use a smaller batch (--batch-size, with --accumulate to keep the effective batch), shorter inputs (--max-len, --max-seconds) or a smaller model (see "Base size and memory" in the README)\n',
+    );
     process.exit(2);
   }
   // Anything else is a bug in d2v, not the user's doing: say so in one line; the stack trace is there on request.

@@ -32,6 +32,8 @@ export type FinetuneOptions = {
   out: string;
   epochs?: number;
   batchSize?: number;
+  /** Gradient accumulation: batches per optimizer update. */
+  accumulate?: number;
   lr?: number;
   weightDecay?: number;
   seed: number;

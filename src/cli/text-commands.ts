@@ -12,7 +12,7 @@ import { brownGenreTask } from "../text/brown-genre.js";
 import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, textClassProbabilities, type Pooling, type TextClassifierParams } from "../text/classify.js";
 import { loadTextCheckpoint, textEncoders, type ClassifierConfig } from "../text/checkpoints.js";
 import { headFor, startingEncoder } from "../train/finetune.js";
-import { checkStepFits, floatsOf } from "../train/memory-plan.js";
+import { floatsOf, planOptimizer } from "../train/memory-plan.js";
 import { hfTextEncoder, orHf } from "../hf/sources.js";
 import { resolveCheckpoint, saveModel } from "../train/checkpoint.js";
 import { checkOutput, writeOutput } from "../train/output.js";
@@ -57,10 +57,11 @@ export async function runTextFinetune(opts: TextFinetuneOptions) {
     throw new ConfigError(`the classification head of ${start.from} reads the <s> state without a norm, so --pool mean / --pool-norm would not apply to it; pass --new-head to train a new head that does`);
   }
   const labels = chosen.labels;
-  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen, pooling: o.pool, poolNorm: !!chosen.head.norm };
   const params: TextClassifierParams = { encoder, head: chosen.head };
   const n = floatsOf(params);
-  checkStepFits({ params: n, trained: n, rows: o.batchSize, positions: seqLen, dim: enc.dim, ffnDim: enc.ffnDim, heads: enc.heads, layers: enc.layers }, "this fine-tuning", "lower --batch-size or --max-len");
+  const accumulate = o.accumulate ?? 1;
+  const optimizer = planOptimizer({ params: n, trained: n, rows: o.batchSize, positions: seqLen, dim: enc.dim, ffnDim: enc.ffnDim, heads: enc.heads, layers: enc.layers, accumulates: accumulate > 1 }, "this fine-tuning", "lower --batch-size (with --accumulate to keep the effective batch) or --max-len", log);
+  const settings = { epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupFraction: 0.1, weightDecay: o.weightDecay, seed: o.seed, seqLen, pooling: o.pool, poolNorm: !!chosen.head.norm, optimizer, accumulate };
   log(`fine-tuning ${start.from ? `from ${start.from}` : "from scratch"}${chosen.kept ? " (keeping its classification head)" : ""} on ${train.length} examples, ${labels.length} classes, ${o.epochs} epochs`);
   const trained = await finetuneClassifier(params, enc, tok, encodeLabeled(train, tok, labels), labels.length, settings, { quiet: o.quiet });
   const config: ClassifierConfig = { kind: "text-classifier", run, labels, finetune: settings, initializedFrom: start.from };

@@ -36,7 +36,9 @@ export function globalNorm(grads: unknown): np.Array {
 }
 
 /**
- * One AdamW step. Consumes grads, state and params; returns [params, state, gradNorm (before clipping)].
+ * One AdamW step. Consumes grads, state, params and `lrScales`; returns [params, state, gradNorm (before clipping)].
+ * `lrScales` (a scalar per parameter, same structure) multiplies the learning rate of each parameter, for its step and
+ * its weight decay alike (layer-wise learning-rate decay).
  */
 export function adamwUpdate<P>(
   grads: P,
@@ -44,7 +46,9 @@ export function adamwUpdate<P>(
   params: P,
   lr: np.Array,
   cfg: AdamWConfig,
+  lrScales?: P,
 ): [P, AdamWState, np.Array] {
+  const scales = lrScales ? (tree.leaves(lrScales as never) as np.Array[]) : null;
   const [pLeaves, def] = tree.flatten(params as never) as [np.Array[], tree.JsTreeDef];
   let gLeaves = tree.leaves(grads as never) as np.Array[];
   const mLeaves = tree.leaves(state.mu as never) as np.Array[];
@@ -69,8 +73,11 @@ export function adamwUpdate<P>(
     const v = vLeaves[i].mul(cfg.beta2).add(np.square(g).mul(1 - cfg.beta2));
     const denom = np.sqrt(v.ref.div(bc2.ref)).add(cfg.eps);
     let p = pLeaves[i];
-    if (cfg.weightDecay > 0 && decays(p)) p = p.ref.sub(p.mul(lr.ref.mul(cfg.weightDecay)));
-    p = p.sub(m.ref.div(denom).mul(stepSize.ref));
+    const scale = scales?.[i];
+    const leafLr = scale ? lr.ref.mul(scale.ref) : lr.ref;
+    if (cfg.weightDecay > 0 && decays(p)) p = p.ref.sub(p.mul(leafLr.ref.mul(cfg.weightDecay)));
+    leafLr.dispose();
+    p = p.sub(m.ref.div(denom).mul(scale ? stepSize.ref.mul(scale) : stepSize.ref));
     newP.push(p);
     newM.push(m);
     newV.push(v);
@@ -118,4 +125,103 @@ export function learningRate(s: ScheduleConfig, step: number): number {
   if (step < warmup + hold) return s.peakLr;
   const t = Math.min(step - warmup - hold, decay);
   return s.peakLr * Math.exp((Math.log(finalScale) * t) / decay);
+}
+
+/**
+ * AdamW with its moments on the host: the update `adamwUpdate` computes, in float64 arithmetic on float32 storage,
+ * for models whose parameters, gradients and two moments do not fit the engine's 4 GiB heap together. The heap then
+ * holds the parameters and, during a step, their gradients; the host holds a master copy and the moments
+ * (3 × 4 bytes per parameter of ordinary memory). Slower per update (the gradients cross to the host and the
+ * parameters back), so it is used only where the on-device update would not fit.
+ */
+export class HostAdamW<P> {
+  #count = 0;
+  private constructor(
+    private readonly def: tree.JsTreeDef,
+    private readonly shapes: number[][],
+    private readonly params: Float32Array[],
+    private readonly mu: Float32Array[],
+    private readonly nu: Float32Array[],
+    private readonly decaying: boolean[],
+    private readonly cfg: AdamWConfig,
+  ) {}
+
+  /** Reads `params` to the host (they stay usable); `lrScales` (consumed) as in `adamwUpdate`. */
+  static async create<P>(params: P, cfg: AdamWConfig, lrScales?: P): Promise<HostAdamW<P>> {
+    const [leaves, def] = tree.flatten(params as never) as [np.Array[], tree.JsTreeDef];
+    const host: Float32Array[] = [];
+    for (const a of leaves) host.push(Float32Array.from((await a.ref.data()) as Float32Array));
+    const scales: number[] = [];
+    if (lrScales) for (const a of tree.leaves(lrScales as never) as np.Array[]) scales.push(((await a.data()) as Float32Array)[0]);
+    const opt = new HostAdamW<P>(def, leaves.map((a) => a.shape), host, host.map((p) => new Float32Array(p.length)), host.map((p) => new Float32Array(p.length)), leaves.map(decays), cfg);
+    opt.#scales = lrScales ? scales : null;
+    return opt;
+  }
+
+  #scales: number[] | null = null;
+
+  /** Replaces the per-parameter learning-rate multipliers (tree order; null: all 1), e.g. to end a head-only warm-up. */
+  setScales(scales: number[] | null): void {
+    if (scales && scales.length !== this.params.length) throw new Error(`HostAdamW.setScales: ${scales.length} scales for ${this.params.length} parameters`);
+    this.#scales = scales;
+  }
+
+  #sum: Float32Array[] | null = null;
+  #summed = 0;
+
+  /** Adds gradients (consumed) to the sum the next `apply` averages (gradient accumulation). */
+  async accumulate(grads: P): Promise<void> {
+    const leaves = tree.leaves(grads as never) as np.Array[];
+    if (!this.#sum) {
+      this.#sum = [];
+      for (const a of leaves) this.#sum.push((await a.data()) as Float32Array);
+    } else {
+      for (const [i, a] of leaves.entries()) {
+        const g = (await a.data()) as Float32Array;
+        const s = this.#sum[i];
+        for (let k = 0; k < s.length; k++) s[k] += g[k];
+      }
+    }
+    this.#summed++;
+  }
+
+  /** One step. Consumes the device parameters and the gradients; returns the new device parameters and the gradient norm (before clipping). */
+  async step(params: P, grads: P, lr: number): Promise<[P, number]> {
+    await this.accumulate(grads);
+    return this.apply(params, lr);
+  }
+
+  /** One step with the mean of the accumulated gradients. Consumes the device parameters; returns the new ones and the gradient norm. */
+  async apply(params: P, lr: number): Promise<[P, number]> {
+    if (!this.#sum) throw new Error("HostAdamW.apply: no gradients accumulated");
+    const g = this.#sum;
+    if (this.#summed > 1) for (const x of g) for (let k = 0; k < x.length; k++) x[k] /= this.#summed;
+    this.#sum = null;
+    this.#summed = 0;
+    tree.dispose(params as never);
+    let squares = 0;
+    for (const x of g) for (let k = 0; k < x.length; k++) squares += x[k] * x[k];
+    const norm = Math.sqrt(squares);
+    const { beta1, beta2, eps, weightDecay, clipNorm } = this.cfg;
+    const factor = clipNorm > 0 ? Math.min(clipNorm / (norm + 1e-6), 1) : 1;
+    this.#count++;
+    const bc1 = 1 - beta1 ** this.#count;
+    const bc2 = 1 - beta2 ** this.#count;
+    const stepSize = lr / bc1;
+    const leaves: np.Array[] = [];
+    for (let i = 0; i < g.length; i++) {
+      const [p, m, v, gi] = [this.params[i], this.mu[i], this.nu[i], g[i]];
+      const leafLr = lr * (this.#scales?.[i] ?? 1);
+      const leafStep = stepSize * (this.#scales?.[i] ?? 1);
+      const decay = weightDecay > 0 && this.decaying[i] ? leafLr * weightDecay : 0;
+      for (let k = 0; k < p.length; k++) {
+        const gk = gi[k] * factor;
+        m[k] = beta1 * m[k] + (1 - beta1) * gk;
+        v[k] = beta2 * v[k] + (1 - beta2) * gk * gk;
+        p[k] = p[k] - p[k] * decay - (m[k] / (Math.sqrt(v[k] / bc2) + eps)) * leafStep;
+      }
+      leaves.push(np.array(p.slice()).reshape(this.shapes[i])); // a copy: the host master copy keeps changing
+    }
+    return [tree.unflatten(this.def, leaves) as P, norm];
+  }
 }

@@ -3,10 +3,11 @@
  * AdamW step per batch (cross-entropy on the weighted rows, warm-up + cosine schedule), a progress bar, and
  * per-epoch loss and training accuracy.
  */
-import { compile, disposeTree, refTree, valueAndGradOf } from "../engine/typed.js";
+import { compile, disposeTree, mapTree, refTree, valueAndGradOf } from "../engine/typed.js";
+import { fillTree } from "../engine/tree.js";
 import { numpy as np } from "../engine/jax.js";
 import { ConfigError, DataError } from "../engine/errors.js";
-import { adamwInit, adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { adamwInit, adamwUpdate, HostAdamW, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { HostRng } from "../engine/random.js";
 import { stepKey } from "../data2vec/step.js";
 import { KeyStream } from "../nn/random.js";
@@ -35,7 +36,13 @@ export type FinetuneBase = {
   warmupFraction: number;
   weightDecay: number;
   seed: number;
+  /** Where AdamW keeps its moments: in the compiled step (default), or on the host for models too large for the heap (`HostAdamW`). */
+  optimizer?: OptimizerPlace;
+  /** Gradient accumulation: one optimizer update per this many batches, with their mean gradient (default 1). */
+  accumulate?: number;
 };
+
+export type OptimizerPlace = "device" | "host";
 
 export type ClassifierTraining<P, B extends LabeledBatch> = {
   params: P;
@@ -48,6 +55,8 @@ export type ClassifierTraining<P, B extends LabeledBatch> = {
   batch: (rows: number[], rng: HostRng) => B;
   /** Logits [B, C] with dropout from `keys`. Consumes params and the batch's inputs (not labels or weights). */
   logits: (params: P, batch: B, keys: KeyStream) => np.Array;
+  /** The learning-rate multiplier of each parameter by its name ("encoder.layers.3.attn.q.weight"): layer-wise decay. */
+  lrScale?: (name: string) => number;
 } & TrainingHooks;
 
 export type EpochRecord = { epoch: number; step: number; loss: number; trainAccuracy: number };
@@ -61,8 +70,10 @@ export type Trained<P> = { params: P; history: EpochRecord[] };
 export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTraining<P, B>): Promise<Trained<P>> {
   const o = { ...c, ...c.settings, opt: { ...c.adam, weightDecay: c.settings.weightDecay } };
   if (o.examples === 0) throw new DataError("no training examples");
-  const stepsPerEpoch = Math.ceil(o.examples / o.batchSize);
-  const total = stepsPerEpoch * o.epochs;
+  const accumulate = o.accumulate ?? 1;
+  const batchesPerEpoch = Math.ceil(o.examples / o.batchSize);
+  // The schedule counts optimizer updates: with accumulation, one per `accumulate` batches (and one at an epoch's end).
+  const total = Math.ceil(batchesPerEpoch / accumulate) * o.epochs;
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: o.lr, warmupSteps: Math.round(o.warmupFraction * total), totalSteps: total };
   const lossFn = (p: P, b: B, key: np.Array): [np.Array, np.Array] => {
     const keys = new KeyStream(key);
@@ -73,18 +84,38 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
     return [crossEntropy(logits, labels, weights), correct];
   };
   const gradFn = valueAndGradOf(lossFn, { hasAux: true });
+  const onHost = o.optimizer === "host";
+  // Per-parameter learning-rate multipliers as a tree of scalars shaped like the parameters (constants of the steps).
+  const lrScales = o.lrScale ? fillTree(o.params, (name) => np.array(o.lrScale!(name))) : undefined;
+  const scalesArg = () => (lrScales ? refTree(lrScales) : undefined);
   const step = compile((p: P, s: AdamWState, b: B, key: np.Array, lr: np.Array): [P, AdamWState, np.Array, np.Array] => {
     const [[loss, correct], grads] = gradFn(refTree(p), b, key);
-    const [p2, s2] = adamwUpdate(grads, s, p, lr, o.opt);
+    const [p2, s2] = adamwUpdate(grads, s, p, lr, o.opt, scalesArg());
     return [p2, s2, loss, correct];
+  });
+  const gradStep = compile((p: P, b: B, key: np.Array): [P, np.Array, np.Array] => {
+    const [[loss, correct], grads] = gradFn(p, b, key);
+    return [grads, loss, correct];
+  });
+
+  // Accumulation on the device: a running sum of gradients, then AdamW on their mean.
+  const addGrads = compile((a: P, g: P): P => mapTree((x, y) => x.add(y), a, g));
+  const applyMean = compile((p: P, s: AdamWState, sum: P, scale: np.Array, lr: np.Array): [P, AdamWState] => {
+    const [p2, s2] = adamwUpdate(mapTree((x) => x.mul(scale.ref), sum), s, p, lr, o.opt, scalesArg());
+    scale.dispose();
+    return [p2, s2];
   });
 
   let params = o.params;
-  let optState = adamwInit(params);
+  const hostOpt = onHost ? await HostAdamW.create(params, o.opt, scalesArg()) : null;
+  let optState = hostOpt ? null : adamwInit(params);
+  let pending: P | null = null; // the device sum of the batches since the last update
+  let pendingBatches = 0;
   const rng = HostRng.seeded(o.seed);
-  const progress = new Progress("finetune", total, 0, { quiet: o.quiet });
+  const progress = new Progress("finetune", batchesPerEpoch * o.epochs, 0, { quiet: o.quiet });
   const history: EpochRecord[] = [];
   let update = 0;
+  let batchIndex = 0;
   try {
     for (let epoch = 0; epoch < o.epochs; epoch++) {
       const order = rng.shuffle(Array.from({ length: o.examples }, (_, i) => i));
@@ -92,12 +123,30 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
       let correctSum = 0;
       for (let i = 0; i < order.length; i += o.batchSize) {
         const rows = order.slice(i, i + o.batchSize);
+        const key = stepKey(o.seed, batchIndex);
         let loss: np.Array, correct: np.Array;
-        [params, optState, loss, correct] = step(params, optState, o.batch(rows, rng), stepKey(o.seed, update), np.array(learningRate(schedule, update)));
+        if (accumulate === 1 && !hostOpt) {
+          [params, optState, loss, correct] = step(params, optState!, o.batch(rows, rng), key, np.array(learningRate(schedule, update)));
+          update++;
+        } else {
+          let grads: P;
+          [grads, loss, correct] = gradStep(refTree(params), o.batch(rows, rng), key);
+          if (hostOpt) await hostOpt.accumulate(grads);
+          else pending = pending ? addGrads(pending, grads) : grads;
+          pendingBatches++;
+          if (pendingBatches === accumulate || i + o.batchSize >= order.length) {
+            const lr = learningRate(schedule, update);
+            if (hostOpt) [params] = await hostOpt.apply(params, lr);
+            else [params, optState] = applyMean(params, optState!, pending!, np.array(1 / pendingBatches), np.array(lr));
+            pending = null;
+            pendingBatches = 0;
+            update++;
+          }
+        }
         lossSum += (await loss.data())[0] * rows.length;
         correctSum += (await correct.data())[0];
-        update++;
-        await progress.update(update, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
+        batchIndex++;
+        await progress.update(batchIndex, { epoch: String(epoch + 1), loss: (lossSum / Math.min(order.length, i + rows.length)).toFixed(4) });
       }
       const record = { epoch: epoch + 1, step: update, loss: lossSum / order.length, trainAccuracy: correctSum / order.length };
       history.push(record);
@@ -105,8 +154,10 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
     }
   } finally {
     progress.stop();
-    disposeTree(optState);
-    step.dispose(); // the compiled step holds constants of its own
+    if (optState) disposeTree(optState);
+    if (pending) disposeTree(pending);
+    if (lrScales) disposeTree(lrScales);
+    for (const f of [step, gradStep, addGrads, applyMean]) f.dispose(); // compiled steps hold constants of their own
   }
   return { params, history };
 }
@@ -168,4 +219,17 @@ export function headFor<H>(found: FoundHead<H> | undefined, labels: string[], fr
     `${o.from} has a head for ${found.classes} ${what}${named}, but the data has ${labels.length} (${labels.slice(0, 8).join(", ")}${labels.length > 8 ? ", …" : ""}); ` +
       "pass --new-head to train a new head for the data's classes on the pretrained encoder, or start from the checkpoint's bare model",
   );
+}
+
+/**
+ * Layer-wise learning-rate decay (BEiT, data2vec's image fine-tuning): block i of L (1-based) learns at decay^(L + 1 − i)
+ * of the rate, the input side (embeddings) at decay^(L + 1), the head at the full rate. Names are the fine-tuned
+ * tree's ("encoder.shared.…", "encoder.layers.<i>.…", "head.…").
+ */
+export function layerDecayScale(layers: number, decay: number): (name: string) => number {
+  return (name) => {
+    const block = /^encoder\.layers\.(\d+)\./.exec(name);
+    const depth = block ? Number(block[1]) + 1 : name.startsWith("encoder.") ? 0 : layers + 1;
+    return decay ** (layers + 1 - depth);
+  };
 }

@@ -2,21 +2,24 @@
  * Will a training step fit? jax-js keeps every buffer in one wasm32 heap (the native engine computes on the same
  * buffers), which cannot grow past 4 GiB; a step that needs more dies inside the engine. This estimates a step's
  * peak from its shape, before anything is trained, so a run that cannot fit fails at once with the settings that
- * would. The coefficients count what a step keeps alive; jax-js's heap is a bump allocator that reuses a freed buffer only
- * for one of the same size, so the heap's high-water mark runs above the live peak, and only 80% of it is planned for.
- * `npm run bench -- --base` prints the measured live peak beside the estimate.
+ * would. The coefficients were fitted to peaks of live buffers measured with `trackBuffers` (`npm run bench -- --base`
+ * prints the measured peak beside the estimate); only 80% of the heap is planned for, since jax-js's allocator reuses
+ * a freed buffer only for one of a similar size.
  */
 import { ResourceError } from "../engine/errors.js";
 import { treeLeaves } from "../engine/typed.js";
+import type { OptimizerPlace } from "./finetune.js";
+import { relativeTableSize } from "../nn/relpos.js";
 
 /** Floats in a parameter tree. */
 export function floatsOf(tree: unknown): number {
-  return treeLeaves(tree).reduce((n, a) => n + a.size, 0);
+  return treeLeaves(tree).reduce((n, a) => n + (a?.size ?? 0), 0); // absent optional parts (undefined) hold nothing
 }
 
 /** The wasm32 heap jax-js allocates from. */
 export const HEAP_BYTES = 4 * 2 ** 30;
-const PLANNED = 0.8 * HEAP_BYTES;
+/** The part of the heap a step is planned into (the bump allocator's reuse needs the rest). */
+export const PLANNED = 0.8 * HEAP_BYTES;
 
 export type StepShape = {
   /** Trainable and frozen parameters (floats). */
@@ -32,25 +35,51 @@ export type StepShape = {
   layers: number;
   /** Speech with the CNN trained: the floats its forward pass keeps per row (see `cnnActivations`). */
   cnnFloats?: number;
+  /** Gradient accumulation over several batches: on the device, their running sum is one more copy of the trained parameters. */
+  accumulates?: boolean;
+  /** Constants the compiled step holds (vision: the one-hot relative position index; see `relativeIndexFloats`). */
+  constantFloats?: number;
 };
 
-/** Floats a transformer block keeps per position for the backward pass, per model width and per FFN width, and per attention score. */
-const PER_DIM = 14;
-const PER_FFN = 4;
-const PER_SCORE = 4;
 /**
- * Copies of each trained parameter alive during an update: the gradient and AdamW's two moments, and while the
- * compiled update runs, the new parameters and moments beside the old ones, and one more for the allocator's reuse.
+ * The one-hot relative position index of a ViT with relative position bias (T² × table rows), and the copies of it
+ * its backward pass makes: measured at vision-base (113 MB each), three in all.
  */
-const PER_TRAINED = 7;
-
-export function stepBytes(s: StepShape): number {
-  const perRow = s.layers * (s.positions * (PER_DIM * s.dim + PER_FFN * s.ffnDim) + PER_SCORE * s.heads * s.positions ** 2) + (s.cnnFloats ?? 0);
-  return 4 * (s.params + PER_TRAINED * s.trained + s.rows * perRow);
+export function relativeIndexFloats(grid: number, relativeBias: boolean): number {
+  if (!relativeBias) return 0;
+  const tokens = 1 + grid * grid;
+  return 3 * tokens * tokens * relativeTableSize(grid, grid);
 }
 
-/** Floats the speech CNN keeps per clip of `samples` samples: each layer's strided input frames, output, norm and GELU. */
-export function cnnActivations(samples: number, layers: { channels: number; kernel: number; stride: number }[]): number {
+/**
+ * Floats a transformer block's forward and backward hold per row: per position and model width, per position and
+ * FFN width, and per attention score. Measured: jax-js runs a compiled step's backward without freeing the forward's
+ * intermediates early, about four times what the backward strictly needs (text, 2–4 blocks of width 256–512, rows
+ * 8–16 × 128–256 tokens: these coefficients reproduce the measured peaks within 10%).
+ */
+const PER_DIM = 56;
+const PER_FFN = 16;
+const PER_SCORE = 16;
+/**
+ * Heap bytes per trained parameter, in floats: with AdamW in the compiled step, the parameter, its gradient, both
+ * moments, the new copies beside the old ones and the update's temporaries (measured 12–13); with the moments on
+ * the host (`HostAdamW`), the parameter, its gradient and the gradient program's temporaries (measured 3.3).
+ */
+const PER_TRAINED = { device: 13, host: 4 } as const;
+
+export function stepBytes(s: StepShape, optimizer: OptimizerPlace = "device"): number {
+  const perRow = s.layers * (s.positions * (PER_DIM * s.dim + PER_FFN * s.ffnDim) + PER_SCORE * s.heads * s.positions ** 2) + (s.cnnFloats ?? 0);
+  const perTrained = PER_TRAINED[optimizer] + (s.accumulates && optimizer === "device" ? 1 : 0);
+  return 4 * (s.params - s.trained + perTrained * s.trained + s.rows * perRow + (s.constantFloats ?? 0));
+}
+
+/**
+ * Floats the speech CNN's forward and backward hold per clip of `samples` samples when it trains: each layer's strided
+ * input frames, output, norm and GELU, times 24, the ratio measured for the 128-channel CNN (about 0.3 GB of heap per
+ * second of audio in a batch; 8 s ≈ 2.5 GB). A frozen CNN's forward alone (caching its features, and inference) holds
+ * about twice the count (measured at audio-base, 4-s batches).
+ */
+export function cnnActivations(samples: number, layers: { channels: number; kernel: number; stride: number }[], trained = true): number {
   let length = samples;
   let channels = 1;
   let floats = 0;
@@ -60,7 +89,7 @@ export function cnnActivations(samples: number, layers: { channels: number; kern
     length = out;
     channels = l.channels;
   }
-  return floats;
+  return (trained ? 24 : 2) * floats;
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
@@ -69,15 +98,39 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
  * Refuses a step that will not fit in the heap, naming its estimate and the largest `rows` that would fit;
  * `advice` says which options change the shape (e.g. "--batch-size or --max-len").
  */
-export function checkStepFits(s: StepShape, what: string, advice: string): void {
-  const need = stepBytes(s);
+export function checkStepFits(s: StepShape, what: string, advice: string, optimizer: OptimizerPlace = "device"): void {
+  const need = stepBytes(s, optimizer);
   if (need <= PLANNED) return;
   let rows = s.rows;
-  while (rows > 1 && stepBytes({ ...s, rows }) > PLANNED) rows--;
-  const fits = stepBytes({ ...s, rows }) <= PLANNED;
+  while (rows > 1 && stepBytes({ ...s, rows }, optimizer) > PLANNED) rows--;
+  const fits = stepBytes({ ...s, rows }, optimizer) <= PLANNED;
   throw new ResourceError(
     `${what} needs about ${gib(need)} of memory per step (${s.rows} × ${s.positions} positions, ${s.layers} blocks of width ${s.dim}), ` +
       `more than the engine's ${gib(HEAP_BYTES)} heap; ` +
       (fits ? `a batch of ${rows} fits: ${advice}` : `even one row of ${s.positions} positions does not fit: ${advice}`),
   );
+}
+
+/**
+ * Where a fine-tuning keeps AdamW's moments: in the compiled step when the step fits the heap that way (fastest),
+ * else on the host when it fits so, else a `ResourceError` with the batch that would fit. `log` hears the choice.
+ */
+export function planOptimizer(s: StepShape, what: string, advice: string, log: (msg: string) => void): OptimizerPlace {
+  // D2V_OPTIMIZER=host (or device) overrides the choice: for tests, and for a user who knows better.
+  const forced = process.env.D2V_OPTIMIZER;
+  if (forced === "host" || forced === "device") return forced;
+  if (stepBytes(s, "device") <= PLANNED) return "device";
+  checkStepFits(s, what, advice, "host");
+  log(
+    `note: ${what} needs about ${gib(stepBytes(s, "device"))} per step with the optimizer's moments on the engine's heap, ` +
+      `so they are kept in ordinary memory (${gib(12 * s.trained)}; the heap then needs about ${gib(stepBytes(s, "host"))}); updates are slower`,
+  );
+  return "host";
+}
+
+/** The most rows (up to `max`) a step of this shape fits with the optimizer at `place`, or 0. */
+export function largestRows(s: StepShape, place: OptimizerPlace, max: number): number {
+  let rows = max;
+  while (rows > 0 && stepBytes({ ...s, rows }, place) > PLANNED) rows--;
+  return rows;
 }

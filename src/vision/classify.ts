@@ -11,7 +11,7 @@ import { initLayerNorm, initLinear } from "../nn/init.js";
 import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { KeyStream } from "../nn/random.js";
 import { fitHead, headPredictions, type ProbeSettings } from "../train/probe.js";
-import { labelArrays, trainClassifier, type FinetuneBase, type Trained, type TrainingHooks } from "../train/finetune.js";
+import { labelArrays, layerDecayScale, trainClassifier, type FinetuneBase, type Trained, type TrainingHooks } from "../train/finetune.js";
 import { augmentImage, prepareImage } from "./augment.js";
 import type { VisionRunConfig } from "./config.js";
 import type { Image, LabeledImages } from "./images.js";
@@ -60,6 +60,8 @@ function imageInputs(images: Image[], rows: number[], batchSize: number, cfg: Vi
 export type VisionFinetuneSettings = FinetuneBase & {
   /** Train on augmented views (the run config's augmentations). */
   augment: boolean;
+  /** Layer-wise learning-rate decay (BEiT / data2vec: 0.65 at base size); 1 or absent: one rate for all. */
+  layerDecay?: number;
 };
 
 const FINETUNE_ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 3 };
@@ -77,6 +79,7 @@ export async function finetuneVision(params: VisionClassifierParams, cfg: Vision
       ...labelArrays(train.labels, rows, s.batchSize, train.classes.length),
     }),
     logits: (p, b, keys) => visionLogits(p, b.images, cfg, keys, index),
+    ...(s.layerDecay !== undefined && s.layerDecay !== 1 ? { lrScale: layerDecayScale(cfg.model.layers, s.layerDecay) } : {}),
     ...opts,
   });
 }
