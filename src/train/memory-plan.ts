@@ -75,9 +75,9 @@ export function stepBytes(s: StepShape, optimizer: OptimizerPlace = "device"): n
 
 /**
  * Floats the speech CNN's forward and backward hold per clip of `samples` samples when it trains: each layer's strided
- * input frames, output, norm and GELU, times 24, the ratio measured for the 128-channel CNN (about 0.3 GB of heap per
- * second of audio in a batch; 8 s ≈ 2.5 GB). A frozen CNN's forward alone (caching its features, and inference) holds
- * about twice the count (measured at audio-base, 4-s batches).
+ * input frames, output, norm and GELU, times 8 (measured: the 128-channel CNN of the tiny preset, 4–8 rows of 1–2 s,
+ * about 106 MB of heap per second of audio in a batch). A frozen CNN's forward alone (caching its features, and
+ * inference) holds about twice the count (measured at audio-base, 4-s batches).
  */
 export function cnnActivations(samples: number, layers: { channels: number; kernel: number; stride: number }[], trained = true): number {
   let length = samples;
@@ -89,7 +89,7 @@ export function cnnActivations(samples: number, layers: { channels: number; kern
     length = out;
     channels = l.channels;
   }
-  return (trained ? 24 : 2) * floats;
+  return (trained ? 8 : 2) * floats;
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
