@@ -73,7 +73,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
     const vocabulary = found?.labels ?? (fromHf ? ctcVocabularyOf(clips.map((c) => c.transcript ?? "")) : LIBRISPEECH_VOCAB);
     const ctcFound = heads.ctc && found?.labels ? { params: heads.ctc, labels: null, classes: found.classes } : undefined;
     if (heads.ctc && !ctcFound) disposeTree(heads.ctc); // a CTC head without its vocab.json cannot be kept
-    const chosen = headFor(ctcFound, vocabulary, () => newCtcHead(o.seed, m.dim, vocabulary.length), { newHead: o.newHead, from: start.from, what: "characters (vocab.json)" });
+    const chosen = headFor(ctcFound, vocabulary, () => newCtcHead(o.seed, m.dim, vocabulary.length), { newHead: o.newHead, from: start.from, what: "characters (vocab.json)", discarded: !!heads.ctc });
     const utterances = toUtterances(clips, vocabulary);
     // The CNN is frozen unless asked (the paper's fine-tuning; its outputs are then cached). Training it needs
     // about 0.3 GB of wasm memory per second of audio in a batch, so its batches are capped at 8 s.
@@ -132,7 +132,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       out: newCtcHead(o.seed, projectorWidth ?? m.dim, dataLabels.length),
       ...(projectorWidth ? { projector: newCtcHead(o.seed + 1, m.dim, projectorWidth) } : {}),
     });
-    const chosen = headFor(classifierFound, dataLabels, fresh, { newHead: o.newHead, from: start.from });
+    const chosen = headFor(classifierFound, dataLabels, fresh, { newHead: o.newHead, from: start.from, discarded: !!(heads.projector || heads.out) });
     if (probe) disposeTree(chosen.head);
     const labels = chosen.labels;
     const settings: AudioClassifySettings = {

@@ -55,7 +55,7 @@ export async function runVisionFinetune(o: VisionFinetuneOptions) {
   // A linear probe always fits a new head; fine-tuning keeps the checkpoint's when it is for these classes.
   const found = o.linearProbe ? undefined : start.head;
   if (o.linearProbe && start.head) disposeTree(start.head.params);
-  const chosen = headFor(found, train.classes, () => newVisionHead(o.seed, run.model.dim, train.classes.length), { newHead: o.newHead, from: start.from });
+  const chosen = headFor(found, train.classes, () => newVisionHead(o.seed, run.model.dim, train.classes.length), { newHead: o.newHead, from: start.from, discarded: !!start.head });
   train = inClassOrder(train, chosen.labels);
   const evalSet = o.evalData || !o.data ? await labeledImages(run, o.evalData, "test", train.classes) : null;
   const classes = train.classes.length;

@@ -203,7 +203,9 @@ export function startingEncoder<Arch, Encoder, Head>(
  * the same class names (the data's labels are then put in the head's order), or unnamed classes (HF's LABEL_i) of
  * the same count. A head for other classes is an error unless `newHead` asks for a fresh one (the encoder is kept).
  */
-export function headFor<H>(found: FoundHead<H> | undefined, labels: string[], fresh: () => H, o: { newHead?: boolean; from: string | null; what?: string }): { head: H; labels: string[]; kept: boolean } {
+export function headFor<H>(found: FoundHead<H> | undefined, labels: string[], fresh: () => H, o: { newHead?: boolean; from: string | null; what?: string; discarded?: boolean }): { head: H; labels: string[]; kept: boolean } {
+  // --new-head where there is no head to replace would be ignored: refused, as every ignored option is.
+  if (!found && o.newHead && !o.discarded) throw new ConfigError(`--new-head: ${o.from ?? "a model from scratch"} has no head to replace here (a new head is made anyway); drop the option`);
   if (!found) return { head: fresh(), labels, kept: false };
   if (o.newHead) {
     disposeTree(found.params);

@@ -115,6 +115,12 @@ test("text and vision: HF directory → finetune → eval → export → the exp
   const theirs = JSON.parse(ok("classify", "--model", join(dir, "text-hf"), "a wonderful film").stdout).top;
   assert.deepEqual(theirs, ours);
   ok("run", "--model", join(dir, "text-hf"), "--out", join(dir, "run.safetensors"), "a wonderful film");
+  // Options that would be ignored are refused: --new-head where there is no head, eval on an HF directory.
+  const noHead = d2v("finetune", "--init", fixture("text-mlm"), "--new-head", "--data", jsonl, "--out", join(dir, "nh"));
+  assert.equal(noHead.status, 2);
+  assert.match(noHead.stderr, /--new-head: .* has no head to replace/);
+  assert.ok(!existsSync(join(dir, "nh")));
+  assert.match(d2v("eval", "--model", join(dir, "text-hf"), "--data", jsonl).stderr, /is a Hugging Face directory; d2v eval takes the checkpoints d2v finetune writes/);
   // The export fine-tunes again with its classification head kept (same classes).
   assert.match(ok("finetune", "--init", join(dir, "text-hf"), "--data", jsonl, "--epochs", "1", "--batch-size", "3", "--out", join(dir, "text2"), "--quiet").stderr, /keeping its classification head/);
 
