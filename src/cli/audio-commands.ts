@@ -192,6 +192,7 @@ async function classifyMetrics(params: AudioClassifierParams, m: AudioRunConfig[
 export async function runAudioEval(o: { model: string; data?: string; batchSize?: number; beam?: number }) {
   if (!o.data) throw new DataError("--data: pass the labeled speech to evaluate on");
   await initEngine();
+  if (isHfModelDir(o.model)) return evaluateHfAudio(o.model, o.data, o);
   const loaded = loadAudioCheckpoint(o.model);
   if (!loaded.head) throw new ConfigError(`${o.model} is a pretrained model without a head; fine-tune it first (\`d2v finetune --task ctc --init ${o.model} ...\`)`);
   const { params, config } = loaded.head;
@@ -207,6 +208,33 @@ export async function runAudioEval(o: { model: string; data?: string; batchSize?
     disposeTree(params);
     console.log(JSON.stringify({ task: "classification", ...metrics }));
   }
+}
+
+/** A released speech model as it is: CTC (with its vocab.json) on transcribed speech, or its classifier on labeled clips (whole). */
+async function evaluateHfAudio(dir: string, data: string, o: { batchSize?: number; beam?: number }) {
+  const h = hfAudioEncoder(dir);
+  const heads = h.head?.params ?? {};
+  const m = h.arch.model;
+  if (heads.ctc && h.head?.labels) {
+    const clips = await clipsOf(libriSpeechEntries(data), h.arch, "evaluation");
+    const params = { encoder: h.encoder, head: heads.ctc };
+    const ev = await evaluateCtc(params, m, h.head.labels, clips, { batchSize: o.batchSize, beam: o.beam });
+    disposeTree(params);
+    console.log(JSON.stringify({ task: "transcription", cer: ev.cer, wer: ev.wer, utterances: ev.utterances, decoding: (o.beam ?? 1) > 1 ? `beam ${o.beam}` : "greedy" }));
+    return;
+  }
+  if (heads.projector && heads.out && h.head) {
+    const clips = await clipsOf(labeledAudioEntries(data), h.arch, "evaluation");
+    const labels = h.head.labels ?? Array.from({ length: h.head.classes }, (_, i) => `LABEL_${i}`);
+    const params: AudioClassifierParams = { encoder: h.encoder, head: heads.out, projector: heads.projector };
+    const longest = Math.max(...clips.map((c) => c.samples.length)) / m.sampleRate;
+    const metrics = await classifyMetrics(params, m, clips, labels, o.batchSize ?? 4, longest, false);
+    disposeTree(params);
+    console.log(JSON.stringify({ task: "classification", ...metrics }));
+    return;
+  }
+  disposeTree({ encoder: h.encoder, heads });
+  throw new ConfigError(`${dir} has no head to evaluate (a CTC head with its vocab.json, or a sequence-classification head); fine-tune it first (\`d2v finetune --task ctc --init ${dir} --data …\`)`);
 }
 
 /** `d2v transcribe` with one of our CTC checkpoints: one JSON line per file. */

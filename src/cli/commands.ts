@@ -141,11 +141,6 @@ export async function runFinetune(opts: FinetuneOptions) {
 }
 
 export async function runEval(opts: { model: string; data?: string; batchSize?: number; beam?: number }) {
-  if (isHfModelDir(opts.model)) {
-    throw new ConfigError(
-      `${opts.model} is a Hugging Face directory; d2v eval takes the checkpoints d2v finetune writes. Fine-tune it first (\`d2v finetune --init ${opts.model} --data …\`), or classify / transcribe inputs with it directly (\`d2v classify\`, \`d2v transcribe\`)`,
-    );
-  }
   const modality = checkpointModality(opts.model);
   if (opts.beam !== undefined && modality !== "audio") throw new ConfigError(`--beam is for speech transcribers; ${opts.model} is a ${modality} model, so it would be ignored`);
   if (modality === "vision") return runVisionEval(opts);

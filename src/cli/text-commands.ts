@@ -14,6 +14,7 @@ import { loadTextCheckpoint, textEncoders, type ClassifierConfig } from "../text
 import { headFor, startingEncoder } from "../train/finetune.js";
 import { floatsOf, planOptimizer } from "../train/memory-plan.js";
 import { hfTextEncoder, orHf } from "../hf/sources.js";
+import { isHfModelDir } from "../hf/model.js";
 import { resolveCheckpoint, saveModel } from "../train/checkpoint.js";
 import { checkOutput, writeOutput } from "../train/output.js";
 import { resolveTextConfig } from "../text/config.js";
@@ -95,6 +96,21 @@ export async function runTextEval(opts: { model: string; data?: string; batchSiz
   const o = { ...opts, data: opts.data, batchSize: opts.batchSize ?? 32 };
   const data = readLabeledText(o.data);
   await initEngine();
+  if (isHfModelDir(o.model)) {
+    // A released classifier as it is: its head on the <s> state, texts up to the model's length.
+    const h = hfTextEncoder(o.model);
+    if (!h.head) {
+      disposeTree(h.encoder);
+      throw new ConfigError(`${o.model} has no sequence-classification head; fine-tune it first (\`d2v finetune --init ${o.model} --data …\`)`);
+    }
+    const labels = h.head.labels ?? Array.from({ length: h.head.classes }, (_, i) => `LABEL_${i}`);
+    const longest = Math.max(...data.map((e) => h.arch.tok.encode(e.text).length));
+    const params = { encoder: h.encoder, head: h.head.params };
+    const metrics = await evaluate(params, h.arch.enc, h.arch.tok, labels, data, o.batchSize, Math.min(longest, h.arch.enc.maxPositions), "first");
+    disposeTree(params);
+    console.log(JSON.stringify({ task: "classification", ...metrics }));
+    return;
+  }
   const loaded = loadTextCheckpoint(o.model);
   if (!loaded.classifier) throw new ConfigError(`${o.model} is a pretrained model without a classifier head; fine-tune it first (\`d2v finetune --init ${o.model} ...\`)`);
   const { params, labels, config } = loaded.classifier;

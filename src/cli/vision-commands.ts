@@ -108,6 +108,21 @@ async function evaluateVision(params: VisionClassifierParams, run: VisionRunConf
 
 export async function runVisionEval(o: { model: string; data?: string; batchSize?: number }) {
   await initEngine();
+  if (isHfModelDir(o.model)) {
+    // A released classifier as it is (mean-pooling heads: LN of the mean patch token → linear).
+    const h = hfVisionEncoder(o.model);
+    if (!h.head) {
+      disposeTree(h.encoder);
+      throw new ConfigError(`${o.model} has no mean-pooling image-classification head (a bare model, or one that classifies from the CLS token); fine-tune it first (\`d2v finetune --init ${o.model} --data …\`)`);
+    }
+    const labels = h.head.labels ?? Array.from({ length: h.head.classes }, (_, i) => `LABEL_${i}`);
+    const params = { encoder: h.encoder, head: h.head.params };
+    const data = await labeledImages(h.arch, o.data, "test", labels);
+    const metrics = await evaluateVision(params, h.arch, data, o.batchSize ?? 8);
+    disposeTree(params);
+    console.log(JSON.stringify({ task: "classification", ...metrics }));
+    return;
+  }
   const loaded = loadVisionCheckpoint(o.model);
   if (!loaded.classifier) throw new ConfigError(`${o.model} is a pretrained model without a classifier head; fine-tune it first (\`d2v finetune --init ${o.model} ...\`)`);
   const { params, labels, config } = loaded.classifier;

@@ -120,7 +120,10 @@ test("text and vision: HF directory → finetune → eval → export → the exp
   assert.equal(noHead.status, 2);
   assert.match(noHead.stderr, /--new-head: .* has no head to replace/);
   assert.ok(!existsSync(join(dir, "nh")));
-  assert.match(d2v("eval", "--model", join(dir, "text-hf"), "--data", jsonl).stderr, /is a Hugging Face directory; d2v eval takes the checkpoints d2v finetune writes/);
+  // A Hugging Face classifier evaluates as it is: the export scores what our checkpoint scores.
+  const hfEval = lastJson(ok("eval", "--model", join(dir, "text-hf"), "--data", jsonl).stdout);
+  assert.deepEqual(hfEval, { task: "classification", ...ev });
+  assert.match(d2v("eval", "--model", fixture("text-mlm"), "--data", jsonl).stderr, /has no sequence-classification head; fine-tune it first/);
   // The export fine-tunes again with its classification head kept (same classes).
   assert.match(ok("finetune", "--init", join(dir, "text-hf"), "--data", jsonl, "--epochs", "1", "--batch-size", "3", "--out", join(dir, "text2"), "--quiet").stderr, /keeping its classification head/);
 
@@ -137,8 +140,11 @@ test("text and vision: HF directory → finetune → eval → export → the exp
   assert.match(vft.stderr, /keeping the classification head/);
   const saved = JSON.parse(readFileSync(join(dir, "vision", "config.json"), "utf8"));
   assert.deepEqual(saved.labels, ["cat", "dog", "bird", "fish", "frog"], "the head's class order is kept");
-  assert.equal(lastJson(ok("eval", "--model", join(dir, "vision"), "--data", images).stdout).examples, 10);
+  const visionEval = lastJson(ok("eval", "--model", join(dir, "vision"), "--data", images).stdout);
+  assert.equal(visionEval.examples, 10);
+  assert.equal(lastJson(ok("eval", "--model", fixture("vision-cls"), "--data", images).stdout).examples, 10, "the released classifier, as it is");
   ok("export", "--model", join(dir, "vision"), "--hf", join(dir, "vision-hf"));
+  assert.equal(lastJson(ok("eval", "--model", join(dir, "vision-hf"), "--data", images).stdout).accuracy, visionEval.accuracy);
   // input_0 is already the model's 32 × 32: our training pipeline resizes other sizes with its own filter, HF's
   // processor with Pillow's bicubic, so only an image that needs no resizing compares the two models alone.
   const img = join(fixture("vision-cls"), "input_0.png");
@@ -174,8 +180,10 @@ test("speech: CTC and classification from an HF directory, exported back with th
   assert.ok(!existsSync(join(dir, "ctc")));
   const ctc = lastJson(ok("finetune", "--task", "ctc", "--init", fixture("audio-ctc"), "--data", data, "--eval-data", data, "--epochs", "2", "--batch-size", "2", "--max-seconds", "0.5", "--out", join(dir, "ctc"), "--quiet").stdout);
   assert.ok(Number.isFinite(ctc.trainLoss) && ctc.utterances === 2);
-  assert.equal(lastJson(ok("eval", "--model", join(dir, "ctc"), "--data", data, "--batch-size", "2").stdout).utterances, 2);
+  const ctcEval = lastJson(ok("eval", "--model", join(dir, "ctc"), "--data", data, "--batch-size", "2").stdout);
+  assert.equal(ctcEval.utterances, 2);
   ok("export", "--model", join(dir, "ctc"), "--hf", join(dir, "ctc-hf"));
+  assert.deepEqual(lastJson(ok("eval", "--model", join(dir, "ctc-hf"), "--data", data, "--batch-size", "2").stdout), ctcEval, "the export transcribes as our checkpoint does");
   assert.deepEqual(JSON.parse(readFileSync(join(dir, "ctc-hf", "vocab.json"), "utf8")), JSON.parse(readFileSync(join(fixture("audio-ctc"), "vocab.json"), "utf8")));
   const wav = join(fixture("audio-ctc"), "input_0.wav");
   const a = processAudio(join(dir, "ctc-hf"), [wav]);
