@@ -7,10 +7,12 @@
  * frozen (the paper's setting when starting from a pretrained model) its outputs are computed once and
  * cached, and it is left out of the optimizer.
  */
-import { compile, disposeTree, gradOf, mapTree, refTree, treeLeaves } from "../engine/typed.js";
+import { compile, disposeTree, gradOf, refTree } from "../engine/typed.js";
+import { fillTree } from "../engine/tree.js";
 import { numpy as np, random } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
-import { adamwInit, adamwUpdate, HostAdamW, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { AdamWUpdates } from "../train/updates.js";
 import { HostRng } from "../engine/random.js";
 import { stepKey } from "../data2vec/step.js";
 import { initLinear } from "../nn/init.js";
@@ -224,25 +226,20 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
   const opt: AdamWConfig = { ...FINETUNE_ADAM, weightDecay: s.weightDecay };
   // The surrogate Σ logits · ∂L/∂logits has the same parameter gradient as the CTC loss.
   const surrogateGrad = gradOf((t: Trainable, x: Inputs, key: np.Array, cotangent: np.Array) => logitsOf(t, x, key).mul(cotangent).sum());
-  // The encoder's share of the learning rate: 0 during the head-only warm-up, then 1 (an input, so one program serves both).
-  const headOnly = s.headOnlyUpdates ?? 0;
-  const rateScales = (t: Trainable, encoderScale: np.Array): Trainable => {
-    const scale = (value: () => np.Array) => (x: np.Array) => {
-      x.dispose();
-      return value();
-    };
-    const scales = { encoder: mapTree(scale(() => encoderScale.ref), refTree(t.encoder)), head: mapTree(scale(() => np.ones([])), refTree(t.head)) };
-    encoderScale.dispose();
-    return scales;
-  };
-  const step = new PerShape(() =>
-    compile((t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cotangent: np.Array, lr: np.Array, encoderScale: np.Array): [Trainable, AdamWState] => {
+  /** A fused update (gradients and AdamW); `lrScales`, captured as constants, scales each parameter's learning rate. */
+  const updateStep =
+    (lrScales: Trainable | undefined) =>
+    (t: Trainable, o: AdamWState, x: Inputs, key: np.Array, cotangent: np.Array, lr: np.Array): [Trainable, AdamWState] => {
       const grads = surrogateGrad(refTree(t), x, key, cotangent);
-      const [t2, o2] = adamwUpdate(grads, o, t, lr, opt, rateScales(t, encoderScale));
+      const [t2, o2] = adamwUpdate(grads, o, t, lr, opt, lrScales && refTree(lrScales));
       return [t2, o2];
-    }),
-  );
-  // With the optimizer on the host (models too large for the heap), the compiled step computes gradients only.
+    };
+  const step = new PerShape(() => compile(updateStep(undefined)));
+  // The head-only warm-up: the encoder's learning rate (step and weight decay) is 0, the head's 1.
+  const headOnly = s.headOnlyUpdates ?? 0;
+  const warmScales = headOnly > 0 ? fillTree(trainable, (name) => np.array(name.startsWith("encoder.") ? 0 : 1)) : null;
+  const warmStep = new PerShape(() => compile(updateStep(warmScales ?? undefined)));
+  // Without a fused update (accumulation, or the moments on the host) the compiled step computes gradients only.
   const gradStep = new PerShape(() => compile((t: Trainable, x: Inputs, key: np.Array, cotangent: np.Array): Trainable => surrogateGrad(t, x, key, cotangent)));
 
   const rng = HostRng.seeded(s.seed);
@@ -251,18 +248,7 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
   // The schedule counts optimizer updates: with accumulation, one per `accumulate` batches (and one at an epoch's end).
   const total = Math.ceil(buckets.length / accumulate) * s.epochs;
   const schedule: ScheduleConfig = { kind: "cosine", peakLr: s.lr, warmupSteps: Math.round(s.warmupFraction * total), totalSteps: total };
-  const addGrads = compile((a: Trainable, g: Trainable): Trainable => mapTree((x, y) => x.add(y), a, g));
-  const applyMean = compile((t: Trainable, o: AdamWState, sum: Trainable, scale: np.Array, lr: np.Array, encoderScale: np.Array): [Trainable, AdamWState] => {
-    const [t2, o2] = adamwUpdate(mapTree((x) => x.mul(scale.ref), sum), o, t, lr, opt, rateScales(t, encoderScale));
-    scale.dispose();
-    return [t2, o2];
-  });
-  const hostOpt = s.optimizer === "host" ? await HostAdamW.create(trainable, opt) : null;
-  const encoderLeaves = treeLeaves(trainable.encoder).length; // the encoder's leaves come first in the tree's order
-  const hostScales = (encoderScale: number) => hostOpt?.setScales([...new Array(encoderLeaves).fill(encoderScale), ...new Array(treeLeaves(trainable.head).length).fill(1)]);
-  let optState = hostOpt ? null : adamwInit(trainable);
-  let pending: Trainable | null = null; // the device sum of the batches since the last update
-  let pendingBatches = 0;
+  const updates = await AdamWUpdates.create(trainable, opt, s);
   const progress = new Progress("finetune-ctc", buckets.length * s.epochs, 0, { quiet: opts.quiet });
   const history: CtcEpochRecord[] = [];
   let update = 0;
@@ -298,23 +284,14 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
           for (let j = 0; j < g.length; j++) cotangent[base + j] = g[j] * scale;
         });
         const cot = np.array(cotangent).reshape([size, b.frames, vocabSize]);
-        const encoderScale = update < headOnly ? 0 : 1;
-        if (accumulate === 1 && !hostOpt) {
-          [trainable, optState] = step.get(shape)(trainable, optState!, deviceInputs(b, cached, channels), key, cot, np.array(learningRate(schedule, update)), np.array(encoderScale));
+        const warm = update < headOnly;
+        if (updates.fused) {
+          [trainable, updates.state] = (warm ? warmStep : step).get(shape)(trainable, updates.state!, deviceInputs(b, cached, channels), key, cot, np.array(learningRate(schedule, update)));
           update++;
         } else {
           const grads = gradStep.get(shape)(refTree(trainable), deviceInputs(b, cached, channels), key, cot);
-          if (hostOpt) await hostOpt.accumulate(grads);
-          else pending = pending ? addGrads(pending, grads) : grads;
-          pendingBatches++;
-          if (pendingBatches === accumulate || position === order.length - 1) {
-            const lr = learningRate(schedule, update);
-            if (hostOpt) {
-              if (headOnly > 0) hostScales(encoderScale);
-              [trainable] = await hostOpt.apply(trainable, lr);
-            } else [trainable, optState] = applyMean(trainable, optState!, pending!, np.array(1 / pendingBatches), np.array(lr), np.array(encoderScale));
-            pending = null;
-            pendingBatches = 0;
+          if (await updates.add(grads, position === order.length - 1)) {
+            trainable = await updates.apply(trainable, learningRate(schedule, update), warm ? refTree(warmScales!) : undefined);
             update++;
           }
         }
@@ -327,13 +304,12 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
     }
   } finally {
     progress.stop();
-    if (optState) disposeTree(optState);
-    if (pending) disposeTree(pending);
+    updates.dispose();
+    if (warmScales) disposeTree(warmScales);
     forward.dispose();
     step.dispose();
+    warmStep.dispose();
     gradStep.dispose();
-    addGrads.dispose();
-    applyMean.dispose();
   }
   const encoder = { shared: { ...trainable.encoder.shared, features: frozenFeatures ?? trainable.encoder.shared.features! }, layers: trainable.encoder.layers } as AudioEncoderParams;
   return { params: { encoder, head: trainable.head }, history };

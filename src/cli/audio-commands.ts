@@ -14,7 +14,7 @@ import { labeledAudioEntries, libriSpeechEntries, loadClips, totalSeconds, type 
 import { encoderStates, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtterances, transcribeClips } from "../audio/ctc-finetune.js";
 import { finetuneAudioClassifier, pooledAudioFeatures, predictAudioClasses, type AudioClassifierParams, type AudioClassifySettings } from "../audio/classify.js";
 import { trainLinearProbe } from "../train/probe.js";
-import { headFor, startingEncoder } from "../train/finetune.js";
+import { classNames, headFor, startingEncoder } from "../train/finetune.js";
 import { cnnActivations, floatsOf, planOptimizer, stepBytes } from "../train/memory-plan.js";
 import { framesForSamples } from "../audio/model.js";
 import type { LinearParams } from "../nn/layers.js";
@@ -225,7 +225,7 @@ async function evaluateHfAudio(dir: string, data: string, o: { batchSize?: numbe
   }
   if (heads.projector && heads.out && h.head) {
     const clips = await clipsOf(labeledAudioEntries(data), h.arch, "evaluation");
-    const labels = h.head.labels ?? Array.from({ length: h.head.classes }, (_, i) => `LABEL_${i}`);
+    const labels = classNames(h.head);
     const params: AudioClassifierParams = { encoder: h.encoder, head: heads.out, projector: heads.projector };
     const longest = Math.max(...clips.map((c) => c.samples.length)) / m.sampleRate;
     const metrics = await classifyMetrics(params, m, clips, labels, o.batchSize ?? 4, longest, false);

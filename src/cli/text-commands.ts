@@ -11,7 +11,7 @@ import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
 import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, textClassProbabilities, type Pooling, type TextClassifierParams } from "../text/classify.js";
 import { loadTextCheckpoint, textEncoders, type ClassifierConfig } from "../text/checkpoints.js";
-import { headFor, startingEncoder } from "../train/finetune.js";
+import { classNames, headFor, startingEncoder } from "../train/finetune.js";
 import { floatsOf, planOptimizer } from "../train/memory-plan.js";
 import { hfTextEncoder, orHf } from "../hf/sources.js";
 import { isHfModelDir } from "../hf/model.js";
@@ -103,7 +103,7 @@ export async function runTextEval(opts: { model: string; data?: string; batchSiz
       disposeTree(h.encoder);
       throw new ConfigError(`${o.model} has no sequence-classification head; fine-tune it first (\`d2v finetune --init ${o.model} --data …\`)`);
     }
-    const labels = h.head.labels ?? Array.from({ length: h.head.classes }, (_, i) => `LABEL_${i}`);
+    const labels = classNames(h.head);
     const longest = Math.max(...data.map((e) => h.arch.tok.encode(e.text).length));
     const params = { encoder: h.encoder, head: h.head.params };
     const metrics = await evaluate(params, h.arch.enc, h.arch.tok, labels, data, o.batchSize, Math.min(longest, h.arch.enc.maxPositions), "first");

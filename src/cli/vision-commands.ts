@@ -10,7 +10,7 @@ import { initEngine } from "../engine/runtime.js";
 import { accuracy, macroF1 } from "../train/metrics.js";
 import { classProbabilities, finetuneVision, imageFeatures, newVisionHead, predictVision, trainProbe, type VisionClassifierParams } from "../vision/classify.js";
 import { loadVisionCheckpoint, visionEncoders, type VisionClassifierConfig } from "../vision/checkpoints.js";
-import { headFor, startingEncoder } from "../train/finetune.js";
+import { classNames, headFor, startingEncoder } from "../train/finetune.js";
 import { floatsOf, planOptimizer, relativeIndexFloats } from "../train/memory-plan.js";
 import { hfVisionEncoder, orHf } from "../hf/sources.js";
 import { isHfModelDir } from "../hf/model.js";
@@ -115,7 +115,7 @@ export async function runVisionEval(o: { model: string; data?: string; batchSize
       disposeTree(h.encoder);
       throw new ConfigError(`${o.model} has no mean-pooling image-classification head (a bare model, or one that classifies from the CLS token); fine-tune it first (\`d2v finetune --init ${o.model} --data …\`)`);
     }
-    const labels = h.head.labels ?? Array.from({ length: h.head.classes }, (_, i) => `LABEL_${i}`);
+    const labels = classNames(h.head);
     const params = { encoder: h.encoder, head: h.head.params };
     const data = await labeledImages(h.arch, o.data, "test", labels);
     const metrics = await evaluateVision(params, h.arch, data, o.batchSize ?? 8);

@@ -146,24 +146,12 @@ export class HostAdamW<P> {
     private readonly cfg: AdamWConfig,
   ) {}
 
-  /** Reads `params` to the host (they stay usable); `lrScales` (consumed) as in `adamwUpdate`. */
-  static async create<P>(params: P, cfg: AdamWConfig, lrScales?: P): Promise<HostAdamW<P>> {
+  /** Reads `params` to the host (they stay usable). */
+  static async create<P>(params: P, cfg: AdamWConfig): Promise<HostAdamW<P>> {
     const [leaves, def] = tree.flatten(params as never) as [np.Array[], tree.JsTreeDef];
     const host: Float32Array[] = [];
     for (const a of leaves) host.push(Float32Array.from((await a.ref.data()) as Float32Array));
-    const scales: number[] = [];
-    if (lrScales) for (const a of tree.leaves(lrScales as never) as np.Array[]) scales.push(((await a.data()) as Float32Array)[0]);
-    const opt = new HostAdamW<P>(def, leaves.map((a) => a.shape), host, host.map((p) => new Float32Array(p.length)), host.map((p) => new Float32Array(p.length)), leaves.map(decays), cfg);
-    opt.#scales = lrScales ? scales : null;
-    return opt;
-  }
-
-  #scales: number[] | null = null;
-
-  /** Replaces the per-parameter learning-rate multipliers (tree order; null: all 1), e.g. to end a head-only warm-up. */
-  setScales(scales: number[] | null): void {
-    if (scales && scales.length !== this.params.length) throw new Error(`HostAdamW.setScales: ${scales.length} scales for ${this.params.length} parameters`);
-    this.#scales = scales;
+    return new HostAdamW<P>(def, leaves.map((a) => a.shape), host, host.map((p) => new Float32Array(p.length)), host.map((p) => new Float32Array(p.length)), leaves.map(decays), cfg);
   }
 
   #sum: Float32Array[] | null = null;
@@ -191,9 +179,14 @@ export class HostAdamW<P> {
     return this.apply(params, lr);
   }
 
-  /** One step with the mean of the accumulated gradients. Consumes the device parameters; returns the new ones and the gradient norm. */
-  async apply(params: P, lr: number): Promise<[P, number]> {
+  /**
+   * One step with the mean of the accumulated gradients. Consumes the device parameters and `lrScales` (as in
+   * `adamwUpdate`); returns the new parameters and the gradient norm.
+   */
+  async apply(params: P, lr: number, lrScales?: P): Promise<[P, number]> {
     if (!this.#sum) throw new Error("HostAdamW.apply: no gradients accumulated");
+    const scales: number[] = [];
+    if (lrScales) for (const a of tree.leaves(lrScales as never) as np.Array[]) scales.push(((await a.data()) as Float32Array)[0]);
     const g = this.#sum;
     if (this.#summed > 1) for (const x of g) for (let k = 0; k < x.length; k++) x[k] /= this.#summed;
     this.#sum = null;
@@ -211,8 +204,8 @@ export class HostAdamW<P> {
     const leaves: np.Array[] = [];
     for (let i = 0; i < g.length; i++) {
       const [p, m, v, gi] = [this.params[i], this.mu[i], this.nu[i], g[i]];
-      const leafLr = lr * (this.#scales?.[i] ?? 1);
-      const leafStep = stepSize * (this.#scales?.[i] ?? 1);
+      const leafLr = lr * (scales[i] ?? 1);
+      const leafStep = stepSize * (scales[i] ?? 1);
       const decay = weightDecay > 0 && this.decaying[i] ? leafLr * weightDecay : 0;
       for (let k = 0; k < p.length; k++) {
         const gk = gi[k] * factor;

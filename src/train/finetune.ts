@@ -3,11 +3,12 @@
  * AdamW step per batch (cross-entropy on the weighted rows, warm-up + cosine schedule), a progress bar, and
  * per-epoch loss and training accuracy.
  */
-import { compile, disposeTree, mapTree, refTree, valueAndGradOf } from "../engine/typed.js";
+import { compile, disposeTree, refTree, valueAndGradOf } from "../engine/typed.js";
 import { fillTree } from "../engine/tree.js";
 import { numpy as np } from "../engine/jax.js";
 import { ConfigError, DataError } from "../engine/errors.js";
-import { adamwInit, adamwUpdate, HostAdamW, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { adamwUpdate, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
+import { AdamWUpdates } from "./updates.js";
 import { HostRng } from "../engine/random.js";
 import { stepKey } from "../data2vec/step.js";
 import { KeyStream } from "../nn/random.js";
@@ -84,7 +85,6 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
     return [crossEntropy(logits, labels, weights), correct];
   };
   const gradFn = valueAndGradOf(lossFn, { hasAux: true });
-  const onHost = o.optimizer === "host";
   // Per-parameter learning-rate multipliers as a tree of scalars shaped like the parameters (constants of the steps).
   const lrScales = o.lrScale ? fillTree(o.params, (name) => np.array(o.lrScale!(name))) : undefined;
   const scalesArg = () => (lrScales ? refTree(lrScales) : undefined);
@@ -98,19 +98,8 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
     return [grads, loss, correct];
   });
 
-  // Accumulation on the device: a running sum of gradients, then AdamW on their mean.
-  const addGrads = compile((a: P, g: P): P => mapTree((x, y) => x.add(y), a, g));
-  const applyMean = compile((p: P, s: AdamWState, sum: P, scale: np.Array, lr: np.Array): [P, AdamWState] => {
-    const [p2, s2] = adamwUpdate(mapTree((x) => x.mul(scale.ref), sum), s, p, lr, o.opt, scalesArg());
-    scale.dispose();
-    return [p2, s2];
-  });
-
   let params = o.params;
-  const hostOpt = onHost ? await HostAdamW.create(params, o.opt, scalesArg()) : null;
-  let optState = hostOpt ? null : adamwInit(params);
-  let pending: P | null = null; // the device sum of the batches since the last update
-  let pendingBatches = 0;
+  const updates = await AdamWUpdates.create(params, o.opt, o);
   const rng = HostRng.seeded(o.seed);
   const progress = new Progress("finetune", batchesPerEpoch * o.epochs, 0, { quiet: o.quiet });
   const history: EpochRecord[] = [];
@@ -125,21 +114,14 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
         const rows = order.slice(i, i + o.batchSize);
         const key = stepKey(o.seed, batchIndex);
         let loss: np.Array, correct: np.Array;
-        if (accumulate === 1 && !hostOpt) {
-          [params, optState, loss, correct] = step(params, optState!, o.batch(rows, rng), key, np.array(learningRate(schedule, update)));
+        if (updates.fused) {
+          [params, updates.state, loss, correct] = step(params, updates.state!, o.batch(rows, rng), key, np.array(learningRate(schedule, update)));
           update++;
         } else {
           let grads: P;
           [grads, loss, correct] = gradStep(refTree(params), o.batch(rows, rng), key);
-          if (hostOpt) await hostOpt.accumulate(grads);
-          else pending = pending ? addGrads(pending, grads) : grads;
-          pendingBatches++;
-          if (pendingBatches === accumulate || i + o.batchSize >= order.length) {
-            const lr = learningRate(schedule, update);
-            if (hostOpt) [params] = await hostOpt.apply(params, lr);
-            else [params, optState] = applyMean(params, optState!, pending!, np.array(1 / pendingBatches), np.array(lr));
-            pending = null;
-            pendingBatches = 0;
+          if (await updates.add(grads, i + o.batchSize >= order.length)) {
+            params = await updates.apply(params, learningRate(schedule, update), scalesArg());
             update++;
           }
         }
@@ -154,16 +136,21 @@ export async function trainClassifier<P, B extends LabeledBatch>(c: ClassifierTr
     }
   } finally {
     progress.stop();
-    if (optState) disposeTree(optState);
-    if (pending) disposeTree(pending);
+    updates.dispose();
     if (lrScales) disposeTree(lrScales);
-    for (const f of [step, gradStep, addGrads, applyMean]) f.dispose(); // compiled steps hold constants of their own
+    step.dispose(); // compiled steps hold constants of their own
+    gradStep.dispose();
   }
   return { params, history };
 }
 
 /** A classification (or CTC) head found in a checkpoint: its parameters, its class names if it names them, and its class count. */
 export type FoundHead<H> = { params: H; labels: string[] | null; classes: number };
+
+/** A found head's class names: its own, or HF's placeholders LABEL_0, LABEL_1, … when it names none. */
+export function classNames(found: FoundHead<unknown>): string[] {
+  return found.labels ?? Array.from({ length: found.classes }, (_, i) => `LABEL_${i}`);
+}
 
 /** A checkpoint's architecture and encoder, and its head when it has one that fine-tuning may keep (Hugging Face ones). */
 export type LoadedEncoder<Arch, Encoder, Head = never> = { arch: Arch; encoder: Encoder; head?: FoundHead<Head> };
