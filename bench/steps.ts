@@ -4,13 +4,15 @@
  * speech-like clips, and the 512³ matmul used as each process's reference rate. Shared by `run.ts` (the
  * table) and `profile.ts` (where a step's time goes).
  */
+import type { VisionPretrainBatch } from "../src/vision/model.js";
+import type { AudioPretrainBatch } from "../src/audio/model.js";
 import { jit, numpy as np, random, tree } from "../src/engine/jax.js";
 import { HostRng } from "../src/engine/random.js";
 import { resolveTextConfig, type TextRunConfig } from "../src/text/config.js";
 import { maskTokens } from "../src/text/masking.js";
 import { initTextData2Vec, positionIds, textModality, type TextPretrainBatch } from "../src/text/model.js";
-import { makeData2VecSteps, stepKey } from "../src/data2vec/step.js";
-import { studentForEma, type Modality } from "../src/data2vec/model.js";
+import { data2vecObjective, makeData2VecSteps, makeSteps, stepKey, type ObjectiveLoss } from "../src/data2vec/step.js";
+import { studentForEma, type Data2VecParams, type Modality, type Teacher } from "../src/data2vec/model.js";
 import { freshPretrainState, optimizerSettings, type PretrainState } from "../src/train/pretrain.js";
 import type { AdamWConfig } from "../src/engine/optim.js";
 import type { ParamTree } from "../src/engine/tree.js";
@@ -22,6 +24,10 @@ import { mnistSplits } from "../src/vision/images.js";
 import { resolveAudioConfig, type AudioRunConfig } from "../src/audio/config.js";
 import { framesForSamples, initAudioData2Vec, audioModality } from "../src/audio/model.js";
 import { audioPretraining } from "../src/audio/pretrain.js";
+import { textPretraining } from "../src/text/pretrain.js";
+import { EpochStream, type AnyPrepared } from "../src/train/pretrain-runner.js";
+import type { Data2VecSettings } from "../src/data2vec/config.js";
+import type { TrainSettings } from "../src/train/pretrain.js";
 
 /** GFLOP/s of a jitted 512×512×512 matmul in this process. */
 export async function matmulGflops(n = 512, reps = 30): Promise<number> {
@@ -131,10 +137,21 @@ function updater<Shared extends ParamTree, B extends { [k: string]: np.Array }>(
   initial: PretrainState<Shared>,
   next: () => B,
 ): (i: number) => Promise<void> {
-  const steps = makeData2VecSteps(modality, data2vec, optimizer);
+  return lossUpdater(data2vecObjective(modality, data2vec), [], optimizer, initial, next);
+}
+
+/** Update i of an objective (v1 or data2vec 2.0): EMA over the teacher's groups, then the fused step. */
+function lossUpdater<Shared extends ParamTree, Head extends ParamTree, B>(
+  loss: ObjectiveLoss<Data2VecParams<Shared, Head>, Teacher<Shared>, B>,
+  emaShared: string[],
+  optimizer: AdamWConfig,
+  initial: PretrainState<Shared, Head>,
+  next: () => B,
+): (i: number) => Promise<void> {
+  const steps = makeSteps(loss, optimizer);
   let state = initial;
   return async (i) => {
-    const teacher = steps.ema(state.teacher, studentForEma(state.params, []), np.array(0.999));
+    const teacher = steps.ema(state.teacher, studentForEma(state.params, emaShared), np.array(0.999));
     const [params, opt, out] = steps.update(state.params, tree.ref(teacher as never) as typeof teacher, state.opt, next(), stepKey(0, i), np.array(1e-4));
     state = { params, teacher, opt, step: i };
     await out.loss.data();
@@ -163,7 +180,7 @@ function visionStep(preset: string): BenchStep {
   const c = resolveVisionConfig(preset);
   // Real MNIST batches (augmentation and block masks on the host are part of the step's cost).
   const stream = pretrainStream(visionPretraining(), c, mnistSplits().train.images.slice(0, 512));
-  const run = updater(visionModality(c.model), c.data2vec, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05, clipNorm: 3 }, freshPretrainState(initVisionData2Vec(c, 0)), () => stream.next());
+  const run = updater(visionModality(c.model), c.data2vec, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05, clipNorm: 3 }, freshPretrainState(initVisionData2Vec(c, 0)), () => stream.next() as VisionPretrainBatch);
   const m = c.model;
   return {
     name: `vision-${preset}`,
@@ -190,7 +207,7 @@ function syntheticClips(n: number, rate: number): { name: string; samples: Float
 function audioStep(preset: string): BenchStep {
   const c = resolveAudioConfig(preset);
   const stream = pretrainStream(audioPretraining(), c, syntheticClips(4 * c.train.batchSize, c.model.sampleRate));
-  const run = updater(audioModality(c.model), c.data2vec, optimizerSettings(c.train), freshPretrainState(initAudioData2Vec(c, 0)), () => stream.next());
+  const run = updater(audioModality(c.model), c.data2vec, optimizerSettings(c.train), freshPretrainState(initAudioData2Vec(c, 0)), () => stream.next() as AudioPretrainBatch);
   const m = c.model;
   return {
     name: `audio-${preset}`,
@@ -203,9 +220,79 @@ function audioStep(preset: string): BenchStep {
   };
 }
 
-/** `text-tiny`, `vision-small`, `audio-tiny`, …: the modality's preset as a benchmark step. */
+/**
+ * Matmul FLOPs of one data2vec 2.0 update: the student's blocks on N = B·M views of K visible steps (+ extra
+ * tokens) and the decoder on every step of every view (3×), the teacher's on B samples of T steps (1×).
+ */
+export function v2StepFlops(o: { samples: number; clones: number; steps: number; visible: number; extra: number; dim: number; ffnDim: number; layers: number; prenet: number; decoder: { dim: number; kernel: number; groups: number; layers: number; taps: number } }): number {
+  const { dim: d, ffnDim: f } = o;
+  const block = (t: number) => t * (2 * (4 * d * d + 2 * d * f) + 4 * t * d);
+  const views = o.samples * o.clones;
+  const dec = o.decoder;
+  const decoder = views * o.steps * (2 * dec.taps * (d * dec.dim + (dec.layers - 1) * dec.dim * dec.dim) / dec.groups + 2 * dec.dim * d);
+  const student = views * (o.layers + o.prenet) * block(o.visible + o.extra) + decoder;
+  const teacher = o.samples * (o.layers + o.prenet) * block(o.steps + o.extra);
+  return 3 * student + teacher;
+}
+
+/** A data2vec 2.0 preset through its pretraining adapter: the same batches, model and loss as `d2v pretrain`. */
+function v2Step(modality: string, preset: string): BenchStep {
+  const v2 = (c: { data2vec: Data2VecSettings }) => c.data2vec.v2!;
+  let prepared: AnyPrepared<unknown>;
+  let shape: Record<string, unknown>;
+  let flops: number;
+  let unit: string;
+  let units: () => number;
+  if (modality === "vision") {
+    const c = resolveVisionConfig(preset);
+    prepared = visionPretraining().prepare(c, mnistSplits().train.images.slice(0, 512), { checkpoint: null, log: () => {} });
+    const steps = gridSize(c.model) ** 2;
+    const m = c.model;
+    const d = v2(c).decoder;
+    flops = v2StepFlops({ samples: c.train.batchSize, clones: v2(c).cloneBatch, steps, visible: Math.floor(steps * (1 - c.masking.ratio)), extra: 1, dim: m.dim, ffnDim: m.ffnDim, layers: m.layers, prenet: v2(c).prenetDepth ?? 0, decoder: { ...d, taps: d.kernel * d.kernel } });
+    shape = { preset, layers: m.layers, dim: m.dim, batchSize: c.train.batchSize, cloneBatch: v2(c).cloneBatch, patches: steps };
+    unit = "images/s";
+    units = () => c.train.batchSize;
+  } else if (modality === "text") {
+    const c = resolveTextConfig(preset);
+    const docs = Array.from({ length: 200 }, (_, i) => syntheticDocument(i));
+    prepared = textPretraining().prepare(c, docs, { checkpoint: null, log: () => {} });
+    const m = c.model;
+    const d = v2(c).decoder;
+    const t = c.train.seqLen;
+    flops = v2StepFlops({ samples: c.train.batchSize, clones: v2(c).cloneBatch, steps: t, visible: t - Math.round(c.masking.ratio * (t - 2)), extra: 0, dim: m.dim, ffnDim: m.ffnDim, layers: m.layers, prenet: 0, decoder: { ...d, taps: d.kernel } });
+    shape = { preset, layers: m.layers, dim: m.dim, batchSize: c.train.batchSize, cloneBatch: v2(c).cloneBatch, seqLen: t };
+    unit = "tokens/s";
+    units = () => c.train.batchSize * t;
+  } else {
+    const c = resolveAudioConfig(preset);
+    prepared = audioPretraining().prepare(c, syntheticClips(4 * c.train.batchSize, c.model.sampleRate), { checkpoint: null, log: () => {} });
+    const m = c.model;
+    const d = v2(c).decoder;
+    const t = framesForSamples(Math.round(c.data.cropSeconds * m.sampleRate), m.convLayers);
+    flops = v2StepFlops({ samples: c.train.batchSize, clones: v2(c).cloneBatch, steps: t, visible: t - Math.floor(t * c.masking.ratio), extra: 0, dim: m.dim, ffnDim: m.ffnDim, layers: m.layers, prenet: 0, decoder: { ...d, taps: d.kernel } });
+    shape = { preset, layers: m.layers, dim: m.dim, batchSize: c.train.batchSize, cloneBatch: v2(c).cloneBatch, cropSeconds: c.data.cropSeconds, frames: t };
+    unit = "audio-s/s";
+    units = () => stream.unitsPerBatch;
+  }
+  const stream = new EpochStream(prepared.batches, 1, null, { caller: true });
+  const cfg = prepared.cfg as { data2vec: Data2VecSettings; train: TrainSettings };
+  const run = lossUpdater(prepared.loss, cfg.data2vec.emaShared ?? [], optimizerSettings(cfg.train), freshPretrainState(prepared.init(0), cfg.data2vec.emaShared), () => stream.next());
+  return { name: `${modality}-${preset}`, unitsPerStep: units, unit, flops, reps: preset.startsWith("tiny") ? 6 : 3, shape, run };
+}
+
+/** A document of random words (the step's cost does not depend on the text). */
+function syntheticDocument(seed: number): string {
+  const rng = HostRng.seeded(seed);
+  const words = ["the", "data", "model", "teacher", "student", "mask", "learns", "of", "a", "from", "targets", "every", "step"];
+  return Array.from({ length: 400 }, () => words[rng.int(0, words.length - 1)]).join(" ");
+}
+
+/** `text-tiny`, `vision-small`, `audio-tiny`, `vision-tiny-v2`, …: the modality's preset as a benchmark step. */
 export function benchStep(name: string): BenchStep {
-  const [modality, preset] = name.split("-", 2);
+  const [modality, ...rest] = name.split("-");
+  const preset = rest.join("-");
+  if (preset.endsWith("-v2")) return v2Step(modality, preset);
   if (modality === "text") return textStep(preset);
   if (modality === "vision") return visionStep(preset);
   if (modality === "audio") return audioStep(preset);

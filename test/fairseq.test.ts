@@ -17,12 +17,12 @@ import { ROOT, SHARED } from "./helpers.js";
 
 const FIXTURES = join(SHARED, "fixtures", "fairseq");
 const folders = existsSync(FIXTURES) ? readdirSync(FIXTURES).filter((d) => existsSync(join(FIXTURES, d, "config.json"))).sort() : [];
-const IMPLEMENTED = new Set(["v1-text", "v1-audio"]);
+const IMPLEMENTED = new Set(["v1-text", "v1-audio", "v2-text", "v2-audio", "v2-image"]);
 
 await initEngine();
 
 test("the fairseq fixtures are there", () => {
-  assert.ok(folders.includes("v1-text") && folders.includes("v1-audio"), `fixture folders: ${folders.join(", ")}`);
+  for (const f of IMPLEMENTED) assert.ok(folders.includes(f), `fixture folders: ${folders.join(", ")}`);
 });
 
 for (const folder of folders) {
@@ -39,26 +39,57 @@ for (const folder of folders) {
   });
 }
 
+/** A copy of fixture `from` whose config names another variant. */
+function renamedFixture(from: string, variant: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-fairseq-"));
+  cpSync(join(FIXTURES, from), dir, { recursive: true });
+  const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+  config.fixture.variant = variant;
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config));
+  return dir;
+}
+
+test("a variant we do not implement is named as such, not crashed on", async () => {
+  const r = await checkFairseq(renamedFixture("v2-text", "v3-text"));
+  assert.equal(r.ok, false);
+  assert.match(r.reason ?? "", /variant v3-text is not implemented here; implemented: v1-text, v1-audio, v2-text, v2-audio, v2-image/);
+});
+
 test("d2v check-fairseq prints one JSON line per folder and exits 1 when any fails", () => {
-  const dirs = ["v1-text", "v2-text"].map((d) => join(FIXTURES, d)).filter(existsSync);
+  const dirs = [join(FIXTURES, "v1-text"), renamedFixture("v1-text", "v3-text")];
   const r = spawnSync(process.execPath, [join(ROOT, "dist", "src", "cli", "main.js"), "check-fairseq", ...dirs], { encoding: "utf8" });
   const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { fixture: string; ok: boolean });
-  assert.deepEqual(lines.map((l) => [l.fixture, l.ok]), [["v1-text", true], ["v2-text", false]]);
+  assert.deepEqual(lines.map((l) => [l.fixture, l.ok]), [["v1-text", true], ["v3-text", false]]);
   assert.equal(r.status, 1, r.stderr);
 });
 
-test("the check fails, naming the tensor, when one gradient element is off by 1e-3", async () => {
+/** A copy of fixture `from` with one element of the expected tensor `name` moved by `delta`. */
+function perturbedFixture(from: string, name: string, index: number, delta: number): string {
   const dir = mkdtempSync(join(tmpdir(), "d2v-fairseq-"));
-  cpSync(join(FIXTURES, "v1-text"), dir, { recursive: true });
+  cpSync(join(FIXTURES, from), dir, { recursive: true });
   const path = join(dir, "expected.safetensors");
   const { tensors } = decodeSafetensors(new Uint8Array(readFileSync(path)));
-  const name = "grad.encoder.regression_head.0.bias";
   const values = toFloat32(tensors.get(name)!);
-  values[3] += 1e-3;
+  values[index] += delta;
   tensors.set(name, f32Tensor(tensors.get(name)!.shape, values));
   writeFileSync(path, encodeSafetensors(tensors));
-  const r = await checkFairseq(dir);
+  return dir;
+}
+
+test("the check fails, naming the tensor, when one gradient element is off by 1e-3", async () => {
+  const name = "grad.encoder.regression_head.0.bias";
+  const r = await checkFairseq(perturbedFixture("v1-text", name, 3, 1e-3));
   assert.equal(r.ok, false);
   assert.equal(r.worstTensor?.grad, name);
   assert.ok(r.failures?.some((f) => f.startsWith(`${name}: max |Δ| 0.00100`)), JSON.stringify(r.failures));
+});
+
+test("data2vec 2.0's fused qkv gradient is compared whole: an element in its value rows off by 1e-3 fails", async () => {
+  // Rows 2D…3D of blocks.1.attn.qkv.weight [3D, D] are our v projection; element (2D + 5, 7).
+  const d = 32;
+  const name = "grad.blocks.1.attn.qkv.weight";
+  const r = await checkFairseq(perturbedFixture("v2-text", name, (2 * d + 5) * d + 7, 1e-3));
+  assert.equal(r.ok, false);
+  assert.equal(r.worstTensor?.grad, name);
+  assert.equal(r.failures?.length, 1, JSON.stringify(r.failures));
 });

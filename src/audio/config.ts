@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { deepMerge } from "../config/validate.js";
-import { encoderFields, PAPER_DATA2VEC_EXTRAS, FAIRSEQ_ADAM, TRAIN_DEFAULTS } from "../config/schemas.js";
+import { DATA2VEC2_SETTINGS, encoderFields, PAPER_DATA2VEC_EXTRAS, FAIRSEQ_ADAM, TRAIN_DEFAULTS } from "../config/schemas.js";
 import { maskingProbToRatio, refineRunConfig, runConfigKit, runConfigSchema } from "../config/run-config.js";
 import { spanStartProbability } from "../data2vec/masking.js";
 import type { SpanMaskSettings } from "./masking.js";
@@ -58,6 +58,11 @@ export const audioRunSchema = runConfigSchema(
          * cannot predict position-only targets and has to predict content.
          */
         edgeJitter: z.number().int().min(0).default(0),
+        /**
+         * data2vec 2.0 only: extra span centres drawn, as a fraction of the frames, before every view is brought to
+         * exactly ⌊ratio·frames⌋ masked frames (fairseq mask_prob_adjust).
+         */
+        probAdjust: z.number().min(0).max(1).default(0.05),
       })
       .strict(),
     data: z
@@ -78,6 +83,13 @@ export const audioRunSchema = runConfigSchema(
     if (frames <= c.masking.spanLength) issue(["data", "minSeconds"], `clips of ${c.data.minSeconds} s give ${frames} frames, not more than one span of ${c.masking.spanLength}; raise data.minSeconds`);
     else if (frames - 2 * c.masking.edgeJitter <= c.masking.spanLength) issue(["masking", "edgeJitter"], `clips of data.minSeconds = ${c.data.minSeconds} s give ${frames} frames; trimming up to ${c.masking.edgeJitter} at each end leaves no room for a span of ${c.masking.spanLength}; lower masking.edgeJitter or raise data.minSeconds`);
     if (c.data.minSeconds > c.data.cropSeconds) issue(["data", "minSeconds"], "must not exceed data.cropSeconds");
+    if (c.data2vec.objective === "data2vec2") {
+      if (c.masking.edgeJitter !== 0) issue(["masking", "edgeJitter"], "not implemented for data2vec 2.0 (its teacher sees every frame): set it to 0");
+      if (m.featureDropout !== 0) issue(["model", "featureDropout"], "data2vec 2.0 has no dropout on the projected features: set it to 0");
+      const cropFrames = framesForSamples(Math.round(c.data.cropSeconds * m.sampleRate), m.convLayers);
+      const k = c.data2vec.v2?.decoder.kernel ?? 0;
+      if (k > cropFrames) issue(["data2vec", "v2", "decoder", "kernel"], `a decoder kernel of ${k} is longer than the ${cropFrames} frames of a ${c.data.cropSeconds}-s crop; use at most ${cropFrames}`);
+    }
   }),
 );
 
@@ -131,7 +143,7 @@ const tiny: AudioRunConfig = {
     ...PAPER_DATA2VEC_EXTRAS,
   },
   // The paper's mask_prob 0.65 in spans of 10, as the fraction of frames it masks.
-  masking: { ratio: 0.49, spanLength: 10, minSpans: 1, edgeJitter: 0 },
+  masking: { ratio: 0.49, spanLength: 10, minSpans: 1, edgeJitter: 0, probAdjust: 0.05 },
   data: { cropSeconds: 1, minSeconds: 0.5 },
   train: { ...TRAIN_DEFAULTS, batchSize: 4, steps: 500, lr: 5e-4, warmupSteps: 50, weightDecay: 0.01, ...FAIRSEQ_ADAM, clipNorm: 0, checkpointEvery: 100 },
 };
@@ -155,7 +167,53 @@ const base: AudioRunConfig = deepMerge(tiny, {
   train: { batchSize: 32, steps: 400000, lr: 5e-4, schedule: "tri_stage", warmupSteps: 0, checkpointEvery: 5000 },
 });
 
-export const AUDIO_PRESETS: Record<string, AudioRunConfig> = { tiny, small, base };
+/**
+ * data2vec 2.0 (fairseq `base_audio_only_task.yaml`): ALiBi with a learned scale per head, a 5-layer convolutional
+ * position encoder applied to each view with its masked frames zeroed, instance-normalized FFN targets, L2 loss,
+ * spans of 5 frames (fairseq's mask_prob 0.5, as the fraction it masks), 8 views per clip (4 in the short presets),
+ * a 1-D conv decoder (kernel 7, 16 groups, residual). The teacher averages the context encoder and the blocks and
+ * reads the student's CNN features.
+ */
+const V2_DATA2VEC: Partial<AudioRunConfig["data2vec"]> = {
+  ...DATA2VEC2_SETTINGS,
+  targetNormAfterAverage: "none",
+  lossScale: null,
+  emaShared: ["context"],
+};
+const V2_MASKING: AudioRunConfig["masking"] = { ratio: 0.5, spanLength: 5, minSpans: 1, edgeJitter: 0, probAdjust: 0.05 };
+const v2Decoder = (dim: number, layers: number) => ({ dim, kernel: 7, groups: 16, layers, residual: true, projectionLayers: 1, projectionRatio: 2, maskNoiseStd: 0.01, inputDropout: 0.1 });
+
+const tinyV2: AudioRunConfig = {
+  ...tiny,
+  preset: "tiny-v2",
+  model: { ...tiny.model, featureDropout: 0 },
+  data2vec: { ...tiny.data2vec, ...V2_DATA2VEC, v2: { cloneBatch: 4, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(128, 2) } },
+  masking: V2_MASKING,
+};
+const smallV2: AudioRunConfig = {
+  ...small,
+  preset: "small-v2",
+  model: { ...small.model, featureDropout: 0 },
+  data2vec: { ...small.data2vec, ...V2_DATA2VEC, v2: { cloneBatch: 4, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(128, 3) } },
+  masking: V2_MASKING,
+};
+const baseV2: AudioRunConfig = {
+  ...base,
+  preset: "base-v2",
+  model: { ...base.model, featureDropout: 0, posConvKernel: 19 },
+  data2vec: {
+    ...base.data2vec,
+    ...V2_DATA2VEC,
+    topK: 8,
+    ema: { tauStart: 0.999, tauEnd: 0.99999, annealSteps: 75000 },
+    v2: { cloneBatch: 8, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(384, 4) },
+  },
+  masking: V2_MASKING,
+  data: { cropSeconds: 20, minSeconds: 2 },
+  train: { ...base.train, batchSize: 8, steps: 400000, lr: 7.5e-4, schedule: "cosine", warmupSteps: 8000 },
+};
+
+export const AUDIO_PRESETS: Record<string, AudioRunConfig> = { tiny, small, base, "tiny-v2": tinyV2, "small-v2": smallV2, "base-v2": baseV2 };
 
 export const audioRunConfig = runConfigKit("audio", audioRunSchema, AUDIO_PRESETS, maskingProbToRatio);
 export const resolveAudioConfig = audioRunConfig.resolve;

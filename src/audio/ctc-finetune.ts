@@ -17,7 +17,6 @@ import { HostRng } from "../engine/random.js";
 import { stepKey } from "../data2vec/step.js";
 import { initLinear } from "../nn/init.js";
 import { linear, type LinearParams } from "../nn/layers.js";
-import { runEncoder } from "../nn/encoder.js";
 import { KeyStream } from "../nn/random.js";
 import type { FinetuneBase } from "../train/finetune.js";
 import { charErrorRate, wordErrorRate } from "../train/metrics.js";
@@ -26,7 +25,7 @@ import type { AudioModelConfig } from "./config.js";
 import { BLANK, ctcBeamSearch, ctcGreedyDecode, ctcLoss, encodeTranscript, labelsToText, logSoftmax } from "./ctc.js";
 import type { Clip } from "./data.js";
 import { spanMask } from "./masking.js";
-import { audioEncoderSpec, embedFeatures, featureEncoder, frameMaskArray, framesForSamples, type AudioEncoderParams, type AudioShared } from "./model.js";
+import { embedFeatures, runAudioBlocks, featureEncoder, frameMaskArray, framesForSamples, type AudioEncoderParams, type AudioShared } from "./model.js";
 
 export type CtcParams = { encoder: AudioEncoderParams; head: LinearParams };
 
@@ -180,7 +179,7 @@ function deviceInputs(b: HostBatch, cached: Float32Array[] | null, channels: num
 
 /** Hidden states [B, T, D]. `shared.features` may be absent when the inputs carry cached CNN outputs. Consumes all. */
 function encodeInputs(enc: { shared: Partial<AudioShared> & Omit<AudioShared, "features">; layers: AudioEncoderParams["layers"] }, x: Inputs, m: AudioModelConfig, keys: KeyStream | null): np.Array {
-  const { features, ...rest } = enc.shared;
+  const { features, alibiScale, ...rest } = enc.shared;
   let cnnOut: np.Array;
   if (x.features) {
     if (features) disposeTree(features);
@@ -188,7 +187,7 @@ function encodeInputs(enc: { shared: Partial<AudioShared> & Omit<AudioShared, "f
   } else cnnOut = featureEncoder(features!, m.convLayers, x.wave!);
   const h = embedFeatures(rest, cnnOut, x.frameMask, x.timeMask ?? null, m, keys);
   x.timeMask?.dispose();
-  const out = runEncoder(enc.layers, h, audioEncoderSpec(m), { padding: x.frameMask, keys }).out;
+  const out = runAudioBlocks(enc.layers, h, alibiScale, x.frameMask, m, keys);
   x.frameMask.dispose();
   return out;
 }

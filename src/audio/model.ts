@@ -6,6 +6,7 @@
  */
 import { lax, numpy as np, random } from "../engine/jax.js";
 import { refTree, stopGradientTree } from "../engine/typed.js";
+import { sequenceAlibi } from "../data2vec2/model.js";
 import { initRegressionHead, type Data2VecParams, type Modality } from "../data2vec/model.js";
 import type { PostLnBlockParams } from "../nn/blocks.js";
 import { conv1d, type ConvParams } from "../nn/conv.js";
@@ -60,7 +61,7 @@ export function featureEncoder(layers: FeatureEncoderLayer[], specs: ConvLayerSp
  * The convolutional positional encoder on frames [B, T, D]: each layer is a grouped conv with "same" padding
  * (an even kernel drops its extra last frame), a non-affine layer norm and GELU. Consumes both.
  */
-export function positionalConv(convs: ConvParams[], h: np.Array, c: AudioFrontEndConfig, frameMask: np.Array | null = null): np.Array {
+export function positionalConv(convs: ConvParams[], h: np.Array, c: Pick<AudioFrontEndConfig, "posConvKernel" | "posConvGroups">, frameMask: np.Array | null = null): np.Array {
   const t = h.shape[1];
   const keep = frameMask ? frameMask.ref.reshape([frameMask.shape[0], t, 1]) : null;
   let x = h;
@@ -98,8 +99,11 @@ export function addPositions(p: Pick<AudioFrontEnd, "posConv" | "encoderNorm">, 
 // ---------------------------------------------------------------------------------------------------------
 // Our speech models: initialization, the encoder, and speech as a data2vec modality.
 
-/** The input side shared by student and teacher: CNN, projection, mask embedding, positional conv, encoder LN. */
-export type AudioShared = AudioFrontEnd & { maskEmbedding: np.Array };
+/**
+ * The input side shared by student and teacher: CNN, projection, mask embedding, positional conv, encoder LN; and
+ * for encoders pretrained with data2vec 2.0, the learned per-head scales [H] of their ALiBi attention bias.
+ */
+export type AudioShared = AudioFrontEnd & { maskEmbedding: np.Array; alibiScale?: np.Array };
 export type AudioEncoderParams = { shared: AudioShared; layers: PostLnBlockParams[] };
 
 export function audioEncoderSpec(m: AudioModelConfig): EncoderSpec {
@@ -184,8 +188,17 @@ function applyMask(h: np.Array, mask: np.Array | null, embedding: np.Array): np.
 
 /** Final hidden states [B, T, D]. Consumes params and wave; borrows the frame mask. */
 export function encodeAudio(p: AudioEncoderParams, wave: np.Array, frameMask: np.Array | null, m: AudioModelConfig, keys: KeyStream | null, timeMask: np.Array | null = null): np.Array {
-  const x = embedAudio(p.shared, wave, frameMask, timeMask, m, keys);
-  return runEncoder(p.layers, x, audioEncoderSpec(m), { padding: frameMask, keys }).out;
+  const { alibiScale, ...shared } = p.shared;
+  const x = embedAudio(shared, wave, frameMask, timeMask, m, keys);
+  return runAudioBlocks(p.layers, x, alibiScale, frameMask, m, keys);
+}
+
+/** The blocks on frames x [B, T, D], with the ALiBi bias of a data2vec 2.0 encoder (`alibiScale`, consumed) if it has one. */
+export function runAudioBlocks(layers: PostLnBlockParams[], x: np.Array, alibiScale: np.Array | undefined, frameMask: np.Array | null, m: AudioModelConfig, keys: KeyStream | null): np.Array {
+  const bias = alibiScale ? sequenceAlibi(alibiScale, x.shape[1]) : null;
+  const out = runEncoder(layers, x, audioEncoderSpec(m), { padding: frameMask, bias, keys }).out;
+  bias?.dispose();
+  return out;
 }
 
 /** A pretraining batch: waveforms, which frames are real, which are masked for the student. */

@@ -2,11 +2,18 @@
 import { numpy as np } from "../engine/jax.js";
 import { DataError } from "../engine/errors.js";
 import type { HostRng } from "../engine/random.js";
-import { exampleBatches, runPretraining, type PretrainAdapter, type PretrainRunOptions, type PretrainRunResult } from "../train/pretrain-runner.js";
+import { anyPrepared, exampleBatches, runPretraining, type PretrainAdapter, type PretrainRunOptions, type PretrainRunResult } from "../train/pretrain-runner.js";
+import type { ParamTree } from "../engine/tree.js";
+import { disposeTree } from "../engine/typed.js";
+import { data2vecObjective } from "../data2vec/step.js";
+import { data2vec2Objective, settingsV2, viewArrays, type Data2Vec2Params } from "../data2vec2/model.js";
+import { audioModality2, initContext, initData2Vec2, type AudioLocal, type AudioV2Batch, type AudioV2Config } from "../data2vec2/modalities.js";
+import { viewLayout } from "../data2vec2/views.js";
+import { spanBlockMasks } from "../data2vec2/masking.js";
 import { audioRunConfig, spanMaskSettings, type AudioRunConfig } from "./config.js";
 import { lengthBuckets, loadClips, totalSeconds, unlabeledEntries, type Clip } from "./data.js";
 import { spanMask, type SpanMaskSettings } from "./masking.js";
-import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec, type AudioPretrainBatch, type AudioShared } from "./model.js";
+import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec, initAudioEncoder, type AudioPretrainBatch } from "./model.js";
 
 export type AudioPretrainOptions = Omit<PretrainRunOptions<AudioRunConfig, Clip>, "given"> & {
   /** Clips given directly (at the model's rate, normalized as the config says) instead of `data` (a folder of WAV/FLAC files or a fairseq .tsv manifest). */
@@ -20,16 +27,8 @@ export type AudioPretrainOptions = Omit<PretrainRunOptions<AudioRunConfig, Clip>
  */
 export function clipBatch(clips: Clip[], rows: number[], cfg: AudioRunConfig, rng: HostRng): { batch: AudioPretrainBatch; seconds: number } {
   const m = cfg.model;
-  const crop = Math.round(cfg.data.cropSeconds * m.sampleRate);
+  const { wave, lengths, crop } = cropClips(clips, rows, cfg, rng);
   const b = rows.length;
-  const wave = new Float32Array(b * crop);
-  const lengths = rows.map((r, i) => {
-    const s = clips[r].samples;
-    const offset = s.length > crop ? rng.int(0, s.length - crop) : 0;
-    const piece = s.subarray(offset, offset + crop);
-    wave.set(piece, i * crop);
-    return piece.length;
-  });
   const frames = framesForSamples(crop, m.convLayers);
   const frameLengths = lengths.map((n) => framesForSamples(n, m.convLayers));
   const masking = spanMaskSettings(cfg.masking);
@@ -46,6 +45,20 @@ export function clipBatch(clips: Clip[], rows: number[], cfg: AudioRunConfig, rn
     ...(views.teacher ? { teacherFrameMask: device(views.teacher) } : {}),
   };
   return { batch, seconds: lengths.reduce((a, n) => a + n, 0) / m.sampleRate };
+}
+
+/** The clips of `rows` cropped at random offsets to the crop length (shorter ones zero-padded): [B·crop] and their lengths. */
+function cropClips(clips: Clip[], rows: number[], cfg: AudioRunConfig, rng: HostRng): { wave: Float32Array; lengths: number[]; crop: number } {
+  const crop = Math.round(cfg.data.cropSeconds * cfg.model.sampleRate);
+  const wave = new Float32Array(rows.length * crop);
+  const lengths = rows.map((r, i) => {
+    const s = clips[r].samples;
+    const offset = s.length > crop ? rng.int(0, s.length - crop) : 0;
+    const piece = s.subarray(offset, offset + crop);
+    wave.set(piece, i * crop);
+    return piece.length;
+  });
+  return { wave, lengths, crop };
 }
 
 /**
@@ -75,7 +88,7 @@ export function jitteredViews(frameLengths: number[], frames: number, s: SpanMas
 }
 
 /** Speech for the pretraining runner: clips (no shorter than `data.minSeconds`) shuffled as whole length buckets. */
-export function audioPretraining(): PretrainAdapter<AudioRunConfig, Clip, AudioShared, AudioPretrainBatch> {
+export function audioPretraining(): PretrainAdapter<AudioRunConfig, Clip, ParamTree, unknown> {
   return {
     config: audioRunConfig,
     describe: (c) => `${c.model.convLayers.length}-layer CNN, ${c.model.layers} blocks × ${c.model.dim}, ${c.train.steps} updates of ${c.train.batchSize} × ${c.data.cropSeconds} s`,
@@ -103,18 +116,85 @@ export function audioPretraining(): PretrainAdapter<AudioRunConfig, Clip, AudioS
     prepare(cfg, clips) {
       // Whole batches only: a short last bucket would compile one more shape for a few clips.
       const buckets = lengthBuckets(clips.map((c) => c.samples.length), cfg.train.batchSize).filter((b) => b.length === cfg.train.batchSize);
-      return {
+      if (cfg.data2vec.objective === "data2vec2") {
+        return anyPrepared({
+          cfg,
+          loss: data2vec2Objective(audioModality2(audioV2Config(cfg.model)), cfg.data2vec),
+          init: (seed) => initAudioData2Vec2(cfg, seed),
+          batches: exampleBatches(buckets.length, 1, { item: "batches", unit: "audio-s" }, ([bucket], rng) => {
+            const { batch, seconds } = clipViewsBatch(clips, buckets[bucket], cfg, rng);
+            return { batch, units: seconds };
+          }),
+        });
+      }
+      return anyPrepared({
         cfg,
-        modality: audioModality(cfg.model),
+        loss: data2vecObjective(audioModality(cfg.model), cfg.data2vec),
         init: (seed) => initAudioData2Vec(cfg, seed),
         // One item is a whole bucket of clips of similar length.
         batches: exampleBatches(buckets.length, 1, { item: "batches", unit: "audio-s" }, ([bucket], rng) => {
           const { batch, seconds } = clipBatch(clips, buckets[bucket], cfg, rng);
           return { batch, units: seconds };
         }),
-      };
+      });
     },
   };
+}
+
+/**
+ * A data2vec 2.0 batch: the clips cropped (or padded) as for v1, and `cloneBatch` span masks of each clip's real
+ * frames for the student, the same count in every view.
+ */
+export function clipViewsBatch(clips: Clip[], rows: number[], cfg: AudioRunConfig, rng: HostRng): { batch: AudioV2Batch; seconds: number } {
+  const m = cfg.model;
+  const { wave, lengths, crop } = cropClips(clips, rows, cfg, rng);
+  const b = rows.length;
+  const clones = settingsV2(cfg.data2vec).cloneBatch;
+  const frames = framesForSamples(crop, m.convLayers);
+  const viewLengths = lengths.flatMap((n) => Array.from({ length: clones }, () => framesForSamples(n, m.convLayers)));
+  const mask = spanBlockMasks(viewLengths, frames, { ratio: cfg.masking.ratio, blockLength: cfg.masking.spanLength, probAdjust: cfg.masking.probAdjust }, rng);
+  const batch = {
+    wave: np.array(wave).reshape([b, crop]),
+    frameMask: np.array(frameMaskArray(lengths, frames, m)).reshape([b, frames]),
+    views: viewArrays(viewLayout(mask, b, clones, frames)),
+  };
+  return { batch, seconds: lengths.reduce((a, n) => a + n, 0) / m.sampleRate };
+}
+
+/** data2vec 2.0's speech model for a run config (the v1 model fields it shares). */
+export function audioV2Config(m: AudioRunConfig["model"]): AudioV2Config {
+  return {
+    convLayers: m.convLayers,
+    dim: m.dim,
+    heads: m.heads,
+    layerNormEps: m.layerNormEps,
+    posConvLayers: m.posConvLayers,
+    posConvKernel: m.posConvKernel,
+    posConvGroups: m.posConvGroups,
+    dropout: m.dropout,
+    attentionDropout: m.attentionDropout,
+    activationDropout: m.activationDropout,
+  };
+}
+
+/** Fresh data2vec 2.0 parameters for speech: the CNN and projection, the context encoder (positions, ALiBi scale, norm), blocks, decoder. */
+export function initAudioData2Vec2(cfg: AudioRunConfig, seed: number): Data2Vec2Params<AudioLocal> {
+  const m = cfg.model;
+  const v2 = settingsV2(cfg.data2vec);
+  return initData2Vec2(seed, {
+    local: (keys) => {
+      const { shared, layers } = initAudioEncoder(keys, { ...m, layers: 0 });
+      const { features, projectionNorm, projection, ...rest } = shared;
+      disposeTree([layers, rest]);
+      return { features, projectionNorm, projection };
+    },
+    context: (keys) => initContext(keys, { dim: m.dim, ffnDim: m.ffnDim, posConv: { layers: m.posConvLayers, kernel: m.posConvKernel, groups: m.posConvGroups }, alibiHeads: m.heads, norm: true, prenet: v2.prenetDepth ?? 0 }),
+    dim: m.dim,
+    ffnDim: m.ffnDim,
+    layers: m.layers,
+    decoder: v2.decoder,
+    decoderShape: { kind: "1d" },
+  });
 }
 
 export async function pretrainAudio(o: AudioPretrainOptions): Promise<PretrainRunResult> {

@@ -10,7 +10,9 @@ import { readUtf8 } from "../text/data.js";
 import { textPretraining } from "../text/pretrain.js";
 import { textRunConfig } from "../text/config.js";
 import { visionPretraining } from "../vision/pretrain.js";
-import { visionRunConfig } from "../vision/config.js";
+import { visionRunConfig, type VisionRunConfig } from "../vision/config.js";
+import type { VisionClassifierHead } from "../vision/classify.js";
+import type { ParamTree } from "../engine/tree.js";
 import { audioPretraining } from "../audio/pretrain.js";
 import { audioRunConfig } from "../audio/config.js";
 import { checkpointModality, resolveCheckpoint } from "../train/checkpoint.js";
@@ -21,7 +23,7 @@ import { hfAudioEncoder, hfTextEncoder, hfVisionEncoder, orHf } from "../hf/sour
 import { checkOutput } from "../train/output.js";
 import { isHfModelDir } from "../hf/model.js";
 import { runHfClassify, runHfEmbed } from "./hf-commands.js";
-import { pretrainCommand, pretrainStart, resumedModality, type PretrainOptions } from "./pretrain-command.js";
+import { presetFor, pretrainCommand, pretrainStart, resumedModality, type PretrainOptions } from "./pretrain-command.js";
 import { runTextClassify, runTextEmbed, runTextEval, runTextFinetune, type TextFinetuneOptions } from "./text-commands.js";
 import { runVisionClassify, runVisionEval, runVisionFinetune, type VisionFinetuneOptions } from "./vision-commands.js";
 import { runAudioEmbed, runAudioEval, runAudioFinetune, type AudioFinetuneOptions } from "./audio-commands.js";
@@ -40,7 +42,7 @@ const COMMANDS: Record<ModalityName, {
   eval(o: EvalOptions): Promise<void>;
   embed?(inputs: string[], o: { model: string; pool: "mean" | "first" }): Promise<void>;
   classify?(inputs: string[], o: { model: string; top: number }): Promise<void>;
-  config: { resolve(preset: string): unknown };
+  config: { resolve(preset: string): unknown; presets: Record<string, unknown> };
 }> = {
   text: {
     // Continued pretraining keeps the checkpoint's tokenizer (a Hugging Face directory's vocab.json + merges.txt, or a run's).
@@ -52,7 +54,7 @@ const COMMANDS: Record<ModalityName, {
     config: textRunConfig,
   },
   vision: {
-    pretrain: (o) => pretrainCommand(visionPretraining(), o, o.init ? () => pretrainStart(orHf(visionEncoders, hfVisionEncoder), o.init!, (run) => run) : undefined),
+    pretrain: (o) => pretrainCommand(visionPretraining(), o, o.init ? () => pretrainStart<VisionRunConfig, VisionRunConfig, ParamTree, VisionClassifierHead>(orHf(visionEncoders, hfVisionEncoder), o.init!, (run) => run) : undefined),
     finetune: runVisionFinetune,
     eval: runVisionEval,
     classify: runVisionClassify,
@@ -172,6 +174,7 @@ export async function runClassify(inputs: string[], o: { model: string; top: num
   return classify(inputs, o);
 }
 
-export async function runConfig(o: { preset: string; modality: string }) {
-  console.log(JSON.stringify(commandsOf(o.modality).config.resolve(o.preset), null, 2));
+export async function runConfig(o: { preset: string; modality: string; objective?: string }) {
+  const kit = commandsOf(o.modality).config;
+  console.log(JSON.stringify(kit.resolve(presetFor(o.preset, o.objective, Object.keys(kit.presets))), null, 2));
 }

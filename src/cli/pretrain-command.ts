@@ -8,7 +8,6 @@ import { join, resolve } from "node:path";
 import { readJsonFile } from "../config/validate.js";
 import { ConfigError, DataError, SIGNAL_EXIT_STATUS } from "../engine/errors.js";
 import { initEngine } from "../engine/runtime.js";
-import type { numpy as np } from "../engine/jax.js";
 import type { ParamTree } from "../engine/tree.js";
 import { checkpointModality } from "../train/checkpoint.js";
 import { checkPretrainOutput, recoverCheckpoint } from "../train/pretrain.js";
@@ -49,6 +48,8 @@ export type PretrainOptions = {
   config?: string;
   out?: string;
   tokenizer?: string;
+  /** "data2vec2": the data2vec 2.0 version of the preset (`<preset>-v2`). */
+  objective?: string;
   steps?: number;
   batchSize?: number;
   lr?: number;
@@ -72,6 +73,7 @@ export function resumedModality(o: PretrainOptions): string {
       ["--seed", o.seed],
       ["--tokenizer", o.tokenizer],
       ["--init", o.init],
+      ["--objective", o.objective],
       ["--force", o.force],
     ] as const
   )
@@ -120,12 +122,14 @@ export function pretrainStart<Arch, Cfg, Shared, Head>(source: EncoderSource<Arc
  * `start` (with --init) gives the network and the starting encoder; --config and the options then change the data2vec,
  * masking and training settings only.
  */
-export async function pretrainCommand<Cfg extends PretrainRunConfig & { preset: string }, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
-  adapter: PretrainAdapter<Cfg, Example, Shared, Batch>,
+export async function pretrainCommand<Cfg extends PretrainRunConfig & { preset: string }, Example, Shared extends ParamTree, Batch, Head extends ParamTree>(
+  adapter: PretrainAdapter<Cfg, Example, Shared, Batch, Head>,
   o: PretrainOptions & { modality: string; preset: string },
   start?: () => PretrainStart<Cfg, Shared>,
 ): Promise<void> {
   const overrides = { train: { steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed } };
+  if (start && o.objective === "data2vec2") throw new ConfigError("--objective data2vec2 with --init: continued data2vec 2.0 pretraining from a checkpoint is not implemented; pretrain from scratch with --preset, or continue with data2vec (v1)");
+  const preset = presetFor(o.preset, o.objective, Object.keys(adapter.config.presets));
   const file = configFileSettings(o.config) as { model?: unknown } | undefined;
   if (start && file?.model !== undefined) throw new ConfigError(`--config sets model settings, but with --init ${o.init} the network is the checkpoint's; drop "model" from ${o.config}`);
   if (o.data && !existsSync(o.data)) throw new DataError(`--data ${o.data} does not exist`);
@@ -135,10 +139,22 @@ export async function pretrainCommand<Cfg extends PretrainRunConfig & { preset: 
   const from = start?.();
   const config = from
     ? adapter.config.resolveOver(from.cfg, file, overrides, o.config ?? `${o.init}`)
-    : adapter.config.resolve(o.preset, file, overrides, o.config ?? `preset ${o.preset}`);
+    : adapter.config.resolve(preset, file, overrides, o.config ?? `preset ${preset}`);
   if (!o.resume) log(`data2vec ${o.modality} pretraining, ${from ? `continued from ${o.init}` : `preset ${config.preset}`}: ${adapter.describe(config)} → ${outDir}`);
   const r = await runPretraining(adapter, { config, data: o.data, outDir, resume: o.resume, resumeSteps: o.steps, force: o.force, quiet: o.quiet, log, initialEncoder: from?.encoder });
   reportPretrainRun(r, log);
+}
+
+/**
+ * The preset `--objective` picks: data2vec 2.0's version of a preset is `<preset>-v2`; "data2vec" (or no switch)
+ * keeps the preset as named.
+ */
+export function presetFor(preset: string, objective: string | undefined, presets: string[]): string {
+  if (objective === undefined || objective === "data2vec") return preset;
+  if (objective !== "data2vec2") throw new ConfigError(`--objective ${objective}: choose data2vec (v1) or data2vec2 (data2vec 2.0)`);
+  const v2 = preset.endsWith("-v2") ? preset : `${preset}-v2`;
+  if (!presets.includes(v2)) throw new ConfigError(`--objective data2vec2: there is no data2vec 2.0 version of preset "${preset}"; choose one of ${presets.filter((p) => p.endsWith("-v2")).map((p) => p.slice(0, -3)).join(", ")}`);
+  return v2;
 }
 
 export function reportPretrainRun(r: PretrainRunResult, log: (msg: string) => void): void {

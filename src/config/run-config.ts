@@ -14,7 +14,18 @@ export type CommonRunFields = {
   modality: string;
   preset: string;
   model: { dim: number; heads: number; layers: number };
-  data2vec: { topK: number; ema: { tauStart: number; tauEnd: number }; loss: "l2" | "smooth_l1"; lossBeta: number };
+  data2vec: {
+    topK: number;
+    ema: { tauStart: number; tauEnd: number };
+    loss: "l2" | "smooth_l1";
+    lossBeta: number;
+    objective: "data2vec" | "data2vec2";
+    targetLayer: string;
+    teacherContext: number | null;
+    removePositionMean: boolean;
+    emaShared: string[];
+    v2?: { decoder: { dim: number; groups: number } };
+  };
   train: { schedule: "cosine" | "tri_stage" | "constant"; warmupSteps: number; minLr: number };
 };
 
@@ -29,11 +40,32 @@ export function checkCommonRunFields(c: CommonRunFields, issue: Issue): void {
   if (c.data2vec.topK > c.model.layers) issue(["data2vec", "topK"], `K = ${c.data2vec.topK} exceeds the ${c.model.layers} layers`);
   if (c.data2vec.ema.tauStart > c.data2vec.ema.tauEnd) issue(["data2vec", "ema", "tauStart"], "τ0 must not exceed τe (τ rises)");
   if (c.data2vec.loss === "l2" && c.data2vec.lossBeta !== 0) issue(["data2vec", "lossBeta"], "the L2 loss ignores lossBeta (Smooth L1's β): set it to 0, or choose loss smooth_l1");
+  checkObjective(c, issue);
   const t = c.train;
   if (t.schedule === "tri_stage" && t.warmupSteps !== 0) {
     issue(["train", "warmupSteps"], "the tri-stage schedule warms up over its first 5% of train.steps and ignores train.warmupSteps: set it to 0, or choose schedule cosine");
   }
   if (t.schedule !== "cosine" && t.minLr !== 0) issue(["train", "minLr"], `only the cosine schedule decays to train.minLr; the ${t.schedule} schedule would ignore it: set it to 0`);
+}
+
+/** The data2vec 2.0 settings a run needs, and the v1 extensions it does not have. */
+function checkObjective(c: CommonRunFields, issue: Issue): void {
+  const d = c.data2vec;
+  if (d.objective === "data2vec") {
+    if (d.v2) issue(["data2vec", "v2"], "data2vec.v2 is for objective data2vec2 (data2vec 2.0); remove it, or set data2vec.objective to data2vec2");
+    return;
+  }
+  if (!d.v2) {
+    issue(["data2vec", "v2"], "objective data2vec2 needs data2vec.v2 (cloneBatch, decoder, clsLoss): start from a -v2 preset (--objective data2vec2)");
+    return;
+  }
+  if (d.targetLayer !== "ffn") issue(["data2vec", "targetLayer"], "data2vec 2.0's targets are the blocks' FFN outputs: set it to ffn");
+  if (d.teacherContext !== null) issue(["data2vec", "teacherContext"], "a restricted teacher context is not implemented for data2vec 2.0: set it to null");
+  if (d.removePositionMean) issue(["data2vec", "removePositionMean"], "not implemented for data2vec 2.0: set it to false");
+  const bad = d.emaShared.filter((g) => g !== "local" && g !== "context");
+  if (bad.length) issue(["data2vec", "emaShared"], `data2vec 2.0's teacher can average its own "local" (feature encoder) and "context" groups, not ${bad.map((g) => `"${g}"`).join(", ")}`);
+  const { dim, groups } = d.v2.decoder;
+  if (dim % groups !== 0 || c.model.dim % groups !== 0) issue(["data2vec", "v2", "decoder", "groups"], `${groups} groups must divide the decoder width ${dim} and the model width ${c.model.dim}`);
 }
 
 /**

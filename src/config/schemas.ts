@@ -40,6 +40,7 @@ export const trainFields = {
  * the divergence guard on.
  */
 export const PAPER_DATA2VEC_EXTRAS = {
+  objective: "data2vec",
   teacherContext: null,
   maxPositionShare: null,
   removePositionMean: false,
@@ -53,3 +54,16 @@ export const FAIRSEQ_ADAM = { beta1: 0.9, beta2: 0.98, eps: 1e-6 } as const;
 
 /** The presets' training bookkeeping: no accumulation, cosine decay to 0, seed 1. */
 export const TRAIN_DEFAULTS = { accumSteps: 1, schedule: "cosine", minLr: 0, seed: 1 } as const;
+
+/**
+ * What every data2vec 2.0 preset shares (fairseq's v2 yamls): the objective, the blocks' FFN outputs each
+ * instance-normalized as targets, the L2 loss; the regression head setting is unused (v2 predicts with its decoder).
+ */
+export const DATA2VEC2_SETTINGS = {
+  objective: "data2vec2",
+  targetLayer: "ffn",
+  targetNorm: "instance",
+  loss: "l2",
+  lossBeta: 0,
+  headLayers: 1,
+} as const satisfies Partial<z.infer<typeof data2vecSchema>>;

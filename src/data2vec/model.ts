@@ -73,8 +73,11 @@ export function contextWindowBias(distances: Float32Array, steps: number, window
 /** The regression head; `norm` is a layer norm on its input (BEiT's final norm, used only in pretraining). */
 export type RegressionHead = { norm?: LayerNormParams; layers: LinearParams[] };
 
-/** Student parameters: the shared input side, the transformer blocks, and the regression head. */
-export type Data2VecParams<Shared extends ParamTree> = { shared: Shared; layers: BlockParams[]; head: RegressionHead };
+/**
+ * Student parameters: the shared input side, the transformer blocks, and what predicts the targets from the blocks'
+ * output (v1: the regression head; data2vec 2.0: its decoder).
+ */
+export type Data2VecParams<Shared extends ParamTree, Head extends ParamTree = RegressionHead> = { shared: Shared; layers: BlockParams[]; head: Head };
 
 /**
  * The EMA teacher: its own copy of the transformer blocks and of the shared input-side groups that
@@ -94,7 +97,7 @@ export function emaSharedOf<Shared extends ParamTree>(shared: Shared, names: rea
 }
 
 /** What the EMA step averages the teacher with: the student's blocks and its `emaShared` groups (references, consumed by the step). */
-export function studentForEma<Shared extends ParamTree>(params: Data2VecParams<Shared>, names: readonly string[]): Teacher<Shared> {
+export function studentForEma<Shared extends ParamTree>(params: Data2VecParams<Shared, ParamTree>, names: readonly string[]): Teacher<Shared> {
   return { layers: refTree(params.layers), shared: refTree(emaSharedOf(params.shared, names)) };
 }
 

@@ -7,9 +7,9 @@ import { numpy as np, random } from "../engine/jax.js";
 import { adamwUpdate, type AdamWConfig, type AdamWState } from "../engine/optim.js";
 import type { ParamTree } from "../engine/tree.js";
 import { KeyStream } from "../nn/random.js";
-import type { Data2VecSettings } from "./config.js";
 import { emaUpdate } from "./ema.js";
 import { data2vecLoss, type Data2VecParams, type Modality, type StepMetrics, type Teacher } from "./model.js";
+import type { Data2VecSettings } from "./config.js";
 
 export type StepOutput = StepMetrics & { loss: np.Array; gradNorm: np.Array };
 
@@ -24,16 +24,26 @@ export function stepKey(seed: number, update: number, microBatch = 0): np.Array 
   return random.key(h & 0x7fffffff);
 }
 
-export function makeData2VecSteps<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
-  modality: Modality<Shared, Batch>,
-  cfg: Data2VecSettings,
-  opt: AdamWConfig,
-) {
-  type Params = Data2VecParams<Shared>;
-  type TeacherP = Teacher<Shared>;
+/**
+ * An objective's loss on one batch, with the monitors' statistics: data2vec's (`data2vecObjective`) or data2vec
+ * 2.0's (`data2vec2Objective` in data2vec2/model.ts). Consumes params, teacher and batch; differentiated with
+ * respect to the params only.
+ */
+export type ObjectiveLoss<P, T, B> = (params: P, teacher: T, batch: B, keys: KeyStream | null) => [np.Array, StepMetrics];
+
+export function data2vecObjective<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(modality: Modality<Shared, Batch>, cfg: Data2VecSettings): ObjectiveLoss<Data2VecParams<Shared>, Teacher<Shared>, Batch> {
+  return (params, teacher, batch, keys) => data2vecLoss(modality, cfg, params, teacher, batch, keys);
+}
+
+export function makeData2VecSteps<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(modality: Modality<Shared, Batch>, cfg: Data2VecSettings, opt: AdamWConfig) {
+  return makeSteps(data2vecObjective(modality, cfg), opt);
+}
+
+/** The compiled steps of an objective: a fused update, a micro-batch's gradients, AdamW on accumulated ones, and the EMA. */
+export function makeSteps<Params, TeacherP, Batch>(objective: ObjectiveLoss<Params, TeacherP, Batch>, opt: AdamWConfig) {
   const lossFn = (params: Params, teacher: TeacherP, batch: Batch, key: np.Array) => {
     const keys = new KeyStream(key);
-    const out = data2vecLoss(modality, cfg, params, teacher, batch, keys);
+    const out = objective(params, teacher, batch, keys);
     keys.close();
     return out;
   };

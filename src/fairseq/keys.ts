@@ -18,7 +18,14 @@ import { fillTree, namedLeaves } from "../engine/tree.js";
  * [in, out]), `conv` (torch's Conv1d [out, in/groups, k] is our im2col weight: [k·in, out], or [G, k·in/G, out/G]
  * for grouped convolutions, row index = tap·in + channel).
  */
-export type Layout = { kind: "same" } | { kind: "linear" } | { kind: "conv"; groups: number };
+export type Layout =
+  | { kind: "same" }
+  | { kind: "linear" }
+  | { kind: "conv"; groups: number }
+  /** The same values in our leaf's shape (fairseq's ALiBi scale [1, 1, H, 1, 1] is our [H]). */
+  | { kind: "reshape"; shape: number[] }
+  /** Rows [start, start + count) of a fused fairseq tensor (data2vec 2.0's qkv projection), laid out as `of`. */
+  | { kind: "rows"; start: number; count: number; of: "linear" | "same" };
 export type KeyEntry = { fairseq: string; path: (string | number)[]; layout: Layout };
 
 const SAME: Layout = { kind: "same" };
@@ -41,6 +48,27 @@ export function same(fairseq: string, path: (string | number)[]): KeyEntry {
   return { fairseq, path, layout: SAME };
 }
 
+/**
+ * data2vec 2.0's `AltBlock` (post-LN, `layer_norm_first: false`) under `prefix`: one fused `qkv` projection,
+ * which is our q, k and v.
+ */
+export function altBlockEntries(prefix: string, path: (string | number)[], dim: number): KeyEntry[] {
+  const part = (name: string, i: number): KeyEntry[] => [
+    { fairseq: `${prefix}.attn.qkv.weight`, path: [...path, "attn", name, "weight"], layout: { kind: "rows", start: i * dim, count: dim, of: "linear" } },
+    { fairseq: `${prefix}.attn.qkv.bias`, path: [...path, "attn", name, "bias"], layout: { kind: "rows", start: i * dim, count: dim, of: "same" } },
+  ];
+  return [
+    ...part("q", 0),
+    ...part("k", 1),
+    ...part("v", 2),
+    ...linearEntries(`${prefix}.attn.proj`, [...path, "attn", "out"]),
+    ...layerNormEntries(`${prefix}.norm1`, [...path, "attnNorm"]),
+    ...linearEntries(`${prefix}.mlp.fc1`, [...path, "ffn", "fc1"]),
+    ...linearEntries(`${prefix}.mlp.fc2`, [...path, "ffn", "fc2"]),
+    ...layerNormEntries(`${prefix}.norm2`, [...path, "ffnNorm"]),
+  ];
+}
+
 /** A post-LN transformer block (`TransformerEncoderLayer` / `TransformerSentenceEncoderLayer`) under `prefix`. */
 export function postLnBlockEntries(prefix: string, path: (string | number)[]): KeyEntry[] {
   return [
@@ -57,16 +85,32 @@ export function postLnBlockEntries(prefix: string, path: (string | number)[]): K
 
 /** A fairseq tensor in our layout (host data, shape). */
 export function toOurs(t: HostTensor, layout: Layout, key: string): { data: Float32Array; shape: number[] } {
-  const data = toFloat32(t);
-  if (layout.kind === "same") return { data, shape: t.shape };
+  return toOursData(toFloat32(t), t.shape, layout, key);
+}
+
+/** A fairseq tensor's values (`data`, `shape`) in our layout. Linear and conv weights may have trailing dims (Conv2d kernels). */
+function toOursData(data: Float32Array, fairseqShape: number[], layout: Layout, key: string): { data: Float32Array; shape: number[] } {
+  const shape = fairseqShape;
+  if (layout.kind === "same") return { data, shape };
+  if (layout.kind === "reshape") {
+    if (data.length !== layout.shape.reduce((a, b) => a * b, 1)) throw new CheckpointError(`${key}: [${shape}] does not reshape to [${layout.shape}]`);
+    return { data, shape: layout.shape };
+  }
+  if (layout.kind === "rows") {
+    const rowSize = shape.slice(1).reduce((a, b) => a * b, 1);
+    const part = data.slice(layout.start * rowSize, (layout.start + layout.count) * rowSize);
+    return toOursData(part, [layout.count, ...shape.slice(1)], { kind: layout.of }, key);
+  }
   if (layout.kind === "linear") {
-    if (t.shape.length !== 2) throw new CheckpointError(`${key}: a linear weight must be 2-D, got [${t.shape}]`);
-    const [o, i] = t.shape;
+    if (shape.length < 2) throw new CheckpointError(`${key}: a linear weight must be at least 2-D, got [${shape}]`);
+    const o = shape[0];
+    const i = shape.slice(1).reduce((a, b) => a * b, 1);
     const out = new Float32Array(o * i);
     for (let r = 0; r < o; r++) for (let c = 0; c < i; c++) out[c * o + r] = data[r * i + c];
     return { data: out, shape: [i, o] };
   }
-  const [o, ig, k] = t.shape;
+  const [o, ig] = shape;
+  const k = shape.slice(2).reduce((a, b) => a * b, 1);
   const g = layout.groups;
   const out = new Float32Array(o * ig * k);
   forConvIndex(o, ig, k, g, (ours, theirs) => (out[ours] = data[theirs]));
@@ -82,18 +126,40 @@ function forConvIndex(o: number, ig: number, k: number, groups: number, visit: (
       for (let c = 0; c < ig; c++) for (let tap = 0; tap < k; tap++) visit((gi * k * ig + tap * ig + c) * og + oc, ((gi * og + oc) * ig + c) * k + tap);
 }
 
-/** Our tensor (host data in our layout) in fairseq's layout, given fairseq's shape. */
+/**
+ * Our tensor (host data in our layout) in fairseq's layout, given fairseq's shape. A `rows` part gives only its
+ * rows: `assembleFairseq` puts the parts of a fused tensor together.
+ */
 export function toFairseq(data: Float32Array, layout: Layout, fairseqShape: number[]): Float32Array {
-  if (layout.kind === "same") return data;
+  if (layout.kind === "same" || layout.kind === "reshape") return data;
+  if (layout.kind === "rows") return toFairseq(data, { kind: layout.of }, [layout.count, ...fairseqShape.slice(1)]);
   if (layout.kind === "linear") {
-    const [o, i] = fairseqShape;
+    const o = fairseqShape[0];
+    const i = fairseqShape.slice(1).reduce((a, b) => a * b, 1);
     const out = new Float32Array(o * i);
     for (let r = 0; r < o; r++) for (let c = 0; c < i; c++) out[r * i + c] = data[c * o + r];
     return out;
   }
-  const [o, ig, k] = fairseqShape;
+  const [o, ig] = fairseqShape;
+  const k = fairseqShape.slice(2).reduce((a, b) => a * b, 1);
   const out = new Float32Array(o * ig * k);
   forConvIndex(o, ig, k, layout.groups, (ours, theirs) => (out[theirs] = data[ours]));
+  return out;
+}
+
+/**
+ * A fairseq tensor of `shape` from the entries that map to it (one, or the rows of a fused tensor), each entry's
+ * values in our layout given by `ours`. Rows no entry covers stay NaN, so a comparison cannot pass on them.
+ */
+export async function assembleFairseq(entries: KeyEntry[], shape: number[], ours: (e: KeyEntry) => Promise<Float32Array>): Promise<Float32Array> {
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (entries.length === 1 && entries[0].layout.kind !== "rows") return toFairseq(await ours(entries[0]), entries[0].layout, shape);
+  const out = new Float32Array(size).fill(NaN);
+  const rowSize = shape.slice(1).reduce((a, b) => a * b, 1);
+  for (const e of entries) {
+    if (e.layout.kind !== "rows") throw new Error(`${e.fairseq}: several of our tensors map to it, but not as rows`);
+    out.set(toFairseq(await ours(e), e.layout, shape), e.layout.start * rowSize);
+  }
   return out;
 }
 

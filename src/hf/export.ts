@@ -10,6 +10,7 @@ import { writeOutput } from "../train/output.js";
 import { join, resolve } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import { ConfigError } from "../engine/errors.js";
+import { isVisionV2 } from "../vision/model.js";
 import { encodeSafetensors, f32Tensor, i64Tensor, type HostTensor } from "../engine/safetensors.js";
 import type { PostLnBlockParams, PreLnBlockParams } from "../nn/blocks.js";
 import type { LayerNormParams, LinearParams } from "../nn/layers.js";
@@ -136,6 +137,12 @@ async function exportVision(checkpoint: string, outDir: string): Promise<ExportR
   const m = loaded.run.model;
   const classifier = loaded.classifier;
   const architecture = classifier ? "Data2VecVisionForImageClassification" : "Data2VecVisionModel";
+  if (isVisionV2(loaded.encoder)) {
+    disposeTree([loaded.encoder, classifier?.params.head]);
+    throw new ConfigError(
+      `${checkpoint} is a data2vec 2.0 image model: post-LN blocks, fixed sin-cos positions, a layer norm and prenet blocks before them; Hugging Face's Data2VecVision (BEiT: pre-LN blocks, relative position bias) cannot hold it. Use it with d2v finetune / eval / classify, or export a data2vec (v1) model`,
+    );
+  }
   const sink = new TensorSink(classifier ? "data2vec_vision." : "");
   const { shared, layers } = loaded.encoder;
   const p = m.patchSize;
@@ -247,6 +254,10 @@ async function exportAudio(checkpoint: string, outDir: string): Promise<ExportRe
   else if (head?.config.kind === "audio-classifier") {
     if (head.config.finetune.poolNorm) notes.push("the classifier normalizes the pooled state (--pool-norm), which Data2VecAudioForSequenceClassification cannot express; only the encoder was exported");
     else architecture = "Data2VecAudioForSequenceClassification";
+  }
+  if (loaded.encoder.shared.alibiScale) {
+    disposeTree([loaded.encoder, head?.params.head, head?.params.projector]);
+    throw new ConfigError(`${checkpoint} is a data2vec 2.0 speech model: its attention has an ALiBi bias, which Hugging Face's Data2VecAudio cannot hold. Use it with d2v finetune / eval / embed, or export a data2vec (v1) model`);
   }
   const sink = new TensorSink(architecture === "Data2VecAudioModel" ? "" : "data2vec_audio.");
   const { shared, layers } = loaded.encoder;

@@ -11,7 +11,7 @@ import { runEncoder } from "../nn/encoder.js";
 import { layerNorm, linear, type LayerNormParams, type LinearParams } from "../nn/layers.js";
 import { relativeTableSize } from "../nn/relpos.js";
 import { meanPatchTokens } from "../vision/classify.js";
-import { embedImages, relativeIndexArray, visionEncoderSpec, type VisionEncoderParams, type VisionModelConfig } from "../vision/model.js";
+import { embedImages, relativeIndexArray, visionEncoderSpec, type VisionEncoder1Params, type VisionModelConfig } from "../vision/model.js";
 import { checkHeads, classCount, encoderFieldsFromHf, geluOnly, labelMap, labelNames, positiveInt, sizeFields, type Architecture, type HfModelBase } from "./config.js";
 import { StateDict, type HfDirectory } from "./weights.js";
 
@@ -38,7 +38,7 @@ export type HfVisionConfig = z.infer<typeof hfVisionConfigSchema>;
 
 export type HfVisionModel = HfModelBase<"vision", HfVisionConfig> & {
   config: VisionModelConfig;
-  encoder: VisionEncoderParams;
+  encoder: VisionEncoder1Params;
   /** Final layer norm on the sequence output (models without mean pooling). */
   finalNorm?: LayerNormParams;
   /** Layer norm on the mean of the patch tokens (mean pooling). */
@@ -68,7 +68,7 @@ export function loadHfVision(d: HfDirectory, architecture: Architecture): HfVisi
   const grid = hf.image_size / P;
   const tableShape = [relativeTableSize(grid, grid), hf.num_attention_heads];
   const sd = new StateDict(d.tensors, "data2vec_vision.", d.weightsFile);
-  const encoder: VisionEncoderParams = {
+  const encoder: VisionEncoder1Params = {
     shared: {
       // Conv2d weight [D, C, p, p] → patch matmul weight [C·p·p, D] (rows in (channel, y, x) order).
       patch: {

@@ -56,21 +56,50 @@ function strideFrames(x: np.Array, kernel: number, stride: number): np.Array {
 export function conv1d(p: ConvParams, x: np.Array, o: { kernel: number; stride?: number; padding?: number; groups?: number }): np.Array {
   const stride = o.stride ?? 1;
   const groups = o.groups ?? 1;
+  const [b, t, cin] = x.shape;
+  const cg = cin / groups;
+  // Groups first ([G·B, T, Cin/G]), so that the taps stack straight into each group's matmul operand (one copy of
+  // the input, not a copy of the k-times larger frames).
+  if (groups > 1) x = x.reshape([b, t, groups, cg]).transpose([2, 0, 1, 3]).reshape([groups * b, t, cg]);
   if (o.padding) x = np.pad(x, [[0, 0], [o.padding, o.padding], [0, 0]]);
-  const [b, , cin] = x.shape;
-  const frames = strideFrames(x, o.kernel, stride); // [B, Tout, k, Cin]
+  const frames = strideFrames(x, o.kernel, stride); // [G·B, Tout, k, Cin/G]
   const tOut = frames.shape[1];
   let y: np.Array;
   if (groups === 1) {
     y = np.matmul(frames.reshape([b * tOut, o.kernel * cin]), p.weight).reshape([b, tOut, -1]);
   } else {
-    const cg = cin / groups;
-    const cols = frames
-      .reshape([b * tOut, o.kernel, groups, cg])
-      .transpose([2, 0, 1, 3])
-      .reshape([groups, b * tOut, o.kernel * cg]);
-    const out = np.matmul(cols, p.weight); // [G, B·Tout, Cout/G]
+    const out = np.matmul(frames.reshape([groups, b * tOut, o.kernel * cg]), p.weight); // [G, B·Tout, Cout/G]
     y = out.transpose([1, 0, 2]).reshape([b, tOut, -1]);
   }
+  return p.bias ? y.add(p.bias) : y;
+}
+
+/**
+ * y = conv2d(x) for a channels-last grid x [B, H, W, Cin], stride 1, zero `padding` on every side → [B, H', W', Cout].
+ * The weight is a conv weight in our layout with k·k taps in row-major (ky, kx) order: a torch Conv2d weight
+ * [Cout, Cin/G, k, k] read as [Cout, Cin/G, k·k]. Consumes x and params.
+ */
+export function conv2d(p: ConvParams, x: np.Array, o: { kernel: number; padding?: number; groups?: number }): np.Array {
+  const groups = o.groups ?? 1;
+  const pad = o.padding ?? 0;
+  const k = o.kernel;
+  const [b, hIn, wIn, cin] = x.shape;
+  const cg = cin / groups;
+  // Groups first ([G·B, H, W, Cin/G]), so that the k·k taps stack straight into each group's matmul operand
+  // (one copy of the input, not a copy of the k²-times larger frames).
+  let g = groups === 1 ? x : x.reshape([b, hIn, wIn, groups, cg]).transpose([3, 0, 1, 2, 4]).reshape([groups * b, hIn, wIn, cg]);
+  if (pad) g = np.pad(g, [[0, 0], [pad, pad], [pad, pad], [0, 0]]);
+  const [, h, w] = g.shape;
+  const ho = h - k + 1;
+  const wo = w - k + 1;
+  const taps: np.Array[] = [];
+  for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) taps.push(g.ref.slice([], [ky, ky + ho], [kx, kx + wo]));
+  g.dispose();
+  const rows = b * ho * wo;
+  const frames = np.stack(taps, 3); // [G·B, H', W', k·k, Cin/G]
+  let y: np.Array;
+  if (groups === 1) y = np.matmul(frames.reshape([rows, k * k * cin]), p.weight);
+  else y = np.matmul(frames.reshape([groups, rows, k * k * cg]), p.weight).transpose([1, 0, 2]).reshape([rows, -1]); // [G, rows, Cout/G] → [rows, Cout]
+  y = y.reshape([b, ho, wo, -1]);
   return p.bias ? y.add(p.bias) : y;
 }

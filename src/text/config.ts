@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { deepMerge } from "../config/validate.js";
-import { encoderFields, PAPER_DATA2VEC_EXTRAS, FAIRSEQ_ADAM, TRAIN_DEFAULTS } from "../config/schemas.js";
+import { DATA2VEC2_SETTINGS, encoderFields, PAPER_DATA2VEC_EXTRAS, FAIRSEQ_ADAM, TRAIN_DEFAULTS } from "../config/schemas.js";
 import { maskingProbToRatio, refineRunConfig, runConfigKit, runConfigSchema } from "../config/run-config.js";
 
 export const textRunSchema = runConfigSchema(
@@ -39,6 +39,13 @@ export const textRunSchema = runConfigSchema(
     if (c.train.seqLen > c.model.maxPositions) issue(["train", "seqLen"], `sequence length ${c.train.seqLen} exceeds model.maxPositions ${c.model.maxPositions}`);
     if (c.masking.randomTokenProb + c.masking.leaveUnmaskedProb >= 1) issue(["masking"], "randomTokenProb + leaveUnmaskedProb must stay below 1");
     if (c.masking.kind === "bert" && c.masking.spanLength !== 1) issue(["masking", "spanLength"], "BERT masking chooses single tokens and ignores spanLength: set it to 1, or choose kind span");
+    if (c.data2vec.objective === "data2vec2") {
+      if (c.masking.kind !== "bert" || c.masking.randomTokenProb > 0 || c.masking.leaveUnmaskedProb > 0) {
+        issue(["masking"], "data2vec 2.0 removes the masked tokens from the student's input: use kind bert (single tokens) with randomTokenProb and leaveUnmaskedProb 0");
+      }
+      const k = c.data2vec.v2?.decoder.kernel ?? 0;
+      if (k > c.train.seqLen) issue(["data2vec", "v2", "decoder", "kernel"], `a decoder kernel of ${k} is longer than the ${c.train.seqLen}-token sequences; use at most ${c.train.seqLen}`);
+    }
   }),
 );
 
@@ -101,7 +108,48 @@ const large: TextRunConfig = deepMerge(base, {
   data2vec: { topK: 20 },
 });
 
-export const TEXT_PRESETS: Record<string, TextRunConfig> = { tiny, small, base, large };
+/**
+ * data2vec 2.0 (fairseq `base_text_only_task.yaml`): instance-normalized FFN targets of every block, L2 loss with
+ * scale 1, 48% of the tokens masked singly and removed from the student's input, 8 views per block (4 in the short
+ * presets), a 1-D conv decoder (kernel 9, no residual) with a 2-layer projection; the teacher averages the blocks only.
+ */
+const V2_DATA2VEC: Partial<TextRunConfig["data2vec"]> = {
+  ...DATA2VEC2_SETTINGS,
+  targetNormAfterAverage: "none",
+  lossScale: 1,
+  emaShared: [],
+};
+const V2_MASKING: TextRunConfig["masking"] = { kind: "bert", ratio: 0.48, spanLength: 1, randomTokenProb: 0, leaveUnmaskedProb: 0 };
+const v2Decoder = (dim: number, layers: number) => ({ dim, kernel: 9, groups: 1, layers, residual: false, projectionLayers: 2, projectionRatio: 2, maskNoiseStd: 0.01, inputDropout: 0.1 });
+
+const tinyV2: TextRunConfig = {
+  ...tiny,
+  preset: "tiny-v2",
+  data2vec: { ...tiny.data2vec, ...V2_DATA2VEC, topK: tiny.model.layers, v2: { cloneBatch: 4, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(tiny.model.dim, 2) } },
+  masking: V2_MASKING,
+};
+const smallV2: TextRunConfig = {
+  ...small,
+  preset: "small-v2",
+  data2vec: { ...small.data2vec, ...V2_DATA2VEC, topK: small.model.layers, v2: { cloneBatch: 4, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(small.model.dim, 3) } },
+  masking: V2_MASKING,
+};
+const baseV2: TextRunConfig = {
+  ...base,
+  preset: "base-v2",
+  model: { ...base.model, attentionDropout: 0.1 },
+  data2vec: {
+    ...base.data2vec,
+    ...V2_DATA2VEC,
+    topK: 12,
+    ema: { tauStart: 0.9999, tauEnd: 0.99999, annealSteps: 100000 },
+    v2: { cloneBatch: 8, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(768, 5) },
+  },
+  masking: V2_MASKING,
+  train: { ...base.train, steps: 600000, lr: 2e-4, warmupSteps: 4000 },
+};
+
+export const TEXT_PRESETS: Record<string, TextRunConfig> = { tiny, small, base, large, "tiny-v2": tinyV2, "small-v2": smallV2, "base-v2": baseV2 };
 
 export const textRunConfig = runConfigKit("text", textRunSchema, TEXT_PRESETS, maskingProbToRatio);
 export const resolveTextConfig = textRunConfig.resolve;

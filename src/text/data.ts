@@ -11,6 +11,10 @@ import type { HostRng } from "../engine/random.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { maskTokens, type TextMaskConfig } from "./masking.js";
 import { positionIds, type TextPretrainBatch } from "./model.js";
+import { viewArrays } from "../data2vec2/model.js";
+import { tokenMasks } from "../data2vec2/masking.js";
+import type { TextV2Batch } from "../data2vec2/modalities.js";
+import { viewLayout } from "../data2vec2/views.js";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -243,3 +247,27 @@ export function makePretrainBatch(blocks: Int32Array[], tok: BpeTokenizer, maski
   };
 }
 
+
+/**
+ * A data2vec 2.0 batch: the blocks as they are (the teacher's input, padding and positions), and `clones` masks of
+ * each for the student, each hiding round(ratio · n) of the n non-special tokens (n: the fewest in the batch).
+ */
+export function makeViewsBatch(blocks: Int32Array[], tok: BpeTokenizer, ratio: number, clones: number, rng: HostRng): TextV2Batch {
+  const seqLen = blocks[0].length;
+  const { ids, padding, positions } = padBatch(blocks, seqLen, tok.pad, tok.eos);
+  const specials = new Set([tok.bos, tok.pad, tok.eos, tok.unk, tok.mask]);
+  const candidates: number[][] = [];
+  blocks.forEach((_, i) => {
+    const row: number[] = [];
+    for (let t = 0; t < seqLen; t++) if (!specials.has(ids[i * seqLen + t])) row.push(t);
+    for (let c = 0; c < clones; c++) candidates.push(row);
+  });
+  const mask = tokenMasks(candidates, seqLen, ratio, rng);
+  const shape = [blocks.length, seqLen];
+  return {
+    source: np.array(ids, { dtype: np.int32 }).reshape(shape),
+    positions: np.array(positions, { dtype: np.int32 }).reshape(shape),
+    padding: np.array(padding).reshape(shape),
+    views: viewArrays(viewLayout(mask, blocks.length, clones, seqLen)),
+  };
+}

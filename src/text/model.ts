@@ -2,7 +2,7 @@
  * The RoBERTa-style text encoder: token embeddings + learned positions (with RoBERTa's padding offset:
  * the first real token sits at position padId + 1), embedding layer norm, dropout, post-LN blocks.
  */
-import { numpy as np } from "../engine/jax.js";
+import { lax, numpy as np } from "../engine/jax.js";
 import { initRegressionHead, type Data2VecParams, type Modality } from "../data2vec/model.js";
 import { random } from "../engine/jax.js";
 import { KeyStream } from "../nn/random.js";
@@ -73,7 +73,11 @@ export function embedText(
   c: TextEncoderConfig,
   keys: KeyStream | null,
 ): np.Array {
-  const x = np.take(shared.tokens, ids, 0).add(np.take(shared.positions, positions, 0));
+  const real = ids.ref.notEqual(c.padId).astype(np.float32).reshape([...ids.shape, 1]);
+  let x = np.take(shared.tokens, ids, 0).add(np.take(shared.positions, positions, 0));
+  // Padded steps read the padding rows of both tables (positions put padding at padId too); as in PyTorch's
+  // Embedding(padding_idx), those rows get no gradient, which matters where padded steps reach the loss (data2vec 2.0).
+  x = x.ref.mul(real.ref).add(lax.stopGradient(x).mul(np.negative(real).add(1)));
   return dropout(layerNorm(shared.norm, x, c.layerNormEps), c.dropout, keys);
 }
 

@@ -1,12 +1,16 @@
 /** data2vec pretraining on unlabeled text: corpus → tokenizer → packed blocks → masked batches, through `runPretraining`. */
 import { ConfigError, VocabError } from "../engine/errors.js";
-import { exampleBatches, runPretraining, type PretrainAdapter, type PretrainRunOptions, type PretrainRunResult } from "../train/pretrain-runner.js";
+import { anyPrepared, exampleBatches, runPretraining, type PretrainAdapter, type PretrainRunOptions, type PretrainRunResult } from "../train/pretrain-runner.js";
+import type { ParamTree } from "../engine/tree.js";
+import { data2vecObjective } from "../data2vec/step.js";
+import { data2vec2Objective, settingsV2, type Data2Vec2Params } from "../data2vec2/model.js";
+import { initContext, initData2Vec2, textModality2 } from "../data2vec2/modalities.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
 import { brownGenreTask } from "./brown-genre.js";
 import { textRunConfig, type TextRunConfig } from "./config.js";
-import { makePretrainBatch, packBlocks, readTextCorpus } from "./data.js";
-import { initTextData2Vec, textModality, type TextEncoderConfig, type TextPretrainBatch, type TextShared } from "./model.js";
+import { makePretrainBatch, makeViewsBatch, packBlocks, readTextCorpus } from "./data.js";
+import { initTextData2Vec, initTextEncoder, textModality, type TextEncoderConfig, type TextShared } from "./model.js";
 
 export type TextPretrainOptions = Omit<PretrainRunOptions<TextRunConfig, string>, "given"> & {
   /** Documents given directly (instead of `data`: a .txt file or folder; the Brown corpus's training documents by default). */
@@ -42,7 +46,7 @@ export function encoderConfig(cfg: TextRunConfig, tok: BpeTokenizer): TextEncode
  * Text for the pretraining runner: documents → a byte-level BPE vocabulary (trained on the corpus, given, or the
  * run's own on resume) → blocks of `train.seqLen` tokens; each batch masks its blocks on the host.
  */
-export function textPretraining(o: { tokenizer?: string } = {}): PretrainAdapter<TextRunConfig, string, TextShared, TextPretrainBatch> {
+export function textPretraining(o: { tokenizer?: string } = {}): PretrainAdapter<TextRunConfig, string, ParamTree, unknown> {
   return {
     config: textRunConfig,
     describe: (c) => `${c.model.layers} layers × ${c.model.dim}, ${c.train.steps} updates of ${c.train.batchSize} × ${c.train.seqLen} tokens`,
@@ -69,18 +73,52 @@ export function textPretraining(o: { tokenizer?: string } = {}): PretrainAdapter
       const enc = encoderConfig(cfg, tok);
       const blocks = packBlocks(docs, tok, cfg.train.seqLen);
       log(`${blocks.length} blocks of ${cfg.train.seqLen} tokens (${docs.length} documents)`);
-      return {
+      if (cfg.data2vec.objective === "data2vec2") {
+        return anyPrepared({
+          cfg,
+          loss: data2vec2Objective(textModality2(enc), cfg.data2vec),
+          init: (seed) => initTextData2Vec2(cfg, enc, seed),
+          batches: exampleBatches(blocks.length, cfg.train.batchSize, { item: "training blocks", unit: "tok" }, (rows, rng) => ({
+            batch: makeViewsBatch(
+              rows.map((i) => blocks[i]),
+              tok,
+              cfg.masking.ratio,
+              settingsV2(cfg.data2vec).cloneBatch,
+              rng,
+            ),
+            units: cfg.train.batchSize * cfg.train.seqLen,
+          })),
+          files: tok.files(),
+        });
+      }
+      return anyPrepared({
         cfg,
-        modality: textModality(enc),
+        loss: data2vecObjective(textModality(enc), cfg.data2vec),
         init: (seed) => initTextData2Vec(cfg, enc, seed),
         batches: exampleBatches(blocks.length, cfg.train.batchSize, { item: "training blocks", unit: "tok" }, (rows, rng) => ({
           batch: makePretrainBatch(rows.map((i) => blocks[i]), tok, cfg.masking, rng),
           units: cfg.train.batchSize * cfg.train.seqLen,
         })),
         files: tok.files(),
-      };
+      });
     },
   };
+}
+
+/** Fresh data2vec 2.0 parameters for text: the embeddings, prenet blocks if any, the blocks and the 1-D decoder. */
+export function initTextData2Vec2(cfg: TextRunConfig, enc: TextEncoderConfig, seed: number): Data2Vec2Params<TextShared> {
+  const v2 = settingsV2(cfg.data2vec);
+  const prenet = v2.prenetDepth ?? 0;
+  return initData2Vec2(seed, {
+    local: (keys) => initTextEncoder(keys, { ...enc, layers: 0 }).shared,
+    // fairseq's text context encoder has a layer norm only in front of prenet blocks.
+    context: (keys) => initContext(keys, { dim: enc.dim, ffnDim: enc.ffnDim, norm: prenet > 0, prenet }),
+    dim: enc.dim,
+    ffnDim: enc.ffnDim,
+    layers: enc.layers,
+    decoder: v2.decoder,
+    decoderShape: { kind: "1d" },
+  });
 }
 
 export async function pretrainText(o: TextPretrainOptions): Promise<PretrainRunResult> {

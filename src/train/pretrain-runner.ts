@@ -6,9 +6,9 @@
  * checkpoints, metrics, progress and interruption (`pretrain`).
  */
 import { join, resolve } from "node:path";
-import type { numpy as np } from "../engine/jax.js";
 import { disposeTree } from "../engine/typed.js";
-import type { Data2VecParams, Modality } from "../data2vec/model.js";
+import type { Data2VecParams, Teacher } from "../data2vec/model.js";
+import type { ObjectiveLoss } from "../data2vec/step.js";
 import type { RunConfigKit } from "../config/run-config.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
 import { ConfigError, DataError, type StopSignal } from "../engine/errors.js";
@@ -43,18 +43,28 @@ export function exampleBatches<Batch>(count: number, batchSize: number, names: {
 }
 
 /** A modality's data pipeline and model, built from the run config and its examples. */
-export type PreparedPretraining<Cfg, Shared extends ParamTree, Batch extends { [k: string]: np.Array }> = {
+export type PreparedPretraining<Cfg, Shared extends ParamTree, Batch, Head extends ParamTree = ParamTree> = {
   /** The config the run trains with (text fits its vocabulary size to the corpus). */
   cfg: Cfg;
-  modality: Modality<Shared, Batch>;
-  /** Fresh parameters (student blocks, shared input side, regression head). */
-  init(seed: number): Data2VecParams<Shared>;
+  /** The objective's loss (data2vec or data2vec 2.0, as `cfg.data2vec.objective` says) for this modality. */
+  loss: ObjectiveLoss<Data2VecParams<Shared, Head>, Teacher<Shared>, Batch>;
+  /** Fresh parameters (shared input side, student blocks, regression head or decoder). */
+  init(seed: number): Data2VecParams<Shared, Head>;
   batches: BatchSource<Batch>;
   /** Side files stored with every checkpoint (text: the tokenizer). */
   files?: Record<string, string>;
 };
 
-export interface PretrainAdapter<Cfg extends PretrainRunConfig, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }> {
+/**
+ * A prepared run as the runner sees it: the runner only moves the trees between the objective, the optimizer and
+ * checkpoints, so an adapter that prepares either objective (their trees differ) returns it through this.
+ */
+export type AnyPrepared<Cfg> = PreparedPretraining<Cfg, ParamTree, unknown, ParamTree>;
+export function anyPrepared<Cfg, Shared extends ParamTree, Batch, Head extends ParamTree>(p: PreparedPretraining<Cfg, Shared, Batch, Head>): AnyPrepared<Cfg> {
+  return p as unknown as AnyPrepared<Cfg>;
+}
+
+export interface PretrainAdapter<Cfg extends PretrainRunConfig, Example, Shared extends ParamTree, Batch, Head extends ParamTree = ParamTree> {
   config: RunConfigKit<Cfg>;
   /** The model and the batches of a run, in a line ("4 layers × 256, 300 updates of 8 × 128 tokens"). */
   describe(cfg: Cfg): string;
@@ -67,7 +77,7 @@ export interface PretrainAdapter<Cfg extends PretrainRunConfig, Example, Shared 
   /** The examples of a source; `given` are those passed through the API (source `{ caller: true }`). */
   load(cfg: Cfg, source: DataSource, given: Example[] | undefined, log: (msg: string) => void): Promise<Example[]>;
   /** The model and batches of a run; `checkpoint` is the run's checkpoint folder on resume (text reads its tokenizer there). */
-  prepare(cfg: Cfg, examples: Example[], ctx: { checkpoint: string | null; log: (msg: string) => void }): PreparedPretraining<Cfg, Shared, Batch>;
+  prepare(cfg: Cfg, examples: Example[], ctx: { checkpoint: string | null; log: (msg: string) => void }): PreparedPretraining<Cfg, Shared, Batch, Head>;
 }
 
 export type PretrainRunOptions<Cfg, Example, Shared = ParamTree> = {
@@ -96,7 +106,7 @@ export type PretrainRunResult = { records: PretrainRecord[]; checkpoint: string;
 type StreamState = EpochOrder & { rng: number[]; source: DataSource };
 
 /** Shuffled epochs over a prepared run's items; batches and masks drawn from a resumable RNG. */
-export class EpochStream<Batch extends { [k: string]: np.Array }> implements PretrainData<Batch> {
+export class EpochStream<Batch> implements PretrainData<Batch> {
   unitsPerBatch = 0;
   unitName: string;
   #s: StreamState;
@@ -126,8 +136,8 @@ export class EpochStream<Batch extends { [k: string]: np.Array }> implements Pre
 }
 
 /** Pretrains (or resumes) a run of the adapter's modality. */
-export async function runPretraining<Cfg extends PretrainRunConfig, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
-  adapter: PretrainAdapter<Cfg, Example, Shared, Batch>,
+export async function runPretraining<Cfg extends PretrainRunConfig, Example, Shared extends ParamTree, Batch, Head extends ParamTree>(
+  adapter: PretrainAdapter<Cfg, Example, Shared, Batch, Head>,
   o: PretrainRunOptions<Cfg, Example, Shared>,
 ): Promise<PretrainRunResult> {
   const log = o.log ?? (() => {});
@@ -156,7 +166,7 @@ export async function runPretraining<Cfg extends PretrainRunConfig, Example, Sha
     fresh.shared = o.initialEncoder.shared;
     fresh.layers = o.initialEncoder.layers;
   } else if (o.initialEncoder) disposeTree(o.initialEncoder);
-  let state: PretrainState<Shared>;
+  let state: PretrainState<Shared, Head>;
   let streamState: StreamState | null = null;
   if (saved) {
     const loaded = loadPretrainState(ckpt, fresh, cfg.data2vec.emaShared);
@@ -170,7 +180,7 @@ export async function runPretraining<Cfg extends PretrainRunConfig, Example, Sha
   } else state = freshPretrainState(fresh, cfg.data2vec.emaShared);
 
   const result = await pretrain(
-    runSetup(run.modality, cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log, files: run.files }),
+    runSetup(run.loss, cfg, { outDir: o.outDir, quiet: o.quiet, stopAfter: o.stopAfter, onUpdate: o.onUpdate, log: o.log, files: run.files }),
     state,
     new EpochStream(run.batches, cfg.train.seed, streamState, source),
   );
@@ -179,8 +189,8 @@ export async function runPretraining<Cfg extends PretrainRunConfig, Example, Sha
 }
 
 /** A fresh stream of a modality's pretraining batches over `examples` (benchmarks and tests drive steps with it). */
-export function pretrainStream<Cfg extends PretrainRunConfig, Example, Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
-  adapter: PretrainAdapter<Cfg, Example, Shared, Batch>,
+export function pretrainStream<Cfg extends PretrainRunConfig, Example, Shared extends ParamTree, Batch, Head extends ParamTree>(
+  adapter: PretrainAdapter<Cfg, Example, Shared, Batch, Head>,
   cfg: Cfg,
   examples: Example[],
 ): EpochStream<Batch> {

@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { numpy as np } from "../engine/jax.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
 import { emaDecay, emaStepDue } from "../data2vec/ema.js";
-import { emaSharedOf, studentForEma, type Data2VecParams, type Modality, type StepMetrics, type Teacher } from "../data2vec/model.js";
+import { emaSharedOf, studentForEma, type Data2VecParams, type RegressionHead, type StepMetrics, type Teacher } from "../data2vec/model.js";
 import { checkCollapse, DEFAULT_DIVERGENCE, DivergenceGuard, type DivergenceState } from "../data2vec/monitor.js";
-import { makeData2VecSteps, stepKey, type StepOutput } from "../data2vec/step.js";
+import { makeSteps, stepKey, type ObjectiveLoss, type StepOutput } from "../data2vec/step.js";
 import { adamwInit, learningRate, type AdamWConfig, type AdamWState, type ScheduleConfig } from "../engine/optim.js";
 import { copyTree, type ParamTree } from "../engine/tree.js";
 import type { HostRng } from "../engine/random.js";
@@ -49,8 +49,9 @@ export function nextRows(s: EpochOrder, batchSize: number, rng: HostRng): number
   return rows;
 }
 
-export type PretrainSetup<Shared extends ParamTree, Batch extends { [k: string]: np.Array }> = {
-  modality: Modality<Shared, Batch>;
+export type PretrainSetup<Shared extends ParamTree, Batch, Head extends ParamTree = RegressionHead> = {
+  /** The objective's loss: data2vec (v1) or data2vec 2.0 (`cfg.data2vec.objective`). */
+  loss: ObjectiveLoss<Data2VecParams<Shared, Head>, Teacher<Shared>, Batch>;
   d2v: Data2VecSettings;
   optim: AdamWConfig;
   schedule: ScheduleConfig;
@@ -72,8 +73,8 @@ export type PretrainSetup<Shared extends ParamTree, Batch extends { [k: string]:
   log?: (msg: string) => void;
 };
 
-export type PretrainState<Shared extends ParamTree> = {
-  params: Data2VecParams<Shared>;
+export type PretrainState<Shared extends ParamTree, Head extends ParamTree = RegressionHead> = {
+  params: Data2VecParams<Shared, Head>;
   teacher: Teacher<Shared>;
   opt: AdamWState;
   step: number;
@@ -113,14 +114,14 @@ export function scheduleSettings(t: TrainSettings): ScheduleConfig {
  * The setup of a pretraining run from its settings (data2vec, optimizer, schedule), checkpointed with the whole
  * run config as a `data2vec-pretrain` config.
  */
-export function runSetup<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
-  modality: Modality<Shared, Batch>,
+export function runSetup<Shared extends ParamTree, Batch, Head extends ParamTree = RegressionHead>(
+  loss: ObjectiveLoss<Data2VecParams<Shared, Head>, Teacher<Shared>, Batch>,
   cfg: { data2vec: Data2VecSettings; train: TrainSettings & { accumSteps: number; seed: number; checkpointEvery: number } },
   o: { outDir: string; quiet?: boolean; stopAfter?: number; onUpdate?: (record: PretrainRecord) => void; files?: Record<string, string>; log?: (msg: string) => void },
-): PretrainSetup<Shared, Batch> {
+): PretrainSetup<Shared, Batch, Head> {
   const t = cfg.train;
   return {
-    modality,
+    loss,
     d2v: cfg.data2vec,
     optim: optimizerSettings(t),
     schedule: scheduleSettings(t),
@@ -210,13 +211,13 @@ export function openPretrainRun(
 }
 
 /** A fresh state: the teacher starts as a copy of the student's blocks (and of its `emaShared` groups). */
-export function freshPretrainState<Shared extends ParamTree>(params: Data2VecParams<Shared>, emaShared: readonly string[] = []): PretrainState<Shared> {
+export function freshPretrainState<Shared extends ParamTree, Head extends ParamTree = RegressionHead>(params: Data2VecParams<Shared, Head>, emaShared: readonly string[] = []): PretrainState<Shared, Head> {
   const teacher: Teacher<Shared> = copyTree({ layers: params.layers, shared: emaSharedOf(params.shared, emaShared) });
   return { params, teacher, opt: adamwInit(params), step: 0 };
 }
 
 /** Restores a state saved by `pretrain` into the structure of `like` (consumed). Returns it with the data state. */
-export function loadPretrainState<Shared extends ParamTree>(dir: string, like: Data2VecParams<Shared>, emaShared: readonly string[] = []): { state: PretrainState<Shared>; data: unknown } {
+export function loadPretrainState<Shared extends ParamTree, Head extends ParamTree = RegressionHead>(dir: string, like: Data2VecParams<Shared, Head>, emaShared: readonly string[] = []): { state: PretrainState<Shared, Head>; data: unknown } {
   const saved = readCheckpointJson(dir, "state.json") as { step: number; data: unknown; divergence?: DivergenceState };
   const opt = adamwInit(like);
   const params = loadTree(dir, "model", like, { consumeLike: true });
@@ -226,12 +227,12 @@ export function loadPretrainState<Shared extends ParamTree>(dir: string, like: D
   return { state: { params, teacher, opt: optimizer, step: saved.step, divergence: saved.divergence }, data: saved.data };
 }
 
-export async function pretrain<Shared extends ParamTree, Batch extends { [k: string]: np.Array }>(
-  setup: PretrainSetup<Shared, Batch>,
-  state: PretrainState<Shared>,
+export async function pretrain<Shared extends ParamTree, Batch, Head extends ParamTree = RegressionHead>(
+  setup: PretrainSetup<Shared, Batch, Head>,
+  state: PretrainState<Shared, Head>,
   data: PretrainData<Batch>,
-): Promise<{ state: PretrainState<Shared>; records: PretrainRecord[]; interrupted: StopSignal | null }> {
-  const steps = makeData2VecSteps(setup.modality, setup.d2v, setup.optim);
+): Promise<{ state: PretrainState<Shared, Head>; records: PretrainRecord[]; interrupted: StopSignal | null }> {
+  const steps = makeSteps(setup.loss, setup.optim);
   mkdirSync(setup.outDir, { recursive: true });
   const metrics = new MetricsLog(join(setup.outDir, "metrics.jsonl"));
   if (state.step === 0) metrics.reset();
@@ -281,7 +282,7 @@ export async function pretrain<Shared extends ParamTree, Batch extends { [k: str
         [params, opt, out] = steps.update(params, refTree(teacher), opt, data.next(), stepKey(setup.seed, update), np.array(lr));
       } else {
         // Gradient accumulation: average the micro-batch gradients, then one AdamW step.
-        let gradSum: Data2VecParams<Shared> | null = null;
+        let gradSum: Data2VecParams<Shared, Head> | null = null;
         const parts: (StepMetrics & { loss: np.Array })[] = [];
         for (let micro = 0; micro < setup.accumSteps; micro++) {
           const [grads, m] = steps.microStep(refTree(params), refTree(teacher), data.next(), stepKey(setup.seed, update, micro));

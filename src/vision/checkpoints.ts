@@ -8,6 +8,14 @@ import { initVisionData2Vec, initVisionEncoder, type VisionEncoderParams } from 
 import { random } from "../engine/jax.js";
 import { KeyStream } from "../nn/random.js";
 import type { EncoderSource } from "../train/finetune.js";
+import { initVisionData2Vec2 } from "./pretrain.js";
+import type { Data2VecParams } from "../data2vec/model.js";
+import type { ParamTree } from "../engine/tree.js";
+
+/** Fresh pretraining parameters of a run's objective (data2vec or data2vec 2.0): the shape a checkpoint's trees load into. */
+export function initVisionPretrained(run: VisionRunConfig, seed: number): Data2VecParams<ParamTree, ParamTree> {
+  return run.data2vec.objective === "data2vec2" ? initVisionData2Vec2(run, seed) : initVisionData2Vec(run, seed);
+}
 
 export type VisionClassifierConfig = {
   kind: "vision-classifier";
@@ -23,14 +31,14 @@ export function loadVisionCheckpoint(path: string): LoadedVision {
   return readCheckpointOfKind<LoadedVision>(path, "vision", {
     "data2vec-pretrain": (raw, dir) => {
       const run = parseVisionRunConfig(raw, join(dir, "config.json"));
-      return { kind: "data2vec-pretrain", dir, run, encoder: loadPretrainedEncoder(dir, initVisionData2Vec(run, 0)) };
+      return { kind: "data2vec-pretrain", dir, run, encoder: loadPretrainedEncoder(dir, initVisionPretrained(run, 0)) as VisionEncoderParams };
     },
     "vision-classifier": (raw, dir) => {
       const config = raw as VisionClassifierConfig;
       const run = parseVisionRunConfig(config.run, join(dir, "config.json"));
-      const init = initVisionData2Vec(run, 0);
+      const init = initVisionPretrained(run, 0);
       disposeTree(init.head);
-      const like: VisionClassifierParams = { encoder: { shared: init.shared, layers: init.layers }, head: newVisionHead(0, run.model.dim, config.labels.length) };
+      const like: VisionClassifierParams = { encoder: { shared: init.shared, layers: init.layers } as VisionEncoderParams, head: newVisionHead(0, run.model.dim, config.labels.length) };
       const params = loadTree(dir, "model", like, { consumeLike: true });
       return { kind: "vision-classifier", dir, run, encoder: params.encoder, classifier: { params, labels: config.labels, config } };
     },
@@ -45,6 +53,11 @@ export const visionEncoders: EncoderSource<VisionRunConfig, VisionEncoderParams>
     return { arch: run, encoder };
   },
   fresh(run, seed) {
+    if (run.data2vec.objective === "data2vec2") {
+      const { shared, layers, head } = initVisionData2Vec2(run, seed);
+      disposeTree(head);
+      return { shared, layers };
+    }
     const keys = new KeyStream(random.key(seed));
     const encoder = initVisionEncoder(keys, run.model);
     keys.close();

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { deepMerge } from "../config/validate.js";
-import { encoderFields, PAPER_DATA2VEC_EXTRAS, TRAIN_DEFAULTS } from "../config/schemas.js";
+import { DATA2VEC2_SETTINGS, encoderFields, PAPER_DATA2VEC_EXTRAS, TRAIN_DEFAULTS } from "../config/schemas.js";
 import { refineRunConfig, runConfigKit, runConfigSchema } from "../config/run-config.js";
 
 const range = z.tuple([z.number(), z.number()]);
@@ -28,8 +28,17 @@ export const visionRunSchema = runConfigSchema(
       .strict(),
     masking: z
       .object({
-        /** Fraction of the patches to mask (BEiT: 120 of 196 ≈ 0.6). */
+        /**
+         * "blockwise": BEiT's rectangles of masked patches (data2vec); "inverse_block": blocks of `blockLength`²
+         * VISIBLE patches, everything else masked, the same count in every image (data2vec 2.0).
+         */
+        kind: z.enum(["blockwise", "inverse_block"]).default("blockwise"),
+        /** Fraction of the patches to mask (BEiT: 120 of 196 ≈ 0.6; data2vec 2.0: 0.8). */
         ratio: z.number().gt(0).lt(1),
+        /** inverse_block: side of the visible blocks, in patches. */
+        blockLength: z.number().int().min(1).default(3),
+        /** inverse_block: extra block centres drawn, as a fraction of the grid (fairseq mask_prob_adjust). */
+        probAdjust: z.number().min(0).max(1).default(0.07),
         /** Smallest block in patches; null scales BEiT's 16 (of a 14×14 grid) to the grid. */
         minBlockPatches: z.number().int().min(1).nullable(),
         minAspect: z.number().gt(0).max(1),
@@ -57,6 +66,18 @@ export const visionRunSchema = runConfigSchema(
     if (m.imageSize % m.patchSize !== 0) issue(["model", "patchSize"], `image size ${m.imageSize} must be a multiple of the patch size ${m.patchSize}`);
     for (const k of ["mean", "std"] as const) {
       if (c.augment[k].length !== m.channels) issue(["augment", k], `needs one value per channel (${m.channels})`);
+    }
+    const patches = gridSize(m) ** 2;
+    if (c.masking.kind === "inverse_block" && Math.floor(patches * (1 - c.masking.ratio)) < 1) {
+      issue(["masking", "ratio"], `masking ${c.masking.ratio} of ${patches} patches leaves none visible; use at most ${(1 - 1 / patches).toFixed(3)}`);
+    }
+    if (c.data2vec.objective === "data2vec2") {
+      if (c.masking.kind !== "inverse_block") issue(["masking", "kind"], "data2vec 2.0 needs the same number of masked patches in every view: use inverse_block");
+      if (m.layerScale !== 0 || m.relativePositionBias !== "none" || m.absolutePositions) {
+        issue(["model"], "data2vec 2.0's image encoder has post-LN blocks and fixed sin-cos positions: set layerScale 0, relativePositionBias none, absolutePositions false");
+      }
+      const k = c.data2vec.v2?.decoder.kernel ?? 0;
+      if (k > gridSize(m)) issue(["data2vec", "v2", "decoder", "kernel"], `a ${k}×${k} decoder kernel is wider than the ${gridSize(m)}×${gridSize(m)} patch grid; use at most ${gridSize(m)}`);
     }
     const s = c.augment.cropScale;
     if (s && !(s[0] > 0 && s[0] <= s[1] && s[1] <= 1)) issue(["augment", "cropScale"], "needs 0 < min ≤ max ≤ 1");
@@ -108,7 +129,7 @@ const tiny: VisionRunConfig = {
     collapseWarmupSteps: 0,
     ...PAPER_DATA2VEC_EXTRAS,
   },
-  masking: { ratio: 0.6, minBlockPatches: null, minAspect: 0.3 },
+  masking: { kind: "blockwise", ratio: 0.6, minBlockPatches: null, minAspect: 0.3, blockLength: 3, probAdjust: 0.07 },
   // Digits: no flips (a mirrored 2 is not a 2), mild crops, brightness/contrast jitter.
   augment: { cropScale: [0.7, 1], cropRatio: [3 / 4, 4 / 3], flipProb: 0, brightness: 0.2, contrast: 0.2, saturation: 0, mean: [MNIST_MEAN], std: [MNIST_STD] },
   train: { ...TRAIN_DEFAULTS, batchSize: 32, steps: 300, lr: 1e-3, warmupSteps: 30, weightDecay: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 3, checkpointEvery: 100 },
@@ -131,7 +152,65 @@ const base: VisionRunConfig = {
   train: { ...tiny.train, batchSize: 2048, steps: 500000, lr: 2e-3, warmupSteps: 6250, checkpointEvery: 5000 },
 };
 
-export const VISION_PRESETS: Record<string, VisionRunConfig> = { tiny, small, base };
+/**
+ * data2vec 2.0 (fairseq `base_images_only_task.yaml`): post-LN blocks with fixed sin-cos positions and a CLS token,
+ * instance-normalized FFN targets of all main blocks, layer-normed after the average, L2 loss, a CLS loss of 0.01,
+ * 80% of the patches masked around visible 3×3 blocks, 16 views per image, a 2-D conv decoder. On MNIST's 28-pixel
+ * digits the small presets use 4-pixel patches (a 7×7 grid, so a 3×3 block fits).
+ */
+const V2_MODEL = { layerScale: 0, relativePositionBias: "none", absolutePositions: false } as const;
+const V2_DATA2VEC: Partial<VisionRunConfig["data2vec"]> = {
+  ...DATA2VEC2_SETTINGS,
+  targetNormAfterAverage: "layer",
+  lossScale: null,
+  // The teacher averages its own patch embedding, CLS token and context encoder (fairseq ema_local_encoder).
+  emaShared: ["local", "context"],
+};
+const V2_MASKING = { kind: "inverse_block", ratio: 0.8, minBlockPatches: null, minAspect: 0.3, blockLength: 3, probAdjust: 0.07 } as const;
+
+const tinyV2: VisionRunConfig = {
+  ...tiny,
+  preset: "tiny-v2",
+  model: { ...tiny.model, ...V2_MODEL, patchSize: 4 },
+  data2vec: {
+    ...tiny.data2vec,
+    ...V2_DATA2VEC,
+    v2: { cloneBatch: 4, prenetDepth: 0, clsLoss: 0.01, decoder: { dim: 32, kernel: 3, groups: 16, layers: 2, residual: true, projectionLayers: 1, projectionRatio: 2, maskNoiseStd: 0.01, inputDropout: 0 } },
+  },
+  masking: V2_MASKING,
+  train: { ...tiny.train, batchSize: 16 },
+};
+
+const smallV2: VisionRunConfig = {
+  ...small,
+  preset: "small-v2",
+  model: { ...small.model, ...V2_MODEL, patchSize: 4, layers: 5 },
+  data2vec: {
+    ...small.data2vec,
+    ...V2_DATA2VEC,
+    topK: 5,
+    v2: { cloneBatch: 4, prenetDepth: 1, clsLoss: 0.01, decoder: { dim: 64, kernel: 3, groups: 16, layers: 3, residual: true, projectionLayers: 1, projectionRatio: 2, maskNoiseStd: 0.01, inputDropout: 0 } },
+  },
+  masking: V2_MASKING,
+  train: { ...small.train, batchSize: 32 },
+};
+
+const baseV2: VisionRunConfig = {
+  ...base,
+  preset: "base-v2",
+  model: { ...base.model, ...V2_MODEL, layers: 10, attentionDropout: 0 },
+  data2vec: {
+    ...base.data2vec,
+    ...V2_DATA2VEC,
+    topK: 10,
+    ema: { tauStart: 0.9998, tauEnd: 0.99999, annealSteps: 100000 },
+    v2: { cloneBatch: 16, prenetDepth: 2, clsLoss: 0.01, decoder: { dim: 768, kernel: 3, groups: 16, layers: 6, residual: true, projectionLayers: 1, projectionRatio: 2, maskNoiseStd: 0.01, inputDropout: 0 } },
+  },
+  masking: V2_MASKING,
+  train: { ...base.train, batchSize: 512, steps: 375000, lr: 1e-3, warmupSteps: 50040 },
+};
+
+export const VISION_PRESETS: Record<string, VisionRunConfig> = { tiny, small, base, "tiny-v2": tinyV2, "small-v2": smallV2, "base-v2": baseV2 };
 
 export const visionRunConfig = runConfigKit("vision", visionRunSchema, VISION_PRESETS);
 export const resolveVisionConfig = visionRunConfig.resolve;

@@ -6,6 +6,8 @@
 import { numpy as np, random } from "../engine/jax.js";
 import { initRegressionHead, type Data2VecParams, type Embedded, type Modality } from "../data2vec/model.js";
 import type { PreLnBlockParams } from "../nn/blocks.js";
+import { encodeV2, type V2Shared } from "../data2vec2/model.js";
+import { imageModality2, imageV2Config, type ImageLocal } from "../data2vec2/modalities.js";
 import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
 import { initLinear, initNormal, initPreLnBlock } from "../nn/init.js";
 import { dropout, linear, type LinearParams } from "../nn/layers.js";
@@ -26,7 +28,15 @@ export type VisionShared = {
   relativeTable?: np.Array;
 };
 
-export type VisionEncoderParams = { shared: VisionShared; layers: BlockParams[] };
+/** A data2vec image encoder: BEiT's (v1, `VisionEncoder1Params`) or data2vec 2.0's; `isVisionV2` tells them apart. */
+export type VisionEncoderParams = VisionEncoder1Params | VisionEncoder2Params;
+export type VisionEncoder1Params = { shared: VisionShared; layers: BlockParams[] };
+/** A data2vec 2.0 image encoder (patch embedding, fixed sin-cos positions, CLS, norm, prenet and post-LN blocks). */
+export type VisionEncoder2Params = { shared: V2Shared<ImageLocal>; layers: BlockParams[] };
+
+export function isVisionV2(e: VisionEncoderParams): e is VisionEncoder2Params {
+  return "local" in e.shared;
+}
 
 /** The blocks' settings; `relativeIndex` (see `visionRelativeIndex`) serves per-layer bias tables. */
 export function visionEncoderSpec(c: VisionModelConfig, relativeIndex: np.Array | null): EncoderSpec {
@@ -52,7 +62,7 @@ export function visionRelativeIndex(c: VisionModelConfig): np.Array | null {
   return relativeIndexConstant(g, g);
 }
 
-export function initVisionEncoder(keys: KeyStream, c: VisionModelConfig): VisionEncoderParams {
+export function initVisionEncoder(keys: KeyStream, c: VisionModelConfig): VisionEncoder1Params {
   const g = gridSize(c);
   const shared: VisionShared = {
     patch: initLinear(keys, c.channels * c.patchSize * c.patchSize, c.dim),
@@ -120,6 +130,13 @@ export function relativeIndexArray(c: VisionModelConfig, differentiable: boolean
 
 /** Final block states [B, 1 + N, D] (CLS first). Consumes the params and the images; borrows the index (`visionRelativeIndex`). */
 export function encodeImages(p: VisionEncoderParams, images: np.Array, c: VisionModelConfig, keys: KeyStream | null, relativeIndex: np.Array | null): np.Array {
+  if (isVisionV2(p)) {
+    const batch = { images };
+    const out = encodeV2(imageModality2(imageV2Config(c)), p, batch, keys);
+    out.padding?.dispose();
+    images.dispose();
+    return out.x;
+  }
   const e = embedImages(p.shared, images, c, null, keys, relativeIndex);
   const out = runEncoder(p.layers, e.x, visionEncoderSpec(c, relativeIndex), { bias: e.bias, keys }).out;
   e.bias?.dispose();

@@ -3,6 +3,8 @@
  * weights, batch and key: the native engine's tests compare these on both engines (native.test.ts) and
  * check every elementwise kernel they run (kernels.test.ts), so both see the same kernels.
  */
+import type { VisionPretrainBatch } from "../../src/vision/model.js";
+import type { AudioPretrainBatch } from "../../src/audio/model.js";
 import { lax, numpy as np, tree } from "../../src/engine/jax.js";
 import type { ParamTree } from "../../src/engine/tree.js";
 import { HostRng } from "../../src/engine/random.js";
@@ -46,13 +48,13 @@ export const TRAINING_STEPS: Record<"text" | "vision" | "audio", () => MicroStep
     const cfg = resolveVisionConfig("tiny", { train: { batchSize: 8 } });
     const steps = makeData2VecSteps(visionModality(cfg.model), cfg.data2vec, optimizerSettings(cfg.train));
     const images = mnistSplits().train.images.slice(0, 16);
-    return microStep(steps, () => initVisionData2Vec(cfg, 0) as never, () => pretrainStream(visionPretraining(), cfg, images).next());
+    return microStep(steps, () => initVisionData2Vec(cfg, 0) as never, () => pretrainStream(visionPretraining(), cfg, images).next() as VisionPretrainBatch);
   },
   audio: () => {
     const cfg = resolveAudioConfig("tiny", { train: { batchSize: 2 }, data: { cropSeconds: 0.5 } });
     const steps = makeData2VecSteps(audioModality(cfg.model), cfg.data2vec, optimizerSettings(cfg.train));
     const rng = HostRng.seeded(9);
     const clips = Array.from({ length: 4 }, (_, i) => ({ name: `c${i}`, samples: new Float32Array(9000 + 1000 * i).map(() => 2 * rng.uniform() - 1) }));
-    return microStep(steps, () => initAudioData2Vec(cfg, 0) as never, () => pretrainStream(audioPretraining(), cfg, clips).next());
+    return microStep(steps, () => initAudioData2Vec(cfg, 0) as never, () => pretrainStream(audioPretraining(), cfg, clips).next() as AudioPretrainBatch);
   },
 };

@@ -3,6 +3,7 @@
  * its model. It pretrains, resumes exactly and fine-tunes through the same runners as text, images and speech, which
  * is the claim that a modality is its data, masking and encoder, nothing else.
  */
+import { data2vecObjective } from "../../src/data2vec/step.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -17,7 +18,7 @@ import { decodeSafetensors, toFloat32 } from "../../src/engine/safetensors.js";
 import { data2vecSchema, trainFields } from "../../src/config/schemas.js";
 import { checkCommonRunFields, runConfigKit } from "../../src/config/run-config.js";
 import { DEFAULT_DIVERGENCE } from "../../src/data2vec/monitor.js";
-import { initRegressionHead, type Data2VecParams, type Modality } from "../../src/data2vec/model.js";
+import { initRegressionHead, type Data2VecParams, type Modality, type RegressionHead } from "../../src/data2vec/model.js";
 import type { BlockParams, EncoderSpec } from "../../src/nn/encoder.js";
 import { runEncoder } from "../../src/nn/encoder.js";
 import { initLayerNorm, initLinear, initNormal, initPostLnBlock } from "../../src/nn/init.js";
@@ -49,7 +50,7 @@ const tiny: ToyConfig = {
   preset: "tiny",
   model: { length: 16, dim: 32, layers: 2, heads: 2, ffnDim: 64 },
   data2vec: {
-    topK: 2, targetLayer: "ffn", targetNorm: "instance", targetNormAfterAverage: "none", targetNormPadding: "exclude", emaShared: [], removePositionMean: false,
+    objective: "data2vec", topK: 2, targetLayer: "ffn", targetNorm: "instance", targetNormAfterAverage: "none", targetNormPadding: "exclude", emaShared: [], removePositionMean: false,
     loss: "l2", lossBeta: 0, lossScale: null, headLayers: 1, ema: { tauStart: 0.9, tauEnd: 0.99, annealSteps: 10 }, teacherContext: null,
     minTargetVar: 0, minPredVar: 0, maxPositionShare: null, collapseWarmupSteps: 0, divergence: { ...DEFAULT_DIVERGENCE },
   },
@@ -110,7 +111,7 @@ function sequences(n: number, length: number, seed: number): Sequence[] {
   });
 }
 
-const toyPretraining: PretrainAdapter<ToyConfig, Sequence, ToyShared, ToyBatch> = {
+const toyPretraining: PretrainAdapter<ToyConfig, Sequence, ToyShared, ToyBatch, RegressionHead> = {
   config: toyConfig,
   describe: (c) => `${c.model.layers} layers × ${c.model.dim}`,
   dataName: "sequences",
@@ -119,7 +120,7 @@ const toyPretraining: PretrainAdapter<ToyConfig, Sequence, ToyShared, ToyBatch> 
   load: async (cfg, source, given) => ("caller" in source ? (given ?? []) : sequences(64, cfg.model.length, 1)),
   prepare: (cfg, examples) => ({
     cfg,
-    modality: toyModality(cfg),
+    loss: data2vecObjective(toyModality(cfg), cfg.data2vec),
     init: (seed) => initToyData2Vec(cfg, seed),
     batches: exampleBatches(examples.length, cfg.train.batchSize, { item: "sequences", unit: "seq" }, (rows, rng) => {
       const t = cfg.model.length;
