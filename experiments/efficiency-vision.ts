@@ -24,6 +24,7 @@ import { loadVisionCheckpoint } from "../src/vision/checkpoints.js";
 import { resolveVisionConfig, type VisionRunConfig } from "../src/vision/config.js";
 import { balancedSubset, mnistSplits } from "../src/vision/images.js";
 import { pretrainVision } from "../src/vision/pretrain.js";
+import { renderSvg } from "../src/experiment/report.js";
 import { arg, percentMeanStd } from "./common.js";
 
 const minutes = arg("minutes", "2,4,6").split(",").map(Number);
@@ -104,6 +105,25 @@ for (const seed of seeds) {
     }
   }
 }
+
+// The plot: probe accuracy against pretraining minutes, each seed a dot, the mean ± std over seeds a line.
+const points = results.filter((r) => seeds.includes(r.seed)).map((r) => ({ objective: r.objective === "v1" ? `data2vec (${presets.v1})` : `data2vec 2.0 (${presets.v2})`, seed: r.seed, minutes: r.minutes, accuracy: 100 * r.accuracy }));
+const encoding = { x: { field: "minutes", type: "quantitative", title: "pretraining minutes (at each objective's measured update time)" }, color: { field: "objective", type: "nominal" } } as const;
+writeFileSync(
+  join(out, "accuracy-vs-minutes.svg"),
+  await renderSvg({
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: `MNIST, linear probe on ${perClass * 10} labels: test accuracy vs pretraining time (${seeds.length} seeds)`,
+    width: 480,
+    height: 300,
+    data: { values: points },
+    layer: [
+      { mark: { type: "line", point: false }, encoding: { ...encoding, y: { aggregate: "mean", field: "accuracy", type: "quantitative", title: "test accuracy (%)", scale: { zero: false } } } },
+      { mark: { type: "errorbar", extent: "stdev" }, encoding: { ...encoding, y: { field: "accuracy", type: "quantitative" } } },
+      { mark: { type: "point", filled: true, opacity: 0.6 }, encoding: { ...encoding, y: { field: "accuracy", type: "quantitative" } } },
+    ],
+  }),
+);
 
 console.log(`| pretraining minutes | data2vec (${presets.v1}): probe accuracy (%) | data2vec 2.0 (${presets.v2}): probe accuracy (%) |`);
 console.log(`|---|---|---|`);

@@ -61,7 +61,6 @@ function checkObjective(c: CommonRunFields, issue: Issue): void {
   }
   if (d.targetLayer !== "ffn") issue(["data2vec", "targetLayer"], "data2vec 2.0's targets are the blocks' FFN outputs: set it to ffn");
   if (d.teacherContext !== null) issue(["data2vec", "teacherContext"], "a restricted teacher context is not implemented for data2vec 2.0: set it to null");
-  if (d.removePositionMean) issue(["data2vec", "removePositionMean"], "not implemented for data2vec 2.0: set it to false");
   const bad = d.emaShared.filter((g) => g !== "local" && g !== "context");
   if (bad.length) issue(["data2vec", "emaShared"], `data2vec 2.0's teacher can average its own "local" (feature encoder) and "context" groups, not ${bad.map((g) => `"${g}"`).join(", ")}`);
   const { dim, groups } = d.v2.decoder;

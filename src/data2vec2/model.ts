@@ -23,7 +23,7 @@ import type { KeyStream } from "../nn/random.js";
 import type { Data2VecSettings, Data2Vec2Settings } from "../data2vec/config.js";
 import { meanStd, positionShare, regressionLoss } from "../data2vec/loss.js";
 import type { Data2VecParams, Embedded, StepMetrics, Teacher } from "../data2vec/model.js";
-import { buildTargets } from "../data2vec/targets.js";
+import { buildTargets, normalizeTarget, subtractPositionMean } from "../data2vec/targets.js";
 import { runDecoder, type DecoderParams, type DecoderShape } from "./decoder.js";
 import type { ObjectiveLoss } from "../data2vec/step.js";
 import type { ViewLayout } from "./views.js";
@@ -204,6 +204,8 @@ export type Data2Vec2Outputs = {
   padding: np.Array | null;
   /** The CLS output of each view and the mean of its sample's targets, [N, D] (images' global loss). */
   cls: { pred: np.Array; target: np.Array } | null;
+  /** The share of the targets' variance that position alone explains (before `removePositionMean`). */
+  positionShare: np.Array;
 };
 
 /** Steps 1–4 of the method: everything before the loss. Consumes params, teacher, batch and keys. */
@@ -256,7 +258,10 @@ export function data2vec2Outputs<Local extends ParamTree, Batch extends V2Batch>
   const captured = run.captured.map((c) => (e > 0 ? c.slice([], [e, e + t]) : c));
   const padding = teacherIn.padding;
   const statsOver = cfg.targetNormPadding === "include" ? null : (padding?.ref ?? null);
-  const sampleTargets = lax.stopGradient(buildTargets(captured, cfg.targetNorm, cfg.targetNormAfterAverage, statsOver));
+  let sampleTargets = lax.stopGradient(buildTargets(captured, cfg.targetNorm, cfg.targetNormAfterAverage, statsOver));
+  // Measured on the teacher's own targets, before any position mean is removed: does the teacher encode position?
+  const share = lax.stopGradient(positionShare(sampleTargets.ref, padding?.ref ?? null));
+  if (cfg.removePositionMean) sampleTargets = lax.stopGradient(normalizeTarget(subtractPositionMean(sampleTargets, padding), cfg.targetNorm, padding));
   const b = sampleTargets.shape[0];
   const target = np.take(sampleTargets.ref.reshape([b * t, d]), views.repeat.ref, 0).reshape([n, t, d]);
 
@@ -267,7 +272,7 @@ export function data2vec2Outputs<Local extends ParamTree, Batch extends V2Batch>
   } else h.dispose();
   const weights = views.mask.ref;
   disposeTree(batch);
-  return { pred, target, weights, sampleTargets, padding, cls };
+  return { pred, target, weights, sampleTargets, padding, cls, positionShare: share };
 }
 
 export function settingsV2(cfg: Data2VecSettings): Data2Vec2Settings {
@@ -293,8 +298,9 @@ export function data2vec2Loss<Local extends ParamTree, Batch extends V2Batch>(
     targetVar: lax.stopGradient(meanStd(o.target.ref, o.weights.ref)),
     predVar: lax.stopGradient(meanStd(o.pred.ref, o.weights.ref)),
     maskedSteps: lax.stopGradient(o.weights.ref.sum()),
-    positionShare: lax.stopGradient(positionShare(o.sampleTargets, o.padding)),
+    positionShare: o.positionShare,
   };
+  disposeTree([o.sampleTargets, o.padding]);
   const d = o.pred.shape[2];
   const kind = { kind: cfg.loss, beta: cfg.lossBeta, scale: cfg.lossScale ?? 1 / Math.sqrt(d) };
   let loss = regressionLoss(o.pred, o.target, o.weights, kind);

@@ -122,7 +122,8 @@ function thin<T>(xs: T[], n: number): T[] {
   return xs.filter((_, i) => Math.floor(i / every) !== Math.floor((i + 1) / every) || i === xs.length - 1);
 }
 
-async function renderSvg(spec: TopLevelSpec): Promise<string> {
+/** A Vega-Lite chart as SVG (rendered without a browser). */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
   const svg = await view.toSVG();
   view.finalize();

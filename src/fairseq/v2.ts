@@ -179,8 +179,7 @@ function v2Case<Local extends ParamTree, Batch extends V2Batch>(
     objective: {
       async forward(p, t) {
         const out = data2vec2Outputs(modality, d2v, refTree(p), refTree(t), batch(), null);
-        out.sampleTargets.dispose();
-        out.padding?.dispose();
+        disposeTree([out.sampleTargets, out.padding, out.positionShare]);
         const targetVar = (await meanStd(out.target.ref, out.weights.ref).data()) as Float32Array;
         const predVar = (await meanStd(out.pred.ref, out.weights.ref).data()) as Float32Array;
         const extra: Record<string, Float32Array> = {};

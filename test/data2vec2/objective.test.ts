@@ -65,7 +65,7 @@ test("the student sees its visible patches only; the teacher runs once per image
     localCalls = [];
     const o = data2vec2Outputs(spied, cfg.data2vec, refTree(params), refTree(teacher), { images: np.array(px).reshape([2, 1, 28, 28]), views: viewArrays(layout) }, null);
     const out = { pred: (await o.pred.data()) as Float32Array, target: (await o.target.data()) as Float32Array, sampleRows: o.sampleTargets.shape[0] };
-    disposeTree([o.sampleTargets, o.weights, o.cls, o.padding]);
+    disposeTree([o.sampleTargets, o.weights, o.cls, o.padding, o.positionShare]);
     return out;
   };
   const before = await run(pixels);
