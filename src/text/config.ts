@@ -122,17 +122,20 @@ const V2_DATA2VEC: Partial<TextRunConfig["data2vec"]> = {
 const V2_MASKING: TextRunConfig["masking"] = { kind: "bert", ratio: 0.48, spanLength: 1, randomTokenProb: 0, leaveUnmaskedProb: 0 };
 const v2Decoder = (dim: number, layers: number) => ({ dim, kernel: 9, groups: 1, layers, residual: false, projectionLayers: 2, projectionRatio: 2, maskNoiseStd: 0.01, inputDropout: 0.1 });
 
+// 4 blocks × 4 views (16 student rows, as many tokens as v1's 8 × 128): 8 blocks × 4 views ran out of the 4 GiB heap.
 const tinyV2: TextRunConfig = {
   ...tiny,
   preset: "tiny-v2",
   data2vec: { ...tiny.data2vec, ...V2_DATA2VEC, topK: tiny.model.layers, v2: { cloneBatch: 4, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(tiny.model.dim, 2) } },
   masking: V2_MASKING,
+  train: { ...tiny.train, batchSize: 4 },
 };
 const smallV2: TextRunConfig = {
   ...small,
   preset: "small-v2",
   data2vec: { ...small.data2vec, ...V2_DATA2VEC, topK: small.model.layers, v2: { cloneBatch: 4, prenetDepth: 0, clsLoss: 0, decoder: v2Decoder(small.model.dim, 3) } },
   masking: V2_MASKING,
+  train: { ...small.train, batchSize: 4 },
 };
 const baseV2: TextRunConfig = {
   ...base,
