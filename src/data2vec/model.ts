@@ -213,7 +213,7 @@ function teacherInputSide<Shared extends ParamTree>(shared: Shared, own: Partial
 }
 
 /** The statistics the collapse monitor reads, beside the loss (no gradient): target_var, pred_var, masked steps. Borrows `o`. */
-export function stepStatistics(o: Data2VecOutputs): Omit<StepMetrics, "positionShare"> {
+export function stepStatistics(o: Pick<Data2VecOutputs, "pred" | "target" | "weights">): Omit<StepMetrics, "positionShare"> {
   return {
     targetVar: lax.stopGradient(meanStd(o.target.ref, o.weights.ref)),
     predVar: lax.stopGradient(meanStd(o.pred.ref, o.weights.ref)),
@@ -222,7 +222,7 @@ export function stepStatistics(o: Data2VecOutputs): Omit<StepMetrics, "positionS
 }
 
 /** The share of the targets' variance that position alone explains (see `positionShare`). Borrows `o`. */
-export function targetPositionShare(o: Data2VecOutputs): np.Array {
+export function targetPositionShare(o: Pick<Data2VecOutputs, "target" | "padding">): np.Array {
   return lax.stopGradient(positionShare(o.target.ref, o.padding?.ref ?? null));
 }
 
@@ -230,7 +230,7 @@ export function targetPositionShare(o: Data2VecOutputs): np.Array {
  * `Data2VecSettings.removePositionMean` (not in the paper): the targets less their mean over the batch at each
  * step, normalized again, so that the student gains nothing from encoding position. Consumes `o`'s target.
  */
-export function withoutPositionMean(o: Data2VecOutputs, norm: Data2VecSettings["targetNorm"]): Data2VecOutputs {
+export function withoutPositionMean<O extends Pick<Data2VecOutputs, "target" | "padding">>(o: O, norm: Data2VecSettings["targetNorm"]): O {
   const target = normalizeTarget(subtractPositionMean(o.target, o.padding), norm, o.padding);
   return { ...o, target };
 }

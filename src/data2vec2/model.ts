@@ -21,9 +21,9 @@ import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js
 import { dropout, layerNorm, type LayerNormParams } from "../nn/layers.js";
 import type { KeyStream } from "../nn/random.js";
 import type { Data2VecSettings, Data2Vec2Settings } from "../data2vec/config.js";
-import { meanStd, positionShare, regressionLoss } from "../data2vec/loss.js";
-import type { Data2VecParams, Embedded, StepMetrics, Teacher } from "../data2vec/model.js";
-import { buildTargets, normalizeTarget, subtractPositionMean } from "../data2vec/targets.js";
+import { regressionLoss } from "../data2vec/loss.js";
+import { stepStatistics, targetPositionShare, withoutPositionMean, type Data2VecParams, type Embedded, type StepMetrics, type Teacher } from "../data2vec/model.js";
+import { buildTargets } from "../data2vec/targets.js";
 import { runDecoder, type DecoderParams, type DecoderShape } from "./decoder.js";
 import type { ObjectiveLoss } from "../data2vec/step.js";
 import type { ViewLayout } from "./views.js";
@@ -260,8 +260,8 @@ export function data2vec2Outputs<Local extends ParamTree, Batch extends V2Batch>
   const statsOver = cfg.targetNormPadding === "include" ? null : (padding?.ref ?? null);
   let sampleTargets = lax.stopGradient(buildTargets(captured, cfg.targetNorm, cfg.targetNormAfterAverage, statsOver));
   // Measured on the teacher's own targets, before any position mean is removed: does the teacher encode position?
-  const share = lax.stopGradient(positionShare(sampleTargets.ref, padding?.ref ?? null));
-  if (cfg.removePositionMean) sampleTargets = lax.stopGradient(normalizeTarget(subtractPositionMean(sampleTargets, padding), cfg.targetNorm, padding));
+  const share = targetPositionShare({ target: sampleTargets, padding });
+  if (cfg.removePositionMean) sampleTargets = lax.stopGradient(withoutPositionMean({ target: sampleTargets, padding }, cfg.targetNorm).target);
   const b = sampleTargets.shape[0];
   const target = np.take(sampleTargets.ref.reshape([b * t, d]), views.repeat.ref, 0).reshape([n, t, d]);
 
@@ -294,12 +294,7 @@ export function data2vec2Loss<Local extends ParamTree, Batch extends V2Batch>(
   keys: KeyStream | null,
 ): [np.Array, StepMetrics] {
   const o = data2vec2Outputs(modality, cfg, params, teacher, batch, keys);
-  const metrics: StepMetrics = {
-    targetVar: lax.stopGradient(meanStd(o.target.ref, o.weights.ref)),
-    predVar: lax.stopGradient(meanStd(o.pred.ref, o.weights.ref)),
-    maskedSteps: lax.stopGradient(o.weights.ref.sum()),
-    positionShare: o.positionShare,
-  };
+  const metrics: StepMetrics = { ...stepStatistics(o), positionShare: o.positionShare };
   disposeTree([o.sampleTargets, o.padding]);
   const d = o.pred.shape[2];
   const kind = { kind: cfg.loss, beta: cfg.lossBeta, scale: cfg.lossScale ?? 1 / Math.sqrt(d) };

@@ -12,8 +12,7 @@ import { initAudioEncoder } from "../audio/model.js";
 import { initLinear } from "../nn/init.js";
 import { initTextEncoder, positionIds, type TextEncoderConfig } from "../text/model.js";
 import type { Data2VecSettings } from "../data2vec/config.js";
-import { meanStd } from "../data2vec/loss.js";
-import { emaSharedOf, studentForEma } from "../data2vec/model.js";
+import { emaSharedOf, stepStatistics, studentForEma } from "../data2vec/model.js";
 import { data2vec2Loss, data2vec2Outputs, viewArrays, type Data2Vec2Params, type Modality2, type Teacher2, type V2Batch } from "../data2vec2/model.js";
 import { audioModality2, imageModality2, initContext, initData2Vec2, sinCosPositions, textModality2, type AudioV2Config } from "../data2vec2/modalities.js";
 import { viewLayout } from "../data2vec2/views.js";
@@ -180,8 +179,10 @@ function v2Case<Local extends ParamTree, Batch extends V2Batch>(
       async forward(p, t) {
         const out = data2vec2Outputs(modality, d2v, refTree(p), refTree(t), batch(), null);
         disposeTree([out.sampleTargets, out.padding, out.positionShare]);
-        const targetVar = (await meanStd(out.target.ref, out.weights.ref).data()) as Float32Array;
-        const predVar = (await meanStd(out.pred.ref, out.weights.ref).data()) as Float32Array;
+        const statistics = stepStatistics(out);
+        statistics.maskedSteps.dispose();
+        const targetVar = (await statistics.targetVar.data()) as Float32Array;
+        const predVar = (await statistics.predVar.data()) as Float32Array;
         const extra: Record<string, Float32Array> = {};
         if (out.cls) {
           extra.cls_pred = (await out.cls.pred.data()) as Float32Array;
