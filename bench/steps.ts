@@ -194,7 +194,7 @@ function visionStep(preset: string): BenchStep {
 }
 
 /** Synthetic speech-like clips (chirps in noise, 1–3 s): the step's cost does not depend on the content. */
-function syntheticClips(n: number, rate: number): { name: string; samples: Float32Array }[] {
+export function syntheticClips(n: number, rate: number): { name: string; samples: Float32Array }[] {
   const rng = HostRng.seeded(7);
   return Array.from({ length: n }, (_, i) => {
     const samples = new Float32Array(Math.round((1 + 2 * rng.uniform()) * rate));

@@ -26,6 +26,19 @@ function projectionWidths(s: DecoderSettings, modelDim: number): number[] {
   return widths;
 }
 
+/**
+ * What the decoder holds per step of a view, for the memory plan: each conv layer's im2col width (taps × input
+ * channels) and output width, and the widths of the restored input and of the projection's outputs.
+ */
+export function decoderWidths(s: DecoderSettings, modelDim: number, shape: DecoderShape): { convTaps: number[]; convOut: number[]; widths: number[] } {
+  const taps = shape.kind === "2d" ? s.kernel * s.kernel : s.kernel;
+  return {
+    convTaps: Array.from({ length: s.layers }, (_, i) => taps * (i === 0 ? modelDim : s.dim)),
+    convOut: Array.from({ length: s.layers }, () => s.dim),
+    widths: [modelDim, ...projectionWidths(s, modelDim).slice(1)],
+  };
+}
+
 /** PyTorch's default Conv / Linear init, U(±1/√fan_in), which fairseq keeps for the decoder. */
 export function initDecoder(keys: KeyStream, s: DecoderSettings, modelDim: number, shape: DecoderShape): DecoderParams {
   const taps = shape.kind === "2d" ? s.kernel * s.kernel : s.kernel;

@@ -139,6 +139,18 @@ export async function predictClasses(
   return Array.from(await mapClassifier(params, enc, tok, data, classes, batchSize, seqLen, pooling, 1, (logits) => np.argmax(logits, -1)));
 }
 
+/** Mean over real tokens of the final states [examples × dim] of a frozen encoder (linear probes). Does not consume it. */
+export function pooledTextFeatures(encoder: TextEncoderParams, enc: TextEncoderConfig, tok: Pick<BpeTokenizer, "bos" | "eos" | "pad">, data: Encoded, batchSize: number, seqLen: number): Promise<Float32Array> {
+  const inputs = (rows: number[]) => {
+    const seqs = rows.map((r) => data.ids[r]);
+    while (seqs.length < batchSize) seqs.push(Int32Array.from([tok.bos, tok.eos])); // filler rows, dropped
+    const { ids, padding, positions } = padBatch(seqs, seqLen, tok.pad, tok.eos);
+    const shape = [batchSize, seqLen];
+    return { ids: np.array(ids, { dtype: np.int32 }).reshape(shape), positions: np.array(positions, { dtype: np.int32 }).reshape(shape), padding: np.array(padding).reshape(shape) };
+  };
+  return mapExamples(encoder, data.ids.length, batchSize, enc.dim, inputs, (p, b) => maskedMean(encodeText(p, b.ids, b.positions, b.padding.ref, enc, null), b.padding));
+}
+
 /** Class probabilities [examples × classes]. Does not consume params. */
 export function textClassProbabilities(
   params: TextClassifierParams,

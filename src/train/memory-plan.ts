@@ -134,3 +134,66 @@ export function largestRows(s: StepShape, place: OptimizerPlace, max: number): n
   while (rows > 0 && stepBytes({ ...s, rows }, place) > PLANNED) rows--;
   return rows;
 }
+
+/**
+ * A data2vec 2.0 update: `samples` inputs of `steps` steps (tokens, frames, patches), each seen in `views` views of
+ * `visible` steps (+ `extra`: the images' CLS) by the student, and once whole by the teacher. `convTaps` lists, per
+ * step of a view, the im2col width (taps × input channels) of every convolution that runs over whole views (the
+ * decoder's layers; speech's positional convolution too), `convOut` their output widths, `widths` the other
+ * per-step widths of a view (the restored sequence, the decoder's projection).
+ */
+export type V2StepShape = {
+  params: number;
+  samples: number;
+  views: number;
+  steps: number;
+  visible: number;
+  extra: number;
+  dim: number;
+  ffnDim: number;
+  heads: number;
+  /** Transformer blocks, prenet blocks included. */
+  layers: number;
+  convTaps: number[];
+  convOut: number[];
+  widths: number[];
+  /** Floats the local encoder holds per sample while it trains (speech: `cnnActivations`). */
+  localFloats?: number;
+};
+
+/**
+ * Floats per step of a view for its convolutions' im2col frames and outputs, and for its other widths; floats per
+ * step of the teacher's blocks (forward only). Fitted to peaks measured by `node dist/bench/v2-memory.js` for text
+ * (B 2–4 × M 2–8 × 128 tokens) and speech (4 × 2–8 × 1 s): the peak grows linearly in B·M (69 and 59 MB per view);
+ * images were held out of the fit (docs/results/bench.md lists estimate and measurement side by side).
+ */
+const PER_CONV = 8.3;
+const PER_WIDTH = 25;
+const PER_TEACHER = 18;
+
+export function v2StepBytes(s: V2StepShape): number {
+  const positions = s.visible + s.extra;
+  const student = s.layers * (positions * (PER_DIM * s.dim + PER_FFN * s.ffnDim) + PER_SCORE * s.heads * positions ** 2);
+  const sum = (xs: number[]) => xs.reduce((a, x) => a + x, 0);
+  const perView = student + s.steps * (PER_CONV * (sum(s.convTaps) + sum(s.convOut)) + PER_WIDTH * sum(s.widths));
+  const perSample = PER_TEACHER * s.layers * (s.steps + s.extra) * s.dim + (s.localFloats ?? 0);
+  // The student's parameters with AdamW in the step, plus the teacher's EMA copy.
+  return 4 * ((PER_TRAINED.device + 1) * s.params + s.samples * s.views * perView + s.samples * perSample);
+}
+
+/**
+ * Refuses a data2vec 2.0 update that will not fit in the heap before anything is trained, naming the largest
+ * `data2vec.v2.cloneBatch` that fits at this batch, or else the largest `train.batchSize` with one view.
+ */
+export function checkV2StepFits(s: V2StepShape): void {
+  const need = v2StepBytes(s);
+  if (need <= PLANNED) return;
+  let views = s.views;
+  while (views > 1 && v2StepBytes({ ...s, views }) > PLANNED) views--;
+  let samples = s.samples;
+  while (samples > 1 && v2StepBytes({ ...s, views: 1, samples }) > PLANNED) samples--;
+  const what = `a data2vec 2.0 update of ${s.samples} samples × ${s.views} views (data2vec.v2.cloneBatch) of ${s.visible} visible of ${s.steps} steps needs about ${gib(need)} of memory, more than the engine's ${gib(HEAP_BYTES)} heap holds`;
+  if (v2StepBytes({ ...s, views }) <= PLANNED) throw new ResourceError(`${what}; data2vec.v2.cloneBatch ${views} fits (or lower train.batchSize)`);
+  if (v2StepBytes({ ...s, views: 1, samples }) <= PLANNED) throw new ResourceError(`${what}; even cloneBatch 1 does not fit at this batch: use train.batchSize ${samples} with cloneBatch 1, or a smaller model`);
+  throw new ResourceError(`${what}; even one sample in one view does not fit: use a smaller model or shorter inputs`);
+}

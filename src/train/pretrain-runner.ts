@@ -16,6 +16,7 @@ import { HostRng } from "../engine/random.js";
 import type { ParamTree } from "../engine/tree.js";
 import type { BlockParams } from "../nn/encoder.js";
 import { firstEpoch, freshPretrainState, loadPretrainState, nextRows, openPretrainRun, pretrain, runSetup, type EpochOrder, type PretrainData, type PretrainRecord, type PretrainState, type TrainSettings } from "./pretrain.js";
+import { checkV2StepFits, floatsOf, type V2StepShape } from "./memory-plan.js";
 
 /** Where a run's unlabeled data comes from: a path, examples passed through the API, or a modality's built-in set. */
 export type DataSource = { path: string } | { caller: true } | { [builtin: string]: unknown };
@@ -53,6 +54,8 @@ export type PreparedPretraining<Cfg, Shared extends ParamTree, Batch, Head exten
   batches: BatchSource<Batch>;
   /** Side files stored with every checkpoint (text: the tokenizer). */
   files?: Record<string, string>;
+  /** data2vec 2.0: the update's shape, so that one that cannot fit the heap is refused before training. */
+  v2Shape?: Omit<V2StepShape, "params">;
 };
 
 /**
@@ -160,6 +163,14 @@ export async function runPretraining<Cfg extends PretrainRunConfig, Example, Sha
   cfg = run.cfg;
 
   const fresh = run.init(cfg.train.seed);
+  if (run.v2Shape) {
+    try {
+      checkV2StepFits({ ...run.v2Shape, params: floatsOf(fresh) });
+    } catch (e) {
+      disposeTree(fresh);
+      throw e;
+    }
+  }
   if (o.initialEncoder && !saved) {
     // Continued pretraining: student (and so the teacher) start from the given encoder; the regression head is new.
     disposeTree({ shared: fresh.shared, layers: fresh.layers });

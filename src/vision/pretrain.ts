@@ -10,6 +10,8 @@ import { data2vec2Objective, settingsV2, viewArrays, type Data2Vec2Params } from
 import { imageModality2, imageV2Config, initContext, initData2Vec2, type ImageLocal, type ImageV2Batch } from "../data2vec2/modalities.js";
 import { inverseBlockMask } from "../data2vec2/masking.js";
 import { viewLayout } from "../data2vec2/views.js";
+import { decoderWidths } from "../data2vec2/decoder.js";
+import type { V2StepShape } from "../train/memory-plan.js";
 import { augmentImage } from "./augment.js";
 import { gridSize, visionRunConfig, type VisionRunConfig } from "./config.js";
 import { mnistSplits, readImageDir, withChannels, type Image } from "./images.js";
@@ -103,6 +105,7 @@ export function visionPretraining(): PretrainAdapter<VisionRunConfig, Image, Par
           loss: data2vec2Objective(imageModality2(imageV2Config(cfg.model)), cfg.data2vec),
           init: (seed) => initVisionData2Vec2(cfg, seed),
           batches: exampleBatches(images.length, cfg.train.batchSize, { item: "images", unit: "img" }, (rows, rng) => ({ batch: imageViewsBatch(images, rows, cfg, rng), units: rows.length })),
+          v2Shape: visionV2Shape(cfg),
         });
       }
       return anyPrepared({
@@ -112,6 +115,26 @@ export function visionPretraining(): PretrainAdapter<VisionRunConfig, Image, Par
         batches: exampleBatches(images.length, cfg.train.batchSize, { item: "images", unit: "img" }, (rows, rng) => ({ batch: imageBatch(images, rows, cfg, rng), units: rows.length })),
       });
     },
+  };
+}
+
+/** A data2vec 2.0 update of a run for the memory plan: the CLS token rides with the visible patches. */
+function visionV2Shape(cfg: VisionRunConfig): Omit<V2StepShape, "params"> {
+  const m = cfg.model;
+  const v2 = settingsV2(cfg.data2vec);
+  const g = gridSize(m);
+  const steps = g * g;
+  return {
+    samples: cfg.train.batchSize,
+    views: v2.cloneBatch,
+    steps,
+    visible: steps - Math.round(steps * cfg.masking.ratio),
+    extra: 1,
+    dim: m.dim,
+    ffnDim: m.ffnDim,
+    heads: m.heads,
+    layers: m.layers + (v2.prenetDepth ?? 0),
+    ...decoderWidths(v2.decoder, m.dim, { kind: "2d", height: g, width: g }),
   };
 }
 

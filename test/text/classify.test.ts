@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { numpy as np, random } from "../../src/engine/jax.js";
+import { numpy as np, random, tree } from "../../src/engine/jax.js";
 import { initEngine } from "../../src/engine/runtime.js";
-import { classifierLogits, crossEntropy, newHead, type TextClassifierParams } from "../../src/text/classify.js";
-import { initTextEncoder, positionIds, type TextEncoderConfig } from "../../src/text/model.js";
+import { classifierLogits, crossEntropy, newHead, pooledTextFeatures, type TextClassifierParams } from "../../src/text/classify.js";
+import { encodeText, initTextEncoder, positionIds, type TextEncoderConfig } from "../../src/text/model.js";
 import { KeyStream } from "../../src/nn/random.js";
 import { assertClose, toHost } from "../jaxutil.js";
 
@@ -42,4 +42,18 @@ test("cross-entropy is the weighted mean of −log softmax at the label", async 
   const expected = (lse(logits[0]) - 2) * 1; // the second row has weight 0
   const got = await toHost(crossEntropy(np.array(logits), np.array([[1, 0, 0], [0, 1, 0]]), np.array([1, 0])));
   assert.ok(Math.abs(got[0] - expected) < 1e-5);
+});
+
+test("pooled features (linear probes): each text's mean final state over its own tokens, whatever its batch and padding", async () => {
+  const p = params();
+  const texts = [[0, 7, 9, 11, 13, 2], [0, 5, 2], [0, 8, 8, 3, 4, 6, 10, 2]];
+  const data = { ids: texts.map((t) => Int32Array.from(t)), labels: [0, 0, 0] };
+  // Batches of 2 (the last filled with a filler row) padded to 12 tokens.
+  const pooled = await pooledTextFeatures(p.encoder, enc, { bos: 0, pad: enc.padId, eos: 2 }, data, 2, 12);
+  for (let i = 0; i < texts.length; i++) {
+    const [ids, positions, padding] = batch(texts[i], texts[i].length); // alone, no padding
+    const states = await toHost(encodeText(tree.ref(p.encoder), ids, positions, padding, enc, null)); // [1, T, D]
+    const mean = Array.from({ length: enc.dim }, (_, d) => texts[i].reduce((s, _t, t) => s + states[t * enc.dim + d], 0) / texts[i].length);
+    assertClose(Array.from(pooled.subarray(i * enc.dim, (i + 1) * enc.dim)), mean, 1e-5, `text ${i}`);
+  }
 });

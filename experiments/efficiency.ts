@@ -1,0 +1,341 @@
+/**
+ * data2vec vs data2vec 2.0 for the same pretraining time, in one modality: each objective pretrains from the same
+ * unlabeled data for `--minutes` of its own measured update time (the largest budget is one run with its full
+ * schedule; smaller budgets are that run's checkpoints on the way), and every checkpoint is evaluated by the same
+ * linear probe on the modality's labeled task, for each seed. Minute 0 is each architecture with random weights
+ * (the from-scratch reference), and a classic baseline on the same labels sits beside them:
+ *
+ * - vision: MNIST, 8 labeled digits per class (a different draw per seed), 2,004 test digits; the baseline is
+ *   logistic regression on the raw pixels;
+ * - text: Brown-corpus genres (`d2v data brown-genre`: 8 genres, 128 labeled passages, 480 test passages from
+ *   held-out documents), pretrained on the other documents; the baseline is tf-idf + logistic regression;
+ * - audio: spoken command words (`d2v data synth-words`: 480 clips from 16 voices, 240 test clips from 8 other
+ *   voices), pretrained on the synthetic corpus (`d2v data synth-speech`); the baseline is logistic regression on
+ *   the clip's log-spectrum averaged over time.
+ *
+ * Budgets are counted in updates from each objective's seconds per update measured by `npm run bench` on an idle
+ * machine (`--sec-v1`, `--sec-v2`), so that other work on this shared machine does not change who got how much.
+ *
+ *   node dist/experiments/efficiency.js --modality vision|text|audio [--minutes 2,4,6] [--seeds 1,2,3]
+ *       [--sec-v1 S] [--sec-v2 S] [--out runs/efficiency-<modality>]
+ *
+ * Resumable: finished pieces are cached in <out>/results.json; an interrupted pretraining resumes exactly. Each
+ * probe runs in a child process (the engine's heap only grows).
+ */
+import { spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { linear } from "../src/nn/layers.js";
+import { HostRng } from "../src/engine/random.js";
+import { initEngine } from "../src/engine/runtime.js";
+import { disposeTree } from "../src/engine/typed.js";
+import { accuracy } from "../src/train/metrics.js";
+import { checkpointedUpdates } from "../src/train/pretrain.js";
+import type { PretrainRunResult } from "../src/train/pretrain-runner.js";
+import { headPredictions, trainLinearProbe } from "../src/train/probe.js";
+import type { EncoderSource } from "../src/train/finetune.js";
+import { imageFeatures, probePredict, trainProbe } from "../src/vision/classify.js";
+import { visionEncoders } from "../src/vision/checkpoints.js";
+import { visionRunConfig, type VisionRunConfig } from "../src/vision/config.js";
+import { balancedSubset, mnistSplits } from "../src/vision/images.js";
+import { pretrainVision } from "../src/vision/pretrain.js";
+import { textEncoders, type TextArch } from "../src/text/checkpoints.js";
+import { encodeLabeled, pooledTextFeatures } from "../src/text/classify.js";
+import { brownGenreTask } from "../src/text/brown-genre.js";
+import { textRunConfig } from "../src/text/config.js";
+import { pretrainText } from "../src/text/pretrain.js";
+import type { TextEncoderParams } from "../src/text/model.js";
+import { audioEncoders } from "../src/audio/checkpoints.js";
+import { pooledAudioFeatures } from "../src/audio/classify.js";
+import { audioRunConfig, type AudioRunConfig } from "../src/audio/config.js";
+import { labeledAudioEntries, loadClips, type Clip } from "../src/audio/data.js";
+import { pretrainAudio } from "../src/audio/pretrain.js";
+import type { RunConfigKit } from "../src/config/run-config.js";
+import { renderSvg } from "../src/experiment/report.js";
+import { logSpectrumFeatures, logisticRegression, tfidfFeatures } from "./baselines.js";
+import { arg, percentMeanStd } from "./common.js";
+
+type Objective = "v1" | "v2";
+type Probe = { accuracy: number; trainAccuracy: number };
+type RunCfg = { data2vec: { ema: { tauStart: number; tauEnd: number; annealSteps: number } } };
+
+/** What one modality brings: its presets, its pretraining, its encoders and the probe and baseline on its task. */
+type Task<Cfg extends RunCfg, Arch, Encoder> = {
+  title: string;
+  probeName: string;
+  baselineName: string;
+  presets: Record<Objective, string>;
+  /** Seconds per update of each preset, idle, native engine (docs/results/bench.md). */
+  secPerUpdate: Record<Objective, number>;
+  kit: RunConfigKit<Cfg>;
+  pretrain(config: Cfg, outDir: string, resume: boolean, stopAfter: number): Promise<PretrainRunResult>;
+  encoders: EncoderSource<Arch, Encoder>;
+  /** The architecture of a run config, where it needs nothing the run makes (text's tokenizer is trained by the run). */
+  archOf?: (config: Cfg) => Arch;
+  /** Linear-probe test accuracy of an encoder (consumed). */
+  probe(arch: Arch, encoder: Encoder, seed: number): Promise<Probe>;
+  /** The classic baseline's test accuracy on the same labels. */
+  baseline(seed: number): Promise<Probe>;
+};
+
+const PROBE = { steps: 500, lr: 1e-2, weightDecay: 1e-4 };
+const log = (m: string) => process.stderr.write(`${m}\n`);
+
+/** MNIST with 1% of the labels: the probe and baseline see the same 80 digits of a seed. */
+function visionTask(): Task<VisionRunConfig, VisionRunConfig, unknown> {
+  const perClass = 8;
+  const labeled = (seed: number) => balancedSubset(mnistSplits().train, perClass, (xs) => HostRng.seeded(1000 + seed).shuffle(xs));
+  return {
+    title: `MNIST, linear probe on ${perClass * 10} labels`,
+    probeName: `linear probe on ${perClass * 10} labeled digits (a draw per seed), 2,004 test digits`,
+    baselineName: "raw pixels + logistic regression",
+    presets: { v1: "small", v2: "small-v2" },
+    secPerUpdate: { v1: 0.367, v2: 1.107 },
+    kit: visionRunConfig,
+    pretrain: (config, outDir, resume, stopAfter) => pretrainVision({ config, images: mnistSplits().train.images, outDir, resume, quiet: true, stopAfter, log }),
+    encoders: visionEncoders as EncoderSource<VisionRunConfig, unknown>,
+    archOf: (config) => config,
+    async probe(run, encoder, seed) {
+      const train = labeled(seed);
+      const test = mnistSplits().test;
+      const trainFeats = await imageFeatures(encoder as never, run, train.images, 16);
+      const testFeats = await imageFeatures(encoder as never, run, test.images, 16);
+      disposeTree(encoder);
+      const probe = await trainProbe(trainFeats, train.labels, run.model.dim, 10, { ...PROBE, seed });
+      const pred = await probePredict(probe.head, testFeats, run.model.dim);
+      return { accuracy: accuracy(pred, test.labels), trainAccuracy: probe.trainAccuracy };
+    },
+    async baseline(seed) {
+      const train = labeled(seed);
+      const test = mnistSplits().test;
+      const pixels = (images: typeof train.images) => Float32Array.from(images.flatMap((im) => Array.from(im.data, (v) => v / 255)));
+      return logisticRegression(pixels(train.images), train.labels, pixels(test.images), test.labels, train.images[0].data.length, 10, seed);
+    },
+  };
+}
+
+/** Brown-corpus genres: 128 labeled passages, 480 test passages of documents pretraining never saw. */
+function textTask(): Task<ReturnType<typeof textRunConfig.resolve>, TextArch, TextEncoderParams> {
+  const task = brownGenreTask();
+  const labelsOf = (xs: typeof task.train) => xs.map((e) => task.labels.indexOf(e.label));
+  return {
+    title: "Brown genres, linear probe on 128 labeled passages",
+    probeName: "linear probe on the mean-pooled final states, 128 labeled passages (8 genres), 480 test passages",
+    baselineName: "tf-idf + logistic regression",
+    presets: { v1: "tiny", v2: "tiny-v2" },
+    // Medians of updates 6–60 of `d2v pretrain` alone on the machine (the bench's text-tiny-v2 step is slower).
+    secPerUpdate: { v1: 0.498, v2: 0.694 },
+    kit: textRunConfig,
+    // The default corpus: the Brown documents that hold no test passage of the genre task.
+    pretrain: (config, outDir, resume, stopAfter) => pretrainText({ config, outDir, resume, quiet: true, stopAfter, log }),
+    encoders: textEncoders,
+    async probe({ run, enc, tok }, encoder, seed) {
+      const features = (xs: typeof task.train) => pooledTextFeatures(encoder, enc, tok, encodeLabeled(xs, tok, task.labels), 16, run.train.seqLen);
+      const train = await features(task.train);
+      const test = await features(task.test);
+      disposeTree(encoder);
+      return linearProbe(train, labelsOf(task.train), test, labelsOf(task.test), enc.dim, task.labels.length, seed);
+    },
+    async baseline(seed) {
+      const { train, test, dim } = tfidfFeatures(task.train.map((e) => e.text), task.test.map((e) => e.text));
+      return logisticRegression(train, labelsOf(task.train), test, labelsOf(task.test), dim, task.labels.length, seed);
+    },
+  };
+}
+
+/** Spoken command words read by voices the probe never heard; pretraining on the synthetic corpus. */
+function audioTask(): Task<AudioRunConfig, AudioRunConfig, unknown> {
+  const words = resolve(arg("words", join("data", "words")));
+  const speech = resolve(arg("speech", join("data", "speech", "pretrain")));
+  for (const dir of [join(words, "train"), join(words, "test"), speech]) {
+    if (!existsSync(dir)) {
+      log(`${dir} is missing: make the data first (\`d2v data synth-speech --out data/speech --hours 2.5 --labeled-minutes 15 --test-minutes 8 --snr 20\` and \`d2v data synth-words --out data/words --snr 20\`)`);
+      process.exit(2);
+    }
+  }
+  const maxSeconds = 1.5;
+  let clips: { train: Clip[]; test: Clip[]; labels: string[] } | undefined;
+  const labeled = async () => {
+    if (!clips) {
+      const train = await loadClips(labeledAudioEntries(join(words, "train")), 16000, true);
+      const test = await loadClips(labeledAudioEntries(join(words, "test")), 16000, true);
+      clips = { train, test, labels: [...new Set(train.map((c) => c.label!))].sort() };
+    }
+    return clips;
+  };
+  return {
+    title: "Spoken command words, linear probe on 480 clips",
+    probeName: `linear probe on the mean-pooled final states (first ${maxSeconds} s), 480 clips of 16 voices, 240 test clips of 8 other voices`,
+    baselineName: "log mel spectrum (mean and std over time) + logistic regression",
+    presets: { v1: "tiny", v2: "tiny-v2" },
+    // Medians of updates 6–60 (v2: 6–40) of `d2v pretrain` on data/speech/pretrain alone on the machine.
+    secPerUpdate: { v1: 0.395, v2: 0.774 },
+    kit: audioRunConfig,
+    pretrain: (config, outDir, resume, stopAfter) => pretrainAudio({ config, data: speech, outDir, resume, quiet: true, stopAfter, log }),
+    encoders: audioEncoders as EncoderSource<AudioRunConfig, unknown>,
+    archOf: (config) => config,
+    async probe(run, encoder, seed) {
+      const { train, test, labels } = await labeled();
+      const trainFeats = await pooledAudioFeatures(encoder as never, run.model, train, 8, maxSeconds);
+      const testFeats = await pooledAudioFeatures(encoder as never, run.model, test, 8, maxSeconds);
+      disposeTree(encoder);
+      return linearProbe(trainFeats, train.map((c) => labels.indexOf(c.label!)), testFeats, test.map((c) => labels.indexOf(c.label!)), run.model.dim, labels.length, seed);
+    },
+    async baseline(seed) {
+      const { train, test, labels } = await labeled();
+      const first = (cs: Clip[]) => cs.map((c) => c.samples.subarray(0, Math.round(maxSeconds * 16000)));
+      const trainF = logSpectrumFeatures(first(train));
+      const testF = logSpectrumFeatures(first(test), trainF.moments);
+      return logisticRegression(trainF.features, train.map((c) => labels.indexOf(c.label!)), testF.features, test.map((c) => labels.indexOf(c.label!)), trainF.dim, labels.length, seed);
+    },
+  };
+}
+
+/** The probe the text and speech experiments share: standardized features, a linear layer (train/probe.ts). */
+async function linearProbe(train: Float32Array, trainLabels: number[], test: Float32Array, testLabels: number[], dim: number, classes: number, seed: number): Promise<Probe> {
+  const { head, trainAccuracy } = await trainLinearProbe(train, trainLabels, dim, classes, { ...PROBE, seed });
+  const pred = await headPredictions(head, (h, x) => linear(h, x), test, dim);
+  disposeTree(head);
+  return { accuracy: accuracy(pred, testLabels), trainAccuracy };
+}
+
+const modality = arg("modality", "");
+
+/** Pretrains, evaluates and reports one modality's comparison (or, with --one, one evaluation). */
+async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Encoder>) {
+  const minutes = arg("minutes", "2,4,6").split(",").map(Number);
+  const seeds = arg("seeds", "1,2,3").split(",").map(Number);
+  const secPerUpdate: Record<Objective, number> = { v1: Number(arg("sec-v1", String(task.secPerUpdate.v1))), v2: Number(arg("sec-v2", String(task.secPerUpdate.v2))) };
+  if (!(secPerUpdate.v1 > 0 && secPerUpdate.v2 > 0)) {
+    log(`pass --sec-v1 and --sec-v2: the seconds per update of ${task.presets.v1} and ${task.presets.v2} measured by \`npm run bench\` on an idle machine`);
+    process.exit(2);
+  }
+  const out = resolve(arg("out", join("runs", `efficiency-${modality}`)));
+
+  /** The run config of an objective for the largest budget: schedule, warm-up and teacher annealing fit its updates. */
+  function runConfig(objective: Objective, seed: number): Cfg {
+    const steps = updatesAt(objective, Math.max(...minutes));
+    const base = task.kit.resolve(task.presets[objective]);
+    return task.kit.resolve(task.presets[objective], {
+      data2vec: { ema: { ...base.data2vec.ema, annealSteps: steps } },
+      train: { steps, warmupSteps: Math.round(0.1 * steps), seed, checkpointEvery: steps },
+    });
+  }
+  const updatesAt = (objective: Objective, m: number) => Math.round((m * 60) / secPerUpdate[objective]);
+  const snapshotDir = (objective: Objective, seed: number, m: number) => join(out, "snapshots", `${objective}-seed${seed}-${m}min`);
+
+  const one = process.argv.indexOf("--one");
+  if (one >= 0) {
+    // One evaluation in this process: --one <checkpoint dir | baseline | random:v1 | random:v2> <seed>
+    const [what, seedText] = process.argv.slice(one + 1, one + 3);
+    const seed = Number(seedText);
+    await initEngine();
+    let result: Probe;
+    if (what === "baseline") result = await task.baseline(seed);
+    else if (what.startsWith("random:")) {
+      // The objective's architecture with the seed's random weights (from its config, or from its first snapshot).
+      const objective = what.slice("random:".length) as Objective;
+      let arch: Arch;
+      if (task.archOf) arch = task.archOf(runConfig(objective, seed));
+      else {
+        const loaded = task.encoders.load(snapshotDir(objective, seed, minutes[0]));
+        disposeTree(loaded.encoder);
+        arch = loaded.arch;
+      }
+      result = await task.probe(arch, task.encoders.fresh(arch, seed), seed);
+    } else {
+      const loaded = task.encoders.load(what);
+      result = await task.probe(loaded.arch, loaded.encoder, seed);
+    }
+    console.log(JSON.stringify(result));
+    process.exit(0);
+  }
+
+  type Result = { objective: Objective | "baseline"; seed: number; minutes: number; updates: number; accuracy: number; trainAccuracy: number };
+  await initEngine();
+  mkdirSync(out, { recursive: true });
+  const resultsPath = join(out, "results.json");
+  const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
+  const save = () => writeFileSync(resultsPath, JSON.stringify({ modality, minutes, seeds, secPerUpdate, presets: task.presets, probe: task.probeName, runs: results }, null, 2));
+  const has = (objective: Result["objective"], seed: number, m: number) => results.some((r) => r.objective === objective && r.seed === seed && r.minutes === m);
+
+  function evaluate(what: string[], objective: Result["objective"], seed: number, m: number, updates: number) {
+    const child = spawnSync(process.execPath, [process.argv[1], ...process.argv.slice(2), "--one", ...what], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+    if (child.status !== 0) throw new Error(`evaluation ${what.join(" ")} failed`);
+    const probe = JSON.parse(child.stdout.trim().split("\n").pop()!) as Probe;
+    results.push({ objective, seed, minutes: m, updates, ...probe });
+    save();
+    log(`${objective} seed ${seed}, ${m} min (${updates} updates): test accuracy ${(100 * probe.accuracy).toFixed(1)}% (train ${(100 * probe.trainAccuracy).toFixed(1)}%)`);
+  }
+
+  for (const seed of seeds) {
+    if (!has("baseline", seed, 0)) evaluate(["baseline", String(seed)], "baseline", seed, 0, 0);
+    for (const objective of ["v1", "v2"] as const) {
+      const cfg = runConfig(objective, seed);
+      const runDir = join(out, `${objective}-seed${seed}`);
+      for (const m of minutes) {
+        if (has(objective, seed, m)) continue;
+        const updates = updatesAt(objective, m);
+        const snapshot = snapshotDir(objective, seed, m);
+        if (!existsSync(join(snapshot, "state.json"))) {
+          // Train on to this budget (a checkpoint is written where it stops), then keep a copy of that checkpoint.
+          const done = checkpointedUpdates(runDir);
+          if (done < updates) {
+            const t0 = performance.now();
+            const r = await task.pretrain(cfg, runDir, done > 0, updates);
+            if (r.interrupted) process.exit(130);
+            log(`${objective} seed ${seed}: updates ${done} → ${updates} in ${((performance.now() - t0) / 60000).toFixed(1)} min (loss ${r.records[r.records.length - 1]?.loss.toFixed(3)})`);
+          }
+          rmSync(snapshot, { recursive: true, force: true });
+          mkdirSync(join(out, "snapshots"), { recursive: true });
+          cpSync(join(runDir, "checkpoint"), snapshot, { recursive: true });
+        }
+        evaluate([snapshot, String(seed)], objective, seed, m, updates);
+      }
+      // Minute 0: the same architecture with random weights (the seed's own initialization), probed the same way.
+      if (!has(objective, seed, 0)) evaluate([`random:${objective}`, String(seed)], objective, seed, 0, 0);
+    }
+  }
+
+  // The plot: probe accuracy against pretraining minutes, each seed a dot, the mean ± std over seeds a line, the
+  // classic baseline a dashed rule.
+  const name = (o: Objective) => (o === "v1" ? `data2vec (${task.presets.v1})` : `data2vec 2.0 (${task.presets.v2})`);
+  const ours = results.filter((r) => seeds.includes(r.seed) && r.objective !== "baseline");
+  const points = ours.map((r) => ({ objective: name(r.objective as Objective), seed: r.seed, minutes: r.minutes, accuracy: 100 * r.accuracy }));
+  const baselineRuns = results.filter((r) => r.objective === "baseline" && seeds.includes(r.seed));
+  const baselineMean = (100 * baselineRuns.reduce((s, r) => s + r.accuracy, 0)) / Math.max(1, baselineRuns.length);
+  const encoding = { x: { field: "minutes", type: "quantitative", title: "pretraining minutes (0: random weights; at each objective's measured update time)" }, color: { field: "objective", type: "nominal" } } as const;
+  writeFileSync(
+    join(out, "accuracy-vs-minutes.svg"),
+    await renderSvg({
+      $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+      title: `${task.title}: test accuracy vs pretraining time (${seeds.length} seeds; dashed: ${task.baselineName})`,
+      width: 480,
+      height: 300,
+      layer: [
+        { data: { values: points }, mark: { type: "line", point: false }, encoding: { ...encoding, y: { aggregate: "mean", field: "accuracy", type: "quantitative", title: "test accuracy (%)", scale: { zero: false } } } },
+        { data: { values: points }, mark: { type: "errorbar", extent: "stdev" }, encoding: { ...encoding, y: { field: "accuracy", type: "quantitative" } } },
+        { data: { values: points }, mark: { type: "point", filled: true, opacity: 0.6 }, encoding: { ...encoding, y: { field: "accuracy", type: "quantitative" } } },
+        { data: { values: [{ accuracy: baselineMean }] }, mark: { type: "rule", strokeDash: [4, 4], color: "gray" }, encoding: { y: { field: "accuracy", type: "quantitative" } } },
+      ],
+    }),
+  );
+
+  const cell = (o: Objective, m: number) => {
+    const sel = seeds.map((s) => results.find((r) => r.objective === o && r.minutes === m && r.seed === s)).filter((r): r is Result => !!r);
+    return `${percentMeanStd(sel.map((r) => r.accuracy))} (${sel.map((r) => (100 * r.accuracy).toFixed(1)).join(" / ")}; ${sel[0]?.updates} updates)`;
+  };
+  console.log(`| pretraining minutes | ${name("v1")}: test accuracy (%) | ${name("v2")}: test accuracy (%) |`);
+  console.log(`|---|---|---|`);
+  for (const m of [0, ...minutes]) console.log(`| ${m === 0 ? "0 (random weights)" : m} | ${cell("v1", m)} | ${cell("v2", m)} |`);
+  console.log(`\n${task.baselineName} (same labels): ${percentMeanStd(baselineRuns.map((r) => r.accuracy))} (${baselineRuns.map((r) => (100 * r.accuracy).toFixed(1)).join(" / ")})`);
+  console.log(`${seeds.length} seeds; ${task.probeName}; seconds per update: v1 ${secPerUpdate.v1}, v2 ${secPerUpdate.v2}.`);
+}
+
+if (modality === "vision") await run(visionTask());
+else if (modality === "text") await run(textTask());
+else if (modality === "audio") await run(audioTask());
+else {
+  log(`--modality ${modality || "(missing)"}: choose vision, text or audio`);
+  process.exit(2);
+}

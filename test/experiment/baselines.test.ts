@@ -1,0 +1,41 @@
+/** The classic baselines the experiments report beside the neural models: tf-idf by hand, the log mel spectrum of a tone. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { initEngine } from "../../src/engine/runtime.js";
+import { logisticRegression, logSpectrumFeatures, tfidfFeatures } from "../../experiments/baselines.js";
+
+test("tf-idf as scikit-learn's sublinear TfidfVectorizer: training vocabulary and idf, rows L2-normalized", () => {
+  const { train, test: held, dim } = tfidfFeatures(["the cat the cat sat", "the dog"], ["a cat and the bird"]);
+  assert.equal(dim, 4); // cat, dog, sat, the (sorted)
+  const idf = (df: number) => Math.log(3 / (1 + df)) + 1;
+  const row0 = [(1 + Math.log(2)) * idf(1), 0, idf(1), (1 + Math.log(2)) * idf(2)];
+  const n0 = Math.hypot(...row0);
+  row0.forEach((v, j) => assert.ok(Math.abs(train[j] - v / n0) < 1e-6, `row 0, term ${j}`));
+  // Words the training texts never had are dropped: "a cat and the bird" is cat + the.
+  const row2 = [idf(1), 0, 0, idf(2)];
+  const n2 = Math.hypot(...row2);
+  row2.forEach((v, j) => assert.ok(Math.abs(held[j] - v / n2) < 1e-6, `held-out row, term ${j}`));
+});
+
+test("log mel spectrum: a tone's energy is in the band of its frequency; a louder copy differs only by a constant", () => {
+  const tone = (hz: number, gain: number) => Float32Array.from({ length: 16000 }, (_, i) => gain * Math.sin((2 * Math.PI * hz * i) / 16000));
+  const clips = [tone(300, 1), tone(3000, 1), tone(300, 4), tone(3000, 0.5)];
+  const { features, dim } = logSpectrumFeatures(clips, { mean: new Float64Array(80), std: new Float64Array(80).fill(1) });
+  const bands = dim / 2;
+  const peak = (c: number) => {
+    const means = Array.from(features.subarray(c * dim, c * dim + bands));
+    return means.indexOf(Math.max(...means));
+  };
+  assert.ok(peak(0) < peak(1), "3 kHz peaks in a higher band than 300 Hz");
+  assert.equal(peak(2), peak(0));
+  // 4× the amplitude is 16× the power: every band's log energy rises by ln 16 (the 1e-6 floor aside).
+  assert.ok(Math.abs(features[2 * dim + peak(0)] - features[peak(0)] - Math.log(16)) < 1e-3);
+});
+
+test("logistic regression separates two linearly separable classes and scores them", async () => {
+  await initEngine();
+  const train = Float32Array.from([0, 1, 0.1, 0.9, 1, 0, 0.9, 0.2]);
+  const r = await logisticRegression(train, [0, 0, 1, 1], Float32Array.from([0.2, 0.8, 0.8, 0.1]), [0, 1], 2, 2, 1);
+  assert.equal(r.trainAccuracy, 1);
+  assert.equal(r.accuracy, 1);
+});
