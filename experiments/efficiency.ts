@@ -304,19 +304,23 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
   const points = ours.map((r) => ({ objective: name(r.objective as Objective), seed: r.seed, minutes: r.minutes, accuracy: 100 * r.accuracy }));
   const baselineRuns = results.filter((r) => r.objective === "baseline" && seeds.includes(r.seed));
   const baselineMean = (100 * baselineRuns.reduce((s, r) => s + r.accuracy, 0)) / Math.max(1, baselineRuns.length);
-  const encoding = { x: { field: "minutes", type: "quantitative", title: "pretraining minutes (0: random weights; at each objective's measured update time)" }, color: { field: "objective", type: "nominal" } } as const;
+  const encoding = {
+    x: { field: "minutes", type: "quantitative", title: "pretraining minutes (0: random weights; at each objective's measured update time)" },
+    color: { field: "objective", type: "nominal", legend: { labelLimit: 400, orient: "bottom" } },
+  } as const;
+  const y = { field: "accuracy", type: "quantitative", title: "test accuracy (%)", scale: { zero: false } } as const;
   writeFileSync(
     join(out, "accuracy-vs-minutes.svg"),
     await renderSvg({
       $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-      title: `${task.title}: test accuracy vs pretraining time (${seeds.length} seeds; dashed: ${task.baselineName})`,
+      title: { text: `${task.title}: test accuracy vs pretraining time (${seeds.length} seeds)`, subtitle: `dashed: ${task.baselineName} on the same labels (${baselineMean.toFixed(1)}%)` },
       width: 480,
       height: 300,
       layer: [
-        { data: { values: points }, mark: { type: "line", point: false }, encoding: { ...encoding, y: { aggregate: "mean", field: "accuracy", type: "quantitative", title: "test accuracy (%)", scale: { zero: false } } } },
-        { data: { values: points }, mark: { type: "errorbar", extent: "stdev" }, encoding: { ...encoding, y: { field: "accuracy", type: "quantitative" } } },
-        { data: { values: points }, mark: { type: "point", filled: true, opacity: 0.6 }, encoding: { ...encoding, y: { field: "accuracy", type: "quantitative" } } },
-        { data: { values: [{ accuracy: baselineMean }] }, mark: { type: "rule", strokeDash: [4, 4], color: "gray" }, encoding: { y: { field: "accuracy", type: "quantitative" } } },
+        { data: { values: points }, mark: { type: "line", point: false }, encoding: { ...encoding, y: { ...y, aggregate: "mean" } } },
+        { data: { values: points }, mark: { type: "errorbar", extent: "stdev" }, encoding: { ...encoding, y } },
+        { data: { values: points }, mark: { type: "point", filled: true, opacity: 0.6 }, encoding: { ...encoding, y } },
+        { data: { values: [{ accuracy: baselineMean }] }, mark: { type: "rule", strokeDash: [4, 4], color: "gray" }, encoding: { y } },
       ],
     }),
   );
