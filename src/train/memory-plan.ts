@@ -195,5 +195,7 @@ export function checkV2StepFits(s: V2StepShape): void {
   const what = `a data2vec 2.0 update of ${s.samples} samples × ${s.views} views (data2vec.v2.cloneBatch) of ${s.visible} visible of ${s.steps} steps needs about ${gib(need)} of memory, more than the engine's ${gib(HEAP_BYTES)} heap holds`;
   if (v2StepBytes({ ...s, views }) <= PLANNED) throw new ResourceError(`${what}; data2vec.v2.cloneBatch ${views} fits (or lower train.batchSize)`);
   if (v2StepBytes({ ...s, views: 1, samples }) <= PLANNED) throw new ResourceError(`${what}; even cloneBatch 1 does not fit at this batch: use train.batchSize ${samples} with cloneBatch 1, or a smaller model`);
+  const weights = 4 * (PER_TRAINED.device + 1) * s.params;
+  if (weights > PLANNED) throw new ResourceError(`${what}; the ${(s.params / 1e6).toFixed(0)}M parameters with AdamW's state and the teacher alone need about ${gib(weights)}: use a smaller model (a small or tiny -v2 preset)`);
   throw new ResourceError(`${what}; even one sample in one view does not fit: use a smaller model or shorter inputs`);
 }

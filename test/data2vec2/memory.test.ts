@@ -44,6 +44,8 @@ test("v2 memory plan: the estimate by hand; an update that cannot fit names the 
   assert.ok(v2StepBytes({ ...big, views: named + 1 }) > PLANNED);
   // When one view does not fit either, the batch is what to lower.
   assert.throws(() => checkV2StepFits({ ...big, samples: 400 }), /even cloneBatch 1 does not fit at this batch: use train\.batchSize \d+ with cloneBatch 1/);
+  // When the weights alone do not fit, the model is what to change.
+  assert.throws(() => checkV2StepFits({ ...big, params: 90e6 }), /the 90M parameters with AdamW's state and the teacher alone need about 4\.7 GiB: use a smaller model/);
 });
 
 test("v2 memory plan: the estimate is within 15% of the heap two real text updates use", async () => {
