@@ -10,7 +10,7 @@ import { data2vec2Objective, settingsV2, viewArrays, type Data2Vec2Params } from
 import { audioModality2, initContext, initData2Vec2, type AudioLocal, type AudioV2Batch, type AudioV2Config } from "../data2vec2/modalities.js";
 import { viewLayout } from "../data2vec2/views.js";
 import { spanBlockMasks } from "../data2vec2/masking.js";
-import { decoderWidths } from "../data2vec2/decoder.js";
+import { v2UpdateShape } from "../data2vec2/decoder.js";
 import { cnnActivations, type V2StepShape } from "../train/memory-plan.js";
 import { audioRunConfig, spanMaskSettings, type AudioRunConfig } from "./config.js";
 import { lengthBuckets, loadClips, totalSeconds, unlabeledEntries, type Clip } from "./data.js";
@@ -167,25 +167,19 @@ export function clipViewsBatch(clips: Clip[], rows: number[], cfg: AudioRunConfi
 /** The largest data2vec 2.0 update of a run (full crops) for the memory plan: the positional conv runs on every view. */
 function audioV2Shape(cfg: AudioRunConfig): Omit<V2StepShape, "params"> {
   const m = cfg.model;
-  const v2 = settingsV2(cfg.data2vec);
   const crop = Math.round(cfg.data.cropSeconds * m.sampleRate);
   const steps = framesForSamples(crop, m.convLayers);
-  const decoder = decoderWidths(v2.decoder, m.dim, { kind: "1d" });
-  return {
+  return v2UpdateShape({
     samples: cfg.train.batchSize,
-    views: v2.cloneBatch,
+    v2: settingsV2(cfg.data2vec),
+    encoder: m,
     steps,
     visible: steps - Math.floor(steps * cfg.masking.ratio),
     extra: 0,
-    dim: m.dim,
-    ffnDim: m.ffnDim,
-    heads: m.heads,
-    layers: m.layers + (v2.prenetDepth ?? 0),
-    convTaps: [...Array.from({ length: m.posConvLayers }, () => m.posConvKernel * m.dim), ...decoder.convTaps],
-    convOut: [...Array.from({ length: m.posConvLayers }, () => m.dim), ...decoder.convOut],
-    widths: decoder.widths,
+    decoderShape: { kind: "1d" },
+    viewConvs: Array.from({ length: m.posConvLayers }, () => ({ taps: m.posConvKernel * m.dim, out: m.dim })),
     localFloats: cnnActivations(crop, m.convLayers),
-  };
+  });
 }
 
 /** data2vec 2.0's speech model for a run config (the v1 model fields it shares). */

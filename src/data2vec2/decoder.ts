@@ -9,7 +9,8 @@ import type { numpy as np } from "../engine/jax.js";
 import { conv1d, conv2d, type ConvParams } from "../nn/conv.js";
 import { gelu, layerNorm, linear, type LinearParams } from "../nn/layers.js";
 import type { KeyStream } from "../nn/random.js";
-import type { DecoderSettings } from "../data2vec/config.js";
+import type { Data2Vec2Settings, DecoderSettings } from "../data2vec/config.js";
+import type { V2StepShape } from "../train/memory-plan.js";
 
 export type DecoderParams = { layers: ConvParams[]; projection: LinearParams[] };
 
@@ -27,15 +28,40 @@ function projectionWidths(s: DecoderSettings, modelDim: number): number[] {
 }
 
 /**
- * What the decoder holds per step of a view, for the memory plan: each conv layer's im2col width (taps × input
- * channels) and output width, and the widths of the restored input and of the projection's outputs.
+ * A data2vec 2.0 update's shape for the memory plan (`V2StepShape` less the parameter count): the modality gives its
+ * lengths and encoder, and any convolution besides the decoder's that runs over whole views (speech's positional
+ * conv); the decoder adds, per step of a view, each conv layer's im2col width (taps × input channels) and output
+ * width, and the widths of the restored input and of the projection's outputs.
  */
-export function decoderWidths(s: DecoderSettings, modelDim: number, shape: DecoderShape): { convTaps: number[]; convOut: number[]; widths: number[] } {
-  const taps = shape.kind === "2d" ? s.kernel * s.kernel : s.kernel;
+export function v2UpdateShape(o: {
+  samples: number;
+  v2: Data2Vec2Settings;
+  encoder: { dim: number; ffnDim: number; heads: number; layers: number };
+  steps: number;
+  visible: number;
+  extra: number;
+  decoderShape: DecoderShape;
+  viewConvs?: { taps: number; out: number }[];
+  localFloats?: number;
+}): Omit<V2StepShape, "params"> {
+  const s = o.v2.decoder;
+  const { dim } = o.encoder;
+  const taps = o.decoderShape.kind === "2d" ? s.kernel * s.kernel : s.kernel;
+  const convs = [...(o.viewConvs ?? []), ...Array.from({ length: s.layers }, (_, i) => ({ taps: taps * (i === 0 ? dim : s.dim), out: s.dim }))];
   return {
-    convTaps: Array.from({ length: s.layers }, (_, i) => taps * (i === 0 ? modelDim : s.dim)),
-    convOut: Array.from({ length: s.layers }, () => s.dim),
-    widths: [modelDim, ...projectionWidths(s, modelDim).slice(1)],
+    samples: o.samples,
+    views: o.v2.cloneBatch,
+    steps: o.steps,
+    visible: o.visible,
+    extra: o.extra,
+    dim,
+    ffnDim: o.encoder.ffnDim,
+    heads: o.encoder.heads,
+    layers: o.encoder.layers + (o.v2.prenetDepth ?? 0),
+    convTaps: convs.map((c) => c.taps),
+    convOut: convs.map((c) => c.out),
+    widths: [dim, ...projectionWidths(s, dim).slice(1)],
+    ...(o.localFloats === undefined ? {} : { localFloats: o.localFloats }),
   };
 }
 

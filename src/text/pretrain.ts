@@ -5,7 +5,7 @@ import type { ParamTree } from "../engine/tree.js";
 import { data2vecObjective } from "../data2vec/step.js";
 import { data2vec2Objective, settingsV2, type Data2Vec2Params } from "../data2vec2/model.js";
 import { initContext, initData2Vec2, textModality2 } from "../data2vec2/modalities.js";
-import { decoderWidths } from "../data2vec2/decoder.js";
+import { v2UpdateShape } from "../data2vec2/decoder.js";
 import { BpeTokenizer } from "./bpe.js";
 import { loadBrown } from "./brown.js";
 import { brownGenreTask } from "./brown-genre.js";
@@ -90,18 +90,15 @@ export function textPretraining(o: { tokenizer?: string } = {}): PretrainAdapter
             units: cfg.train.batchSize * cfg.train.seqLen,
           })),
           files: tok.files(),
-          v2Shape: {
+          v2Shape: v2UpdateShape({
             samples: cfg.train.batchSize,
-            views: settingsV2(cfg.data2vec).cloneBatch,
+            v2: settingsV2(cfg.data2vec),
+            encoder: enc,
             steps: cfg.train.seqLen,
             visible: cfg.train.seqLen - Math.round(cfg.masking.ratio * (cfg.train.seqLen - 2)),
             extra: 0,
-            dim: enc.dim,
-            ffnDim: enc.ffnDim,
-            heads: enc.heads,
-            layers: enc.layers + (settingsV2(cfg.data2vec).prenetDepth ?? 0),
-            ...decoderWidths(settingsV2(cfg.data2vec).decoder, enc.dim, { kind: "1d" }),
-          },
+            decoderShape: { kind: "1d" },
+          }),
         });
       }
       return anyPrepared({

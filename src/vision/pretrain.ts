@@ -10,7 +10,7 @@ import { data2vec2Objective, settingsV2, viewArrays, type Data2Vec2Params } from
 import { imageModality2, imageV2Config, initContext, initData2Vec2, type ImageLocal, type ImageV2Batch } from "../data2vec2/modalities.js";
 import { inverseBlockMask } from "../data2vec2/masking.js";
 import { viewLayout } from "../data2vec2/views.js";
-import { decoderWidths } from "../data2vec2/decoder.js";
+import { v2UpdateShape } from "../data2vec2/decoder.js";
 import type { V2StepShape } from "../train/memory-plan.js";
 import { augmentImage } from "./augment.js";
 import { gridSize, visionRunConfig, type VisionRunConfig } from "./config.js";
@@ -120,22 +120,17 @@ export function visionPretraining(): PretrainAdapter<VisionRunConfig, Image, Par
 
 /** A data2vec 2.0 update of a run for the memory plan: the CLS token rides with the visible patches. */
 function visionV2Shape(cfg: VisionRunConfig): Omit<V2StepShape, "params"> {
-  const m = cfg.model;
-  const v2 = settingsV2(cfg.data2vec);
-  const g = gridSize(m);
+  const g = gridSize(cfg.model);
   const steps = g * g;
-  return {
+  return v2UpdateShape({
     samples: cfg.train.batchSize,
-    views: v2.cloneBatch,
+    v2: settingsV2(cfg.data2vec),
+    encoder: cfg.model,
     steps,
     visible: steps - Math.round(steps * cfg.masking.ratio),
     extra: 1,
-    dim: m.dim,
-    ffnDim: m.ffnDim,
-    heads: m.heads,
-    layers: m.layers + (v2.prenetDepth ?? 0),
-    ...decoderWidths(v2.decoder, m.dim, { kind: "2d", height: g, width: g }),
-  };
+    decoderShape: { kind: "2d", height: g, width: g },
+  });
 }
 
 export async function pretrainVision(o: VisionPretrainOptions): Promise<PretrainRunResult> {
