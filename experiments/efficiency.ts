@@ -18,6 +18,7 @@
  *
  *   node dist/experiments/efficiency.js --modality vision|text|audio [--minutes 2,4,6] [--seeds 1,2,3]
  *       [--sec-v1 S] [--sec-v2 S] [--out runs/efficiency-<modality>]
+ *       [--objectives v1,v2] [--set-v1 JSON] [--set-v2 JSON]   (a variant: settings changed from the presets)
  *
  * Resumable: finished pieces are cached in <out>/results.json; an interrupted pretraining resumes exactly. Each
  * probe runs in a child process (the engine's heap only grows).
@@ -211,12 +212,16 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
     process.exit(2);
   }
   const out = resolve(arg("out", join("runs", `efficiency-${modality}`)));
+  // Settings changed from the presets (a partial run config as JSON, e.g. --set-v2 '{"train":{"lr":1e-3}}'), to try
+  // variants side by side in their own --out folders; recorded in results.json.
+  const changes: Record<Objective, unknown> = { v1: JSON.parse(arg("set-v1", "{}")), v2: JSON.parse(arg("set-v2", "{}")) };
+  const objectives = arg("objectives", "v1,v2").split(",") as Objective[];
 
   /** The run config of an objective for the largest budget: schedule, warm-up and teacher annealing fit its updates. */
   function runConfig(objective: Objective, seed: number): Cfg {
     const steps = updatesAt(objective, Math.max(...minutes));
-    const base = task.kit.resolve(task.presets[objective]);
-    return task.kit.resolve(task.presets[objective], {
+    const base = task.kit.resolve(task.presets[objective], changes[objective]);
+    return task.kit.resolve(task.presets[objective], changes[objective], {
       data2vec: { ema: { ...base.data2vec.ema, annealSteps: steps } },
       train: { steps, warmupSteps: Math.round(0.1 * steps), seed, checkpointEvery: steps },
     });
@@ -256,7 +261,7 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
   mkdirSync(out, { recursive: true });
   const resultsPath = join(out, "results.json");
   const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
-  const save = () => writeFileSync(resultsPath, JSON.stringify({ modality, minutes, seeds, secPerUpdate, presets: task.presets, probe: task.probeName, runs: results }, null, 2));
+  const save = () => writeFileSync(resultsPath, JSON.stringify({ modality, minutes, seeds, secPerUpdate, presets: task.presets, changes, probe: task.probeName, runs: results }, null, 2));
   const has = (objective: Result["objective"], seed: number, m: number) => results.some((r) => r.objective === objective && r.seed === seed && r.minutes === m);
 
   function evaluate(what: string[], objective: Result["objective"], seed: number, m: number, updates: number) {
@@ -270,7 +275,7 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
 
   for (const seed of seeds) {
     if (!has("baseline", seed, 0)) evaluate(["baseline", String(seed)], "baseline", seed, 0, 0);
-    for (const objective of ["v1", "v2"] as const) {
+    for (const objective of objectives) {
       const cfg = runConfig(objective, seed);
       const runDir = join(out, `${objective}-seed${seed}`);
       for (const m of minutes) {
