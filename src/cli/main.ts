@@ -6,7 +6,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { describeEngine, initEngine } from "../engine/runtime.js";
 import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError, DivergenceError, INTERNAL_ERROR_EXIT_STATUS, InterruptedError, SIGNAL_EXIT_STATUS, systemErrorMessage } from "../engine/errors.js";
 import { runClassify, runConfig, runEmbed, runEval, runFinetune, runPretrain } from "./commands.js";
-import { runData, runTokenize } from "./text-commands.js";
+import { runData, runDebianSections, runTokenize } from "./text-commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
 import { runAudioTranscribe, runSynthSpeech, runSynthWords } from "./audio-commands.js";
 import { COMMAND_WORDS } from "../audio/synth.js";
@@ -224,6 +224,19 @@ data
   .option("--test-per-class <n>", "test passages per genre", int("--test-per-class"), 60)
   .option("--seed <n>", "split seed", int("--seed"), 2022)
   .action(runData);
+data
+  .command("debian-sections")
+  .description(
+    "topic classification of Debian package descriptions by archive section (admin, games, graphics, mail, net, science, sound, text), from this machine's apt lists: train.jsonl, test.jsonl, pretrain/ (the unlabeled descriptions of the training source packages); split by source package",
+  )
+  .requiredOption("--out <dir>", "output directory (a new path; written atomically)")
+  .option("--force", "replace --out if it exists")
+  .option("--packages <file>", "a Packages file (apt-cache dumpavail) instead of this machine's apt lists; with --translations")
+  .option("--translations <file>", "a Translation-en file (long descriptions by Description-md5); with --packages")
+  .option("--per-class <n>", "labeled training descriptions per section", int("--per-class"), 16)
+  .option("--test-per-class <n>", "test descriptions per section", int("--test-per-class"), 60)
+  .option("--seed <n>", "split seed", int("--seed"), 2022)
+  .action(runDebianSections);
 
 try {
   const args = process.argv.slice(2);

@@ -9,6 +9,7 @@ import { initEngine } from "../engine/runtime.js";
 import { maskedMean } from "../nn/layers.js";
 import { BpeTokenizer } from "../text/bpe.js";
 import { brownGenreTask } from "../text/brown-genre.js";
+import { debianDescriptions, debianSectionTask, parseStanzas, readAptDescriptions } from "../text/debian-sections.js";
 import { accuracy, encodeLabeled, finetuneClassifier, macroF1, newHead, predictClasses, textClassProbabilities, type Pooling, type TextClassifierParams } from "../text/classify.js";
 import { loadTextCheckpoint, textEncoders, type ClassifierConfig } from "../text/checkpoints.js";
 import { classNames, headFor, startingEncoder } from "../train/finetune.js";
@@ -18,7 +19,7 @@ import { isHfModelDir } from "../hf/model.js";
 import { resolveCheckpoint, saveModel } from "../train/checkpoint.js";
 import { checkOutput, writeOutput } from "../train/output.js";
 import { resolveTextConfig } from "../text/config.js";
-import { padBatch, readLabeledText } from "../text/data.js";
+import { padBatch, readLabeledText, readUtf8 } from "../text/data.js";
 import { encodeText, type TextEncoderConfig, type TextEncoderParams } from "../text/model.js";
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -195,4 +196,22 @@ export async function runData(o: { out: string; perClass: number; testPerClass: 
     writeFileSync(join(tmp, "README.json"), JSON.stringify({ labels: task.labels, train: task.train.length, test: task.test.length, pretrainDocuments: task.pretrainDocs.length, testDocuments: task.testDocIds }, null, 2));
   });
   log(`wrote ${out}: ${task.train.length} labeled training passages, ${task.test.length} test passages, ${task.pretrainDocs.length} unlabeled training documents`);
+}
+
+export async function runDebianSections(o: { out: string; packages?: string; translations?: string; perClass: number; testPerClass: number; seed: number; force?: boolean }) {
+  const out = checkOutput(o.out, { flag: "--out", what: "dataset", kind: "dir", force: o.force });
+  if (!o.packages !== !o.translations) throw new ConfigError("pass both --packages and --translations, or neither (to read this machine's apt lists)");
+  const files = o.packages && o.translations ? { packages: readUtf8(o.packages), translations: readUtf8(o.translations) } : readAptDescriptions();
+  const descriptions = debianDescriptions(parseStanzas(files.packages, o.packages ?? "apt-cache dumpavail"), parseStanzas(files.translations, o.translations ?? "Translation-en"));
+  const task = debianSectionTask(descriptions, { perClass: o.perClass, testPerClass: o.testPerClass, seed: o.seed });
+  const jsonl = (xs: { text: string; label: string }[]) => xs.map((x) => JSON.stringify(x)).join("\n") + "\n";
+  await writeOutput(out, "dir", (tmp) => {
+    mkdirSync(join(tmp, "pretrain"));
+    writeFileSync(join(tmp, "train.jsonl"), jsonl(task.train));
+    writeFileSync(join(tmp, "test.jsonl"), jsonl(task.test));
+    // One description per paragraph (blank lines between), the corpus format `d2v pretrain --data` reads.
+    writeFileSync(join(tmp, "pretrain", "descriptions.txt"), task.pretrainDocs.join("\n\n") + "\n");
+    writeFileSync(join(tmp, "README.json"), JSON.stringify({ labels: task.labels, train: task.train.length, test: task.test.length, ...task.counts, pretrainDescriptions: task.pretrainDocs.length }, null, 2));
+  });
+  log(`wrote ${out}: ${task.train.length} labeled training descriptions, ${task.test.length} test descriptions (${task.labels.join(", ")}), ${task.pretrainDocs.length} unlabeled descriptions of ${task.counts.trainSources} training source packages`);
 }
