@@ -26,179 +26,31 @@
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { linear } from "../src/nn/layers.js";
-import { HostRng } from "../src/engine/random.js";
 import { initEngine } from "../src/engine/runtime.js";
 import { disposeTree } from "../src/engine/typed.js";
-import { accuracy } from "../src/train/metrics.js";
 import { checkpointedUpdates } from "../src/train/pretrain.js";
-import type { PretrainRunResult } from "../src/train/pretrain-runner.js";
-import { headPredictions, trainLinearProbe } from "../src/train/probe.js";
-import type { EncoderSource } from "../src/train/finetune.js";
-import { imageFeatures, probePredict, trainProbe } from "../src/vision/classify.js";
-import { visionEncoders } from "../src/vision/checkpoints.js";
-import { visionRunConfig, type VisionRunConfig } from "../src/vision/config.js";
-import { balancedSubset, mnistSplits } from "../src/vision/images.js";
-import { pretrainVision } from "../src/vision/pretrain.js";
-import { textEncoders, type TextArch } from "../src/text/checkpoints.js";
-import { encodeLabeled, pooledTextFeatures } from "../src/text/classify.js";
-import { brownGenreTask } from "../src/text/brown-genre.js";
-import { textRunConfig } from "../src/text/config.js";
-import { pretrainText } from "../src/text/pretrain.js";
-import type { TextEncoderParams } from "../src/text/model.js";
-import { audioEncoders } from "../src/audio/checkpoints.js";
-import { pooledAudioFeatures } from "../src/audio/classify.js";
-import { audioRunConfig, type AudioRunConfig } from "../src/audio/config.js";
-import { labeledAudioEntries, loadClips, type Clip } from "../src/audio/data.js";
-import { pretrainAudio } from "../src/audio/pretrain.js";
-import type { RunConfigKit } from "../src/config/run-config.js";
 import { renderSvg } from "../src/experiment/report.js";
-import { logSpectrumFeatures, logisticRegression, tfidfFeatures } from "./baselines.js";
 import { arg, percentMeanStd } from "./common.js";
+import { brownTask, mnistTask, wordsTask, type LabeledTask, type Score } from "./tasks.js";
 
 type Objective = "v1" | "v2";
-type Probe = { accuracy: number; trainAccuracy: number };
 type RunCfg = { data2vec: { ema: { tauStart: number; tauEnd: number; annealSteps: number } } };
 
-/** What one modality brings: its presets, its pretraining, its encoders and the probe and baseline on its task. */
-type Task<Cfg extends RunCfg, Arch, Encoder> = {
-  title: string;
-  probeName: string;
-  baselineName: string;
+/** A task (experiments/tasks.ts) with the two presets compared on it and their measured seconds per update. */
+type Task<Cfg extends RunCfg, Arch, Encoder> = LabeledTask<Cfg, Arch, Encoder> & {
   presets: Record<Objective, string>;
   /** Seconds per update of each preset, idle, native engine (docs/results/bench.md). */
   secPerUpdate: Record<Objective, number>;
-  kit: RunConfigKit<Cfg>;
-  pretrain(config: Cfg, outDir: string, resume: boolean, stopAfter: number): Promise<PretrainRunResult>;
-  encoders: EncoderSource<Arch, Encoder>;
-  /** The architecture of a run config, where it needs nothing the run makes (text's tokenizer is trained by the run). */
-  archOf?: (config: Cfg) => Arch;
-  /** Linear-probe test accuracy of an encoder (consumed). */
-  probe(arch: Arch, encoder: Encoder, seed: number): Promise<Probe>;
-  /** The classic baseline's test accuracy on the same labels. */
-  baseline(seed: number): Promise<Probe>;
 };
 
-const PROBE = { steps: 500, lr: 1e-2, weightDecay: 1e-4 };
+const MODALITIES: Record<string, () => Task<never, never, never>> = {
+  vision: () => ({ ...mnistTask(), presets: { v1: "small", v2: "small-v2" }, secPerUpdate: { v1: 0.367, v2: 1.107 } }) as never,
+  // Medians of updates 6–60 of `d2v pretrain` alone on the machine (the bench's text-tiny-v2 step is slower).
+  text: () => ({ ...brownTask(), presets: { v1: "tiny", v2: "tiny-v2" }, secPerUpdate: { v1: 0.498, v2: 0.694 } }) as never,
+  // Medians of updates 6–60 (v2: 6–40) of `d2v pretrain` on data/speech/pretrain alone on the machine.
+  audio: () => ({ ...wordsTask(), presets: { v1: "tiny", v2: "tiny-v2" }, secPerUpdate: { v1: 0.395, v2: 0.774 } }) as never,
+};
 const log = (m: string) => process.stderr.write(`${m}\n`);
-
-/** MNIST with 1% of the labels: the probe and baseline see the same 80 digits of a seed. */
-function visionTask(): Task<VisionRunConfig, VisionRunConfig, unknown> {
-  const perClass = 8;
-  const labeled = (seed: number) => balancedSubset(mnistSplits().train, perClass, (xs) => HostRng.seeded(1000 + seed).shuffle(xs));
-  return {
-    title: `MNIST, linear probe on ${perClass * 10} labels`,
-    probeName: `linear probe on ${perClass * 10} labeled digits (a draw per seed), 2,004 test digits`,
-    baselineName: "raw pixels + logistic regression",
-    presets: { v1: "small", v2: "small-v2" },
-    secPerUpdate: { v1: 0.367, v2: 1.107 },
-    kit: visionRunConfig,
-    pretrain: (config, outDir, resume, stopAfter) => pretrainVision({ config, images: mnistSplits().train.images, outDir, resume, quiet: true, stopAfter, log }),
-    encoders: visionEncoders as EncoderSource<VisionRunConfig, unknown>,
-    archOf: (config) => config,
-    async probe(run, encoder, seed) {
-      const train = labeled(seed);
-      const test = mnistSplits().test;
-      const trainFeats = await imageFeatures(encoder as never, run, train.images, 16);
-      const testFeats = await imageFeatures(encoder as never, run, test.images, 16);
-      disposeTree(encoder);
-      const probe = await trainProbe(trainFeats, train.labels, run.model.dim, 10, { ...PROBE, seed });
-      const pred = await probePredict(probe.head, testFeats, run.model.dim);
-      return { accuracy: accuracy(pred, test.labels), trainAccuracy: probe.trainAccuracy };
-    },
-    async baseline(seed) {
-      const train = labeled(seed);
-      const test = mnistSplits().test;
-      const pixels = (images: typeof train.images) => Float32Array.from(images.flatMap((im) => Array.from(im.data, (v) => v / 255)));
-      return logisticRegression(pixels(train.images), train.labels, pixels(test.images), test.labels, train.images[0].data.length, 10, seed);
-    },
-  };
-}
-
-/** Brown-corpus genres: 128 labeled passages, 480 test passages of documents pretraining never saw. */
-function textTask(): Task<ReturnType<typeof textRunConfig.resolve>, TextArch, TextEncoderParams> {
-  const task = brownGenreTask();
-  const labelsOf = (xs: typeof task.train) => xs.map((e) => task.labels.indexOf(e.label));
-  return {
-    title: "Brown genres, linear probe on 128 labeled passages",
-    probeName: "linear probe on the mean-pooled final states, 128 labeled passages (8 genres), 480 test passages",
-    baselineName: "tf-idf + logistic regression",
-    presets: { v1: "tiny", v2: "tiny-v2" },
-    // Medians of updates 6–60 of `d2v pretrain` alone on the machine (the bench's text-tiny-v2 step is slower).
-    secPerUpdate: { v1: 0.498, v2: 0.694 },
-    kit: textRunConfig,
-    // The default corpus: the Brown documents that hold no test passage of the genre task.
-    pretrain: (config, outDir, resume, stopAfter) => pretrainText({ config, outDir, resume, quiet: true, stopAfter, log }),
-    encoders: textEncoders,
-    async probe({ run, enc, tok }, encoder, seed) {
-      const features = (xs: typeof task.train) => pooledTextFeatures(encoder, enc, tok, encodeLabeled(xs, tok, task.labels), 16, run.train.seqLen);
-      const train = await features(task.train);
-      const test = await features(task.test);
-      disposeTree(encoder);
-      return linearProbe(train, labelsOf(task.train), test, labelsOf(task.test), enc.dim, task.labels.length, seed);
-    },
-    async baseline(seed) {
-      const { train, test, dim } = tfidfFeatures(task.train.map((e) => e.text), task.test.map((e) => e.text));
-      return logisticRegression(train, labelsOf(task.train), test, labelsOf(task.test), dim, task.labels.length, seed);
-    },
-  };
-}
-
-/** Spoken command words read by voices the probe never heard; pretraining on the synthetic corpus. */
-function audioTask(): Task<AudioRunConfig, AudioRunConfig, unknown> {
-  const words = resolve(arg("words", join("data", "words")));
-  const speech = resolve(arg("speech", join("data", "speech", "pretrain")));
-  for (const dir of [join(words, "train"), join(words, "test"), speech]) {
-    if (!existsSync(dir)) {
-      log(`${dir} is missing: make the data first (\`d2v data synth-speech --out data/speech --hours 2.5 --labeled-minutes 15 --test-minutes 8 --snr 20\` and \`d2v data synth-words --out data/words --snr 20\`)`);
-      process.exit(2);
-    }
-  }
-  const maxSeconds = 1.5;
-  let clips: { train: Clip[]; test: Clip[]; labels: string[] } | undefined;
-  const labeled = async () => {
-    if (!clips) {
-      const train = await loadClips(labeledAudioEntries(join(words, "train")), 16000, true);
-      const test = await loadClips(labeledAudioEntries(join(words, "test")), 16000, true);
-      clips = { train, test, labels: [...new Set(train.map((c) => c.label!))].sort() };
-    }
-    return clips;
-  };
-  return {
-    title: "Spoken command words, linear probe on 480 clips",
-    probeName: `linear probe on the mean-pooled final states (first ${maxSeconds} s), 480 clips of 16 voices, 240 test clips of 8 other voices`,
-    baselineName: "log mel spectrum (mean and std over time) + logistic regression",
-    presets: { v1: "tiny", v2: "tiny-v2" },
-    // Medians of updates 6–60 (v2: 6–40) of `d2v pretrain` on data/speech/pretrain alone on the machine.
-    secPerUpdate: { v1: 0.395, v2: 0.774 },
-    kit: audioRunConfig,
-    pretrain: (config, outDir, resume, stopAfter) => pretrainAudio({ config, data: speech, outDir, resume, quiet: true, stopAfter, log }),
-    encoders: audioEncoders as EncoderSource<AudioRunConfig, unknown>,
-    archOf: (config) => config,
-    async probe(run, encoder, seed) {
-      const { train, test, labels } = await labeled();
-      const trainFeats = await pooledAudioFeatures(encoder as never, run.model, train, 8, maxSeconds);
-      const testFeats = await pooledAudioFeatures(encoder as never, run.model, test, 8, maxSeconds);
-      disposeTree(encoder);
-      return linearProbe(trainFeats, train.map((c) => labels.indexOf(c.label!)), testFeats, test.map((c) => labels.indexOf(c.label!)), run.model.dim, labels.length, seed);
-    },
-    async baseline(seed) {
-      const { train, test, labels } = await labeled();
-      const first = (cs: Clip[]) => cs.map((c) => c.samples.subarray(0, Math.round(maxSeconds * 16000)));
-      const trainF = logSpectrumFeatures(first(train));
-      const testF = logSpectrumFeatures(first(test), trainF.moments);
-      return logisticRegression(trainF.features, train.map((c) => labels.indexOf(c.label!)), testF.features, test.map((c) => labels.indexOf(c.label!)), trainF.dim, labels.length, seed);
-    },
-  };
-}
-
-/** The probe the text and speech experiments share: standardized features, a linear layer (train/probe.ts). */
-async function linearProbe(train: Float32Array, trainLabels: number[], test: Float32Array, testLabels: number[], dim: number, classes: number, seed: number): Promise<Probe> {
-  const { head, trainAccuracy } = await trainLinearProbe(train, trainLabels, dim, classes, { ...PROBE, seed });
-  const pred = await headPredictions(head, (h, x) => linear(h, x), test, dim);
-  disposeTree(head);
-  return { accuracy: accuracy(pred, testLabels), trainAccuracy };
-}
 
 const modality = arg("modality", "");
 
@@ -235,7 +87,7 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
     const [what, seedText] = process.argv.slice(one + 1, one + 3);
     const seed = Number(seedText);
     await initEngine();
-    let result: Probe;
+    let result: Score;
     if (what === "baseline") result = await task.baseline(seed);
     else if (what.startsWith("random:")) {
       // The objective's architecture with the seed's random weights (from its config, or from its first snapshot).
@@ -261,13 +113,13 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
   mkdirSync(out, { recursive: true });
   const resultsPath = join(out, "results.json");
   const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
-  const save = () => writeFileSync(resultsPath, JSON.stringify({ modality, minutes, seeds, secPerUpdate, presets: task.presets, changes, probe: task.probeName, runs: results }, null, 2));
+  const save = () => writeFileSync(resultsPath, JSON.stringify({ modality, minutes, seeds, secPerUpdate, presets: task.presets, changes, probe: `linear probe: ${task.labeledName}`, runs: results }, null, 2));
   const has = (objective: Result["objective"], seed: number, m: number) => results.some((r) => r.objective === objective && r.seed === seed && r.minutes === m);
 
   function evaluate(what: string[], objective: Result["objective"], seed: number, m: number, updates: number) {
     const child = spawnSync(process.execPath, [process.argv[1], ...process.argv.slice(2), "--one", ...what], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
     if (child.status !== 0) throw new Error(`evaluation ${what.join(" ")} failed`);
-    const probe = JSON.parse(child.stdout.trim().split("\n").pop()!) as Probe;
+    const probe = JSON.parse(child.stdout.trim().split("\n").pop()!) as Score;
     results.push({ objective, seed, minutes: m, updates, ...probe });
     save();
     log(`${objective} seed ${seed}, ${m} min (${updates} updates): test accuracy ${(100 * probe.accuracy).toFixed(1)}% (train ${(100 * probe.trainAccuracy).toFixed(1)}%)`);
@@ -318,7 +170,7 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
     join(out, "accuracy-vs-minutes.svg"),
     await renderSvg({
       $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-      title: { text: `${task.title}: test accuracy vs pretraining time (${seeds.length} seeds)`, subtitle: `dashed: ${task.baselineName} on the same labels (${baselineMean.toFixed(1)}%)` },
+      title: { text: `${task.title}, linear probe: test accuracy vs pretraining time (${seeds.length} seeds)`, subtitle: `dashed: ${task.baselineName} on the same labels (${baselineMean.toFixed(1)}%)` },
       width: 480,
       height: 300,
       layer: [
@@ -338,12 +190,10 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
   console.log(`|---|---|---|`);
   for (const m of [0, ...minutes]) console.log(`| ${m === 0 ? "0 (random weights)" : m} | ${cell("v1", m)} | ${cell("v2", m)} |`);
   console.log(`\n${task.baselineName} (same labels): ${percentMeanStd(baselineRuns.map((r) => r.accuracy))} (${baselineRuns.map((r) => (100 * r.accuracy).toFixed(1)).join(" / ")})`);
-  console.log(`${seeds.length} seeds; ${task.probeName}; seconds per update: v1 ${secPerUpdate.v1}, v2 ${secPerUpdate.v2}.`);
+  console.log(`${seeds.length} seeds; linear probe on ${task.labeledName}; seconds per update: v1 ${secPerUpdate.v1}, v2 ${secPerUpdate.v2}.`);
 }
 
-if (modality === "vision") await run(visionTask());
-else if (modality === "text") await run(textTask());
-else if (modality === "audio") await run(audioTask());
+if (MODALITIES[modality]) await run(MODALITIES[modality]());
 else {
   log(`--modality ${modality || "(missing)"}: choose vision, text or audio`);
   process.exit(2);

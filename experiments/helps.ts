@@ -1,0 +1,138 @@
+/**
+ * Does pretraining help on a task? Pretrain on the task's own unlabeled data (experiments/tasks.ts), then, for each
+ * seed, evaluate the pretrained encoder and the same architecture from scratch (the seed's random weights; text
+ * keeps the pretraining run's tokenizer) with a linear probe and with full fine-tuning, beside the classic baseline
+ * on the same labels. "Helps" means ahead in every seed and by at least 5 points on the mean.
+ *
+ *   node dist/experiments/helps.js --task mnist|fashion|brown|debian|words [--preset tiny] [--objective data2vec2]
+ *       [--steps N] [--set JSON] [--seeds 1,2,3] [--evals probe,finetune] [--out runs/helps-<task>-<preset>]
+ *
+ * `--set` changes settings of the preset (a partial run config as JSON). Resumable: the pretraining resumes exactly,
+ * and each finished evaluation is cached in <out>/results.json; each runs in its own process (the engine's heap only
+ * grows). The report is printed and written to <out>/report.md.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { initEngine } from "../src/engine/runtime.js";
+import { disposeTree } from "../src/engine/typed.js";
+import { checkpointedUpdates, readPretrainRecords } from "../src/train/pretrain.js";
+import { sampleMeanStd } from "../src/train/metrics.js";
+import { arg, percentMeanStd } from "./common.js";
+import { TASKS, type LabeledTask, type Score } from "./tasks.js";
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+const taskName = arg("task", "");
+if (!TASKS[taskName]) {
+  log(`--task ${taskName || "(missing)"}: choose one of ${Object.keys(TASKS).join(", ")}`);
+  process.exit(2);
+}
+const task = TASKS[taskName]() as LabeledTask<never, unknown, unknown>;
+const preset = arg("preset", "tiny");
+const objective = arg("objective", "");
+const changes = JSON.parse(arg("set", "{}")) as Record<string, unknown>;
+const seeds = arg("seeds", "1,2,3").split(",").map(Number);
+const evals = arg("evals", "probe,finetune").split(",") as Evaluation[];
+const out = resolve(arg("out", join("runs", `helps-${taskName}-${preset}${objective === "data2vec2" ? "-v2" : ""}`)));
+const pretrainDir = join(out, "pretrain");
+
+type Evaluation = "probe" | "finetune";
+type Init = "pretrained" | "scratch";
+type Result = { evaluation: Evaluation | "baseline"; init: Init | null; seed: number } & Score;
+
+/** The pretraining run config: the preset (or its data2vec 2.0 version), `--set`, and `--steps` with a schedule to fit. */
+function pretrainConfig() {
+  const presetName = objective === "data2vec2" && !preset.endsWith("-v2") ? `${preset}-v2` : preset;
+  const base = task.kit.resolve(presetName, changes) as unknown as { train: { steps: number; warmupSteps: number }; data2vec: { ema: object } };
+  const steps = Number(arg("steps", String(base.train.steps)));
+  const scaled = steps / base.train.steps;
+  return task.kit.resolve(presetName, changes, {
+    train: { steps, warmupSteps: Math.round(base.train.warmupSteps * scaled), checkpointEvery: Math.min(100, steps) },
+    data2vec: { ema: { ...base.data2vec.ema, annealSteps: Math.round(((base.data2vec.ema as { annealSteps: number }).annealSteps ?? steps) * scaled) } },
+  });
+}
+
+const one = process.argv.indexOf("--one");
+if (one >= 0) {
+  // One evaluation in this process: --one <probe|finetune|baseline>:<pretrained|scratch|->:<seed>
+  const [evaluation, init, seedText] = process.argv[one + 1].split(":");
+  const seed = Number(seedText);
+  await initEngine();
+  let score: Score;
+  if (evaluation === "baseline") score = await task.baseline(seed);
+  else {
+    const loaded = task.encoders.load(join(pretrainDir, "checkpoint"));
+    let encoder = loaded.encoder;
+    if (init === "scratch") {
+      disposeTree(encoder);
+      encoder = task.encoders.fresh(loaded.arch, seed);
+    }
+    score = evaluation === "probe" ? await task.probe(loaded.arch, encoder, seed) : await task.finetune(loaded.arch, encoder, seed);
+  }
+  console.log(JSON.stringify(score));
+  process.exit(0);
+}
+
+await initEngine();
+mkdirSync(out, { recursive: true });
+
+// 1. Pretraining (resumable).
+const config = pretrainConfig() as { train: { steps: number } };
+const done = checkpointedUpdates(pretrainDir);
+if (done < config.train.steps) {
+  log(`${task.title}: pretraining ${preset}${objective ? ` (${objective})` : ""} for ${config.train.steps} updates${done ? `, resuming at ${done}` : ""}`);
+  const r = await task.pretrain(config as never, pretrainDir, done > 0);
+  if (r.interrupted) {
+    log("interrupted; run the same command again to continue");
+    process.exit(130);
+  }
+}
+const records = readPretrainRecords(pretrainDir);
+const pretraining = { updates: records.length, minutes: records.reduce((s, r) => s + r.sec, 0) / 60, last: records[records.length - 1] };
+log(`pretraining: ${pretraining.updates} updates, ${pretraining.minutes.toFixed(1)} min of steps`);
+
+// 2. Evaluations, pretrained vs scratch, per seed, and the baseline (each cached as it finishes).
+const resultsPath = join(out, "results.json");
+const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
+const save = () => writeFileSync(resultsPath, JSON.stringify({ task: taskName, preset, objective: objective || "data2vec", changes, pretraining, pretrainConfig: config, runs: results }, null, 2));
+save();
+function evaluate(evaluation: Result["evaluation"], init: Init | null, seed: number) {
+  if (results.some((r) => r.evaluation === evaluation && r.init === init && r.seed === seed)) return;
+  const t0 = performance.now();
+  const child = spawnSync(process.execPath, [...process.argv.slice(1), "--one", `${evaluation}:${init ?? "-"}:${seed}`], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  if (child.status !== 0) throw new Error(`${evaluation} ${init ?? ""} seed ${seed} failed (status ${child.status})`);
+  const score = JSON.parse(child.stdout.trim().split("\n").pop()!) as Score;
+  results.push({ evaluation, init, seed, ...score });
+  save();
+  log(`${evaluation}${init ? ` ${init}` : ""} seed ${seed}: test accuracy ${(100 * score.accuracy).toFixed(1)}% (train ${(100 * score.trainAccuracy).toFixed(0)}%, ${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+for (const seed of seeds) {
+  evaluate("baseline", null, seed);
+  for (const evaluation of evals) for (const init of ["pretrained", "scratch"] as const) evaluate(evaluation, init, seed);
+}
+
+// 3. Report.
+const pick = (evaluation: Result["evaluation"], init: Init | null) => seeds.map((s) => results.find((r) => r.evaluation === evaluation && r.init === init && r.seed === s)!.accuracy);
+const perSeed = (xs: number[]) => xs.map((x) => (100 * x).toFixed(1)).join(" / ");
+const lines = [
+  `## ${task.title}: pretrained vs from scratch (${seeds.length} seeds)`,
+  "",
+  `Pretraining: \`${preset}\`${objective ? ` (${objective})` : ""}${Object.keys(changes).length ? ` with ${JSON.stringify(changes)}` : ""}, ${pretraining.updates} updates in ${pretraining.minutes.toFixed(1)} min of steps (final loss ${pretraining.last.loss.toFixed(3)}, target variance ${pretraining.last.targetVar.toFixed(2)}${pretraining.last.positionShare != null ? `, position share ${pretraining.last.positionShare.toFixed(2)}` : ""}).`,
+  `Labels: ${task.labeledName}.`,
+  "",
+  "| evaluation | pretrained: test accuracy (%) | from scratch (%) | difference per seed (points) | helps? |",
+  "|---|---|---|---|---|",
+];
+for (const evaluation of evals) {
+  const p = pick(evaluation, "pretrained");
+  const s = pick(evaluation, "scratch");
+  const diffs = p.map((x, i) => 100 * (x - s[i]));
+  const mean = sampleMeanStd(diffs).mean;
+  const helps = diffs.every((d) => d > 0) && mean >= 5 ? "**yes**" : diffs.every((d) => d > 0) ? `ahead in every seed, by ${mean.toFixed(1)} < 5 points` : "no";
+  lines.push(`| ${evaluation === "probe" ? "linear probe" : "fine-tuning"} | ${percentMeanStd(p)} (${perSeed(p)}) | ${percentMeanStd(s)} (${perSeed(s)}) | ${diffs.map((d) => (d >= 0 ? "+" : "") + d.toFixed(1)).join(", ")} | ${helps} |`);
+}
+const base = pick("baseline", null);
+lines.push(`| ${task.baselineName} | ${percentMeanStd(base)} (${perSeed(base)}) | | | |`);
+const report = lines.join("\n") + "\n";
+writeFileSync(join(out, "report.md"), report);
+console.log(report);
