@@ -35,3 +35,15 @@ export function percentMeanStd(xs: number[]): string {
   const { mean, std } = sampleMeanStd(xs);
   return `${(100 * mean).toFixed(1)} ± ${(100 * std).toFixed(1)}`;
 }
+
+/**
+ * Whether pretraining helps, from paired accuracies per seed (fractions): "yes" when the pretrained model is ahead in
+ * every seed and by at least `minPoints` points on the mean; the differences in points, per seed.
+ */
+export function helpsVerdict(pretrained: number[], scratch: number[], minPoints = 5): { helps: boolean; everySeed: boolean; meanPoints: number; diffs: number[] } {
+  if (pretrained.length !== scratch.length || pretrained.length === 0) throw new Error("helpsVerdict needs one pretrained and one scratch accuracy per seed");
+  const diffs = pretrained.map((p, i) => 100 * (p - scratch[i]));
+  const meanPoints = diffs.reduce((a, b) => a + b, 0) / diffs.length;
+  const everySeed = diffs.every((d) => d > 0);
+  return { helps: everySeed && meanPoints >= minPoints, everySeed, meanPoints, diffs };
+}

@@ -17,8 +17,7 @@ import { join, resolve } from "node:path";
 import { initEngine } from "../src/engine/runtime.js";
 import { disposeTree } from "../src/engine/typed.js";
 import { checkpointedUpdates, readPretrainRecords } from "../src/train/pretrain.js";
-import { sampleMeanStd } from "../src/train/metrics.js";
-import { arg, percentMeanStd } from "./common.js";
+import { arg, helpsVerdict, percentMeanStd } from "./common.js";
 import { TASKS, type LabeledTask, type Score } from "./tasks.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -126,9 +125,8 @@ const lines = [
 for (const evaluation of evals) {
   const p = pick(evaluation, "pretrained");
   const s = pick(evaluation, "scratch");
-  const diffs = p.map((x, i) => 100 * (x - s[i]));
-  const mean = sampleMeanStd(diffs).mean;
-  const helps = diffs.every((d) => d > 0) && mean >= 5 ? "**yes**" : diffs.every((d) => d > 0) ? `ahead in every seed, by ${mean.toFixed(1)} < 5 points` : "no";
+  const { helps: yes, everySeed, meanPoints, diffs } = helpsVerdict(p, s);
+  const helps = yes ? "**yes**" : everySeed ? `ahead in every seed, by ${meanPoints.toFixed(1)} < 5 points` : "no";
   lines.push(`| ${evaluation === "probe" ? "linear probe" : "fine-tuning"} | ${percentMeanStd(p)} (${perSeed(p)}) | ${percentMeanStd(s)} (${perSeed(s)}) | ${diffs.map((d) => (d >= 0 ? "+" : "") + d.toFixed(1)).join(", ")} | ${helps} |`);
 }
 const base = pick("baseline", null);

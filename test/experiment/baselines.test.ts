@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { initEngine } from "../../src/engine/runtime.js";
 import { logisticRegression, logSpectrumFeatures, tfidfFeatures } from "../../experiments/baselines.js";
+import { helpsVerdict } from "../../experiments/common.js";
 
 test("tf-idf as scikit-learn's sublinear TfidfVectorizer: training vocabulary and idf, rows L2-normalized", () => {
   const { train, test: held, dim } = tfidfFeatures(["the cat the cat sat", "the dog"], ["a cat and the bird"]);
@@ -38,4 +39,20 @@ test("logistic regression separates two linearly separable classes and scores th
   const r = await logisticRegression(train, [0, 0, 1, 1], Float32Array.from([0.2, 0.8, 0.8, 0.1]), [0, 1], 2, 2, 1);
   assert.equal(r.trainAccuracy, 1);
   assert.equal(r.accuracy, 1);
+});
+
+test("the helps verdict: ahead in every seed and by at least 5 points on the mean", () => {
+  // +6, +4, +8 points: every seed ahead, mean +6.
+  const yes = helpsVerdict([0.56, 0.54, 0.58], [0.5, 0.5, 0.5]);
+  assert.equal(yes.helps, true);
+  assert.ok(Math.abs(yes.meanPoints - 6) < 1e-9);
+  assert.deepEqual(yes.diffs.map((d) => Math.round(d)), [6, 4, 8]);
+  // A mean of +10 with one seed behind is not help.
+  const mixed = helpsVerdict([0.8, 0.8, 0.49], [0.5, 0.5, 0.5]);
+  assert.equal(mixed.helps, false);
+  assert.equal(mixed.everySeed, false);
+  // Ahead in every seed by +2 on the mean: consistent, too small.
+  const small = helpsVerdict([0.52, 0.52, 0.52], [0.5, 0.5, 0.5]);
+  assert.deepEqual([small.helps, small.everySeed], [false, true]);
+  assert.throws(() => helpsVerdict([0.5], [0.5, 0.6]), /one pretrained and one scratch accuracy per seed/);
 });
