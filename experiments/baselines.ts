@@ -71,26 +71,32 @@ function melFilters(): Float64Array[] {
   });
 }
 
+/** The 40 log mel energies of each 25-ms Hann frame, every 10 ms: [frames][40]. */
+export function logMelFrames(samples: Float32Array): Float64Array[] {
+  const fft = new FFT(FFT_SIZE);
+  const filters = melFilters();
+  const window = Float64Array.from({ length: FRAME }, (_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (FRAME - 1)));
+  const frame = new Array<number>(FFT_SIZE).fill(0);
+  const spectrum = fft.createComplexArray() as number[];
+  const rows: Float64Array[] = [];
+  for (let start = 0; start + FRAME <= samples.length; start += HOP) {
+    for (let i = 0; i < FFT_SIZE; i++) frame[i] = i < FRAME ? samples[start + i] * window[i] : 0;
+    fft.realTransform(spectrum, frame);
+    const power = Float64Array.from({ length: FFT_SIZE / 2 + 1 }, (_, k) => spectrum[2 * k] ** 2 + spectrum[2 * k + 1] ** 2);
+    rows.push(Float64Array.from(filters, (f) => Math.log(f.reduce((s, w, k) => s + w * power[k], 0) + 1e-6)));
+  }
+  return rows;
+}
+
 /**
  * Each clip as the mean and standard deviation over time of its 40 log mel energies (25-ms Hann frames every
  * 10 ms), then every feature standardized with the statistics of the clips passed as `fitOn` (the training clips).
  */
 export function logSpectrumFeatures(clips: Float32Array[], fitOn?: { mean: Float64Array; std: Float64Array }): { features: Float32Array; dim: number; moments: { mean: Float64Array; std: Float64Array } } {
-  const fft = new FFT(FFT_SIZE);
-  const filters = melFilters();
-  const window = Float64Array.from({ length: FRAME }, (_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (FRAME - 1)));
   const dim = 2 * MEL_BANDS;
   const raw = new Float32Array(clips.length * dim);
-  const frame = new Array<number>(FFT_SIZE).fill(0);
-  const spectrum = fft.createComplexArray() as number[];
   clips.forEach((samples, c) => {
-    const rows: Float64Array[] = [];
-    for (let start = 0; start + FRAME <= samples.length; start += HOP) {
-      for (let i = 0; i < FFT_SIZE; i++) frame[i] = i < FRAME ? samples[start + i] * window[i] : 0;
-      fft.realTransform(spectrum, frame);
-      const power = Float64Array.from({ length: FFT_SIZE / 2 + 1 }, (_, k) => spectrum[2 * k] ** 2 + spectrum[2 * k + 1] ** 2);
-      rows.push(Float64Array.from(filters, (f) => Math.log(f.reduce((s, w, k) => s + w * power[k], 0) + 1e-6)));
-    }
+    const rows = logMelFrames(samples);
     for (let m = 0; m < MEL_BANDS; m++) {
       const xs = rows.map((r) => r[m]);
       const mean = xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
@@ -101,4 +107,26 @@ export function logSpectrumFeatures(clips: Float32Array[], fitOn?: { mean: Float
   });
   const moments = fitOn ?? featureMoments(raw, dim);
   return { features: standardize(raw, dim, moments), dim, moments };
+}
+
+/** Frames on each side that a spliced log mel frame carries (the context a hybrid ASR front end gives a frame). */
+export const SPLICE_CONTEXT = 4;
+
+/**
+ * The classic frame-level front end for transcription: log mel frames spliced with their ±4 neighbours (9 × 40 =
+ * 360 features; the clip's edge frames repeated), every second frame kept: 50 frames per second, the rate of the
+ * speech encoder's states.
+ */
+export function splicedLogMelFrames(samples: Float32Array): { rows: Float32Array; frames: number; dim: number } {
+  const mel = logMelFrames(samples);
+  const width = 2 * SPLICE_CONTEXT + 1;
+  const dim = width * MEL_BANDS;
+  const frames = Math.ceil(mel.length / 2);
+  const rows = new Float32Array(frames * dim);
+  for (let f = 0; f < frames; f++)
+    for (let j = 0; j < width; j++) {
+      const src = mel[Math.min(mel.length - 1, Math.max(0, 2 * f + j - SPLICE_CONTEXT))];
+      rows.set(src, f * dim + j * MEL_BANDS);
+    }
+  return { rows, frames, dim };
 }

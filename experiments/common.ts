@@ -47,3 +47,17 @@ export function helpsVerdict(pretrained: number[], scratch: number[], minPoints 
   const everySeed = diffs.every((d) => d > 0);
   return { helps: everySeed && meanPoints >= minPoints, everySeed, meanPoints, diffs };
 }
+
+/**
+ * Whether pretraining helps, from paired error rates per seed (CER, lower is better): "yes" when the pretrained
+ * model's is lower in every seed and by at least `minRelative` of the from-scratch mean on the mean; the differences
+ * in points, per seed (negative: pretrained better).
+ */
+export function helpsVerdictErrorRate(pretrained: number[], scratch: number[], minRelative = 0.15): { helps: boolean; everySeed: boolean; relative: number; diffs: number[] } {
+  if (pretrained.length !== scratch.length || pretrained.length === 0) throw new Error("helpsVerdictErrorRate needs one pretrained and one scratch error rate per seed");
+  const diffs = pretrained.map((p, i) => 100 * (p - scratch[i]));
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const relative = (mean(scratch) - mean(pretrained)) / mean(scratch);
+  const everySeed = diffs.every((d) => d < 0);
+  return { helps: everySeed && relative >= minRelative, everySeed, relative, diffs };
+}

@@ -31,7 +31,7 @@ import { disposeTree } from "../src/engine/typed.js";
 import { checkpointedUpdates } from "../src/train/pretrain.js";
 import { renderSvg } from "../src/experiment/report.js";
 import { arg, percentMeanStd } from "./common.js";
-import { brownTask, mnistTask, wordsTask, type LabeledTask, type Score } from "./tasks.js";
+import { brownTask, mnistTask, wordsTask, type AccuracyScore, type LabeledTask, type Score } from "./tasks.js";
 
 type Objective = "v1" | "v2";
 type RunCfg = { data2vec: { ema: { tauStart: number; tauEnd: number; annealSteps: number } } };
@@ -119,7 +119,7 @@ async function run<Cfg extends RunCfg, Arch, Encoder>(task: Task<Cfg, Arch, Enco
   function evaluate(what: string[], objective: Result["objective"], seed: number, m: number, updates: number) {
     const child = spawnSync(process.execPath, [process.argv[1], ...process.argv.slice(2), "--one", ...what], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
     if (child.status !== 0) throw new Error(`evaluation ${what.join(" ")} failed`);
-    const probe = JSON.parse(child.stdout.trim().split("\n").pop()!) as Score;
+    const probe = JSON.parse(child.stdout.trim().split("\n").pop()!) as AccuracyScore; // its tasks are classifications
     results.push({ objective, seed, minutes: m, updates, ...probe });
     save();
     log(`${objective} seed ${seed}, ${m} min (${updates} updates): test accuracy ${(100 * probe.accuracy).toFixed(1)}% (train ${(100 * probe.trainAccuracy).toFixed(1)}%)`);
