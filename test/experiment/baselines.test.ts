@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { initEngine } from "../../src/engine/runtime.js";
-import { logisticRegression, logSpectrumFeatures, tfidfFeatures } from "../../experiments/baselines.js";
-import { helpsVerdict } from "../../experiments/common.js";
+import { logisticRegression, logMelFrames, logSpectrumFeatures, SPLICE_CONTEXT, splicedLogMelFrames, tfidfFeatures } from "../../experiments/baselines.js";
+import { helpsVerdict, helpsVerdictErrorRate } from "../../experiments/common.js";
 
 test("tf-idf as scikit-learn's sublinear TfidfVectorizer: training vocabulary and idf, rows L2-normalized", () => {
   const { train, test: held, dim } = tfidfFeatures(["the cat the cat sat", "the dog"], ["a cat and the bird"]);
@@ -55,4 +55,37 @@ test("the helps verdict: ahead in every seed and by at least 5 points on the mea
   const small = helpsVerdict([0.52, 0.52, 0.52], [0.5, 0.5, 0.5]);
   assert.deepEqual([small.helps, small.everySeed], [false, true]);
   assert.throws(() => helpsVerdict([0.5], [0.5, 0.6]), /one pretrained and one scratch accuracy per seed/);
+});
+
+test("spliced log mel frames: ±4 neighbours side by side, every second frame, edges repeated", () => {
+  // A chirp, so that every 10-ms frame differs from its neighbours.
+  const clip = Float32Array.from({ length: 8000 }, (_, i) => Math.sin((2 * Math.PI * (200 + i / 4) * i) / 16000));
+  const mel = logMelFrames(clip);
+  assert.equal(mel.length, Math.floor((8000 - 400) / 160) + 1);
+  const { rows, frames, dim } = splicedLogMelFrames(clip);
+  const width = 2 * SPLICE_CONTEXT + 1;
+  assert.equal(dim, width * 40);
+  assert.equal(frames, Math.ceil(mel.length / 2));
+  const block = (f: number, j: number) => Array.from(rows.subarray(f * dim + j * 40, f * dim + (j + 1) * 40));
+  const same = (a: number[], b: Float64Array) => a.every((v, k) => Math.abs(v - b[k]) < 1e-4 * Math.max(1, Math.abs(b[k])));
+  // Output frame 5 is mel frame 10, with mel frames 6..14 around it.
+  for (let j = 0; j < width; j++) assert.ok(same(block(5, j), mel[10 + j - SPLICE_CONTEXT]), `frame 5, slot ${j}`);
+  // At the start the first frame stands in for the missing ones; at the end the last.
+  assert.ok(same(block(0, 0), mel[0]) && same(block(0, SPLICE_CONTEXT - 1), mel[0]));
+  assert.ok(same(block(frames - 1, width - 1), mel[mel.length - 1]));
+});
+
+test("the helps verdict for error rates: lower in every seed and by at least 15% relative on the mean", () => {
+  // CER 40/42/38 against 50/50/50: every seed better, 20% relative.
+  const yes = helpsVerdictErrorRate([0.4, 0.42, 0.38], [0.5, 0.5, 0.5]);
+  assert.equal(yes.helps, true);
+  assert.ok(Math.abs(yes.relative - 0.2) < 1e-9);
+  assert.deepEqual(yes.diffs.map((d) => Math.round(d)), [-10, -8, -12]);
+  // 10% relative, every seed better: consistent, too small.
+  const small = helpsVerdictErrorRate([0.45, 0.45, 0.45], [0.5, 0.5, 0.5]);
+  assert.deepEqual([small.helps, small.everySeed], [false, true]);
+  // A big mean gain with one seed worse is not help; nor is a higher error rate.
+  assert.equal(helpsVerdictErrorRate([0.1, 0.1, 0.55], [0.5, 0.5, 0.5]).helps, false);
+  assert.equal(helpsVerdictErrorRate([0.6, 0.6, 0.6], [0.5, 0.5, 0.5]).everySeed, false);
+  assert.throws(() => helpsVerdictErrorRate([], []), /one pretrained and one scratch error rate per seed/);
 });
