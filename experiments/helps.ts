@@ -6,9 +6,12 @@
  * transcription: a lower CER in every seed, and by at least 15% relative on the mean).
  *
  *   node dist/experiments/helps.js --task mnist|fashion|brown|debian|words|ctc [--preset tiny] [--objective data2vec2]
- *       [--steps N] [--set JSON] [--seeds 1,2,3] [--evals probe,finetune] [--out runs/helps-<task>-<preset>]
+ *       [--steps N] [--set JSON] [--finetune JSON] [--pretrained DIR] [--seeds 1,2,3] [--evals probe,finetune]
+ *       [--out runs/helps-<task>-<preset>]
  *
- * `--set` changes settings of the preset (a partial run config as JSON). Resumable: the pretraining resumes exactly,
+ * `--set` changes settings of the preset (a partial run config as JSON). `--finetune` changes the task's fine-tuning
+ * settings (e.g. '{"augment":true,"epochs":80}'). `--pretrained DIR` evaluates the pretraining of another run of
+ * the same task (its <out>/pretrain) instead of pretraining again. Resumable: the pretraining resumes exactly,
  * and each finished evaluation is cached in <out>/results.json; each runs in its own process (the engine's heap only
  * grows). The report is printed and written to <out>/report.md.
  */
@@ -31,10 +34,11 @@ const task = TASKS[taskName]() as LabeledTask<never, unknown, unknown>;
 const preset = arg("preset", "tiny");
 const objective = arg("objective", "");
 const changes = JSON.parse(arg("set", "{}")) as Record<string, unknown>;
+const finetuneChanges = JSON.parse(arg("finetune", "{}")) as Record<string, unknown>;
 const seeds = arg("seeds", "1,2,3").split(",").map(Number);
 const evals = arg("evals", "probe,finetune").split(",") as Evaluation[];
 const out = resolve(arg("out", join("runs", `helps-${taskName}-${preset}${objective === "data2vec2" ? "-v2" : ""}`)));
-const pretrainDir = join(out, "pretrain");
+const pretrainDir = arg("pretrained", "") ? join(resolve(arg("pretrained", "")), "pretrain") : join(out, "pretrain");
 
 type Evaluation = "probe" | "finetune";
 type Init = "pretrained" | "scratch";
@@ -67,7 +71,7 @@ if (one >= 0) {
       disposeTree(encoder);
       encoder = task.encoders.fresh(loaded.arch, seed);
     }
-    score = evaluation === "probe" ? await task.probe(loaded.arch, encoder, seed) : await task.finetune(loaded.arch, encoder, seed);
+    score = evaluation === "probe" ? await task.probe(loaded.arch, encoder, seed) : await task.finetune(loaded.arch, encoder, seed, finetuneChanges);
   }
   console.log(JSON.stringify(score));
   process.exit(0);
@@ -79,6 +83,10 @@ mkdirSync(out, { recursive: true });
 // 1. Pretraining (resumable).
 const config = pretrainConfig() as { train: { steps: number } };
 const done = checkpointedUpdates(pretrainDir);
+if (arg("pretrained", "") && done < config.train.steps) {
+  log(`--pretrained ${arg("pretrained", "")}: its pretraining holds ${done} of the ${config.train.steps} updates asked for; finish it with its own command, or pass the same --steps`);
+  process.exit(2);
+}
 if (done < config.train.steps) {
   log(`${task.title}: pretraining ${preset}${objective ? ` (${objective})` : ""} for ${config.train.steps} updates${done ? `, resuming at ${done}` : ""}`);
   const r = await task.pretrain(config as never, pretrainDir, done > 0);
@@ -94,7 +102,7 @@ log(`pretraining: ${pretraining.updates} updates, ${pretraining.minutes.toFixed(
 // 2. Evaluations, pretrained vs scratch, per seed, and the baseline (each cached as it finishes).
 const resultsPath = join(out, "results.json");
 const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
-const save = () => writeFileSync(resultsPath, JSON.stringify({ task: taskName, preset, objective: objective || "data2vec", changes, pretraining, pretrainConfig: config, runs: results }, null, 2));
+const save = () => writeFileSync(resultsPath, JSON.stringify({ task: taskName, preset, objective: objective || "data2vec", changes, finetuneChanges, pretrainedIn: pretrainDir, pretraining, pretrainConfig: config, runs: results }, null, 2));
 save();
 function evaluate(evaluation: Result["evaluation"], init: Init | null, seed: number) {
   if (results.some((r) => r.evaluation === evaluation && r.init === init && r.seed === seed)) return;
@@ -121,7 +129,7 @@ const lines = [
   `## ${task.title}: pretrained vs from scratch (${seeds.length} seeds)`,
   "",
   `Pretraining: \`${preset}\`${objective ? ` (${objective})` : ""}${Object.keys(changes).length ? ` with ${JSON.stringify(changes)}` : ""}, ${pretraining.updates} updates in ${pretraining.minutes.toFixed(1)} min of steps (final loss ${pretraining.last.loss.toFixed(3)}, target variance ${pretraining.last.targetVar.toFixed(2)}${pretraining.last.positionShare != null ? `, position share ${pretraining.last.positionShare.toFixed(2)}` : ""}).`,
-  `Labels: ${task.labeledName}.`,
+  `Labels: ${task.labeledName}.${Object.keys(finetuneChanges).length ? ` Fine-tuning changed: ${JSON.stringify(finetuneChanges)}.` : ""}`,
   "",
   `| evaluation | pretrained: ${measure} (%) | from scratch (%) | difference per seed (points) | helps? |`,
   "|---|---|---|---|---|",

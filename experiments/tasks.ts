@@ -74,8 +74,8 @@ export type LabeledTask<Cfg extends RunCfg = RunCfg, Arch = unknown, Encoder = u
   archOf?: (config: Cfg) => Arch;
   /** Linear probe on the frozen encoder's pooled (transcription: per-frame) features (the encoder is consumed). */
   probe(arch: Arch, encoder: Encoder, seed: number): Promise<Score>;
-  /** Full fine-tuning with a new head (the encoder is consumed). */
-  finetune(arch: Arch, encoder: Encoder, seed: number): Promise<Score>;
+  /** Full fine-tuning with a new head (the encoder is consumed); `changes` override the task's fine-tuning settings. */
+  finetune(arch: Arch, encoder: Encoder, seed: number, changes?: Record<string, unknown>): Promise<Score>;
   /** The classic baseline on the same labels. */
   baseline(seed: number): Promise<Score>;
 };
@@ -130,11 +130,12 @@ function imageTask(o: { name: string; title: string; splits: () => { train: Labe
       const pred = await probePredict(probe.head, testFeats, run.model.dim);
       return { accuracy: accuracy(pred, test.labels), trainAccuracy: probe.trainAccuracy };
     },
-    async finetune(run, encoder, seed) {
+    async finetune(run, encoder, seed, changes) {
       const train = labeled(seed);
       const test = o.splits().test;
-      const trained = await finetuneVision({ encoder: encoder as never, head: newVisionHead(seed, run.model.dim, classes()) }, run, train, { ...IMAGE_FINETUNE, seed }, { quiet: true });
-      const pred = await predictVision(trained.params, run, test.images, IMAGE_FINETUNE.batchSize);
+      const settings = { ...IMAGE_FINETUNE, ...changes, seed };
+      const trained = await finetuneVision({ encoder: encoder as never, head: newVisionHead(seed, run.model.dim, classes()) }, run, train, settings, { quiet: true });
+      const pred = await predictVision(trained.params, run, test.images, settings.batchSize);
       return { accuracy: accuracy(pred, test.labels), trainAccuracy: trained.history[trained.history.length - 1].trainAccuracy };
     },
     async baseline(seed) {
@@ -179,11 +180,11 @@ function textTask(o: { name: string; title: string; labeledName: string; data: (
       disposeTree(encoder);
       return linearProbe(train, labelsOf(task.train, task.labels), test, labelsOf(task.test, task.labels), enc.dim, task.labels.length, seed);
     },
-    async finetune({ run, enc, tok }, encoder, seed) {
+    async finetune({ run, enc, tok }, encoder, seed, changes) {
       const task = o.data();
       const train = encodeLabeled(task.train, tok, task.labels);
       const test = encodeLabeled(task.test, tok, task.labels);
-      const settings = { ...TEXT_FINETUNE, seed, seqLen: run.train.seqLen };
+      const settings = { ...TEXT_FINETUNE, ...changes, seed, seqLen: run.train.seqLen };
       const head = newHead(seed, enc.dim, task.labels.length, { poolNorm: settings.poolNorm });
       const trained = await finetuneClassifier({ encoder, head }, enc, tok, train, task.labels.length, settings, { quiet: true });
       const pred = await predictClasses(trained.params, enc, tok, test, task.labels.length, settings.batchSize, settings.seqLen, settings.pooling);
@@ -269,9 +270,9 @@ export function wordsTask(): LabeledTask<AudioRunConfig, AudioRunConfig, unknown
       disposeTree(encoder);
       return linearProbe(trainFeats, indexOf(train, labels), testFeats, indexOf(test, labels), run.model.dim, labels.length, seed);
     },
-    async finetune(run, encoder, seed) {
+    async finetune(run, encoder, seed, changes) {
       const { train, test, labels } = await labeled();
-      const settings = { ...AUDIO_FINETUNE, seed, maxSeconds };
+      const settings = { ...AUDIO_FINETUNE, ...changes, seed, maxSeconds };
       const params = { encoder: encoder as never, head: newCtcHead(seed, run.model.dim, labels.length) };
       const trained = await finetuneAudioClassifier(params, run.model, train, indexOf(train, labels), labels.length, settings, { quiet: true });
       const pred = await predictAudioClasses(trained.params, run.model, test, settings.batchSize, maxSeconds);
@@ -327,11 +328,12 @@ export function ctcTask(): LabeledTask<AudioRunConfig, AudioRunConfig, unknown> 
       disposeTree(encoder);
       return probeScore(trainStates, testStates, train, test, run.model.dim, seed);
     },
-    async finetune(run, encoder, seed) {
+    async finetune(run, encoder, seed, changes) {
       const { train, test } = await labeled();
+      const settings = { ...CTC_FINETUNE, ...changes, seed };
       const params = { encoder: encoder as never, head: newCtcHead(seed, run.model.dim, LIBRISPEECH_VOCAB.length) };
-      const trained = await finetuneCtc(params, run.model, toUtterances(train, LIBRISPEECH_VOCAB), { ...CTC_FINETUNE, seed }, { quiet: true });
-      const ev = await evaluateCtc(trained.params, run.model, LIBRISPEECH_VOCAB, test, { batchSize: CTC_FINETUNE.batchSize, maxBatchSeconds: CTC_FINETUNE.maxBatchSeconds });
+      const trained = await finetuneCtc(params, run.model, toUtterances(train, LIBRISPEECH_VOCAB), settings, { quiet: true });
+      const ev = await evaluateCtc(trained.params, run.model, LIBRISPEECH_VOCAB, test, { batchSize: settings.batchSize, maxBatchSeconds: settings.maxBatchSeconds });
       disposeTree(trained.params);
       return { cer: ev.cer, wer: ev.wer, trainLossPerChar: trained.history[trained.history.length - 1].loss };
     },
