@@ -47,12 +47,17 @@ type Result = { evaluation: Evaluation | "baseline"; init: Init | null; seed: nu
 /** The pretraining run config: the preset (or its data2vec 2.0 version), `--set`, and `--steps` with a schedule to fit. */
 function pretrainConfig() {
   const presetName = objective === "data2vec2" && !preset.endsWith("-v2") ? `${preset}-v2` : preset;
-  const base = task.kit.resolve(presetName, changes) as unknown as { train: { steps: number; warmupSteps: number }; data2vec: { ema: object } };
+  const base = task.kit.resolve(presetName, changes) as unknown as { train: { steps: number; warmupSteps: number }; data2vec: { ema: object; collapseWarmupSteps: number } };
   const steps = Number(arg("steps", String(base.train.steps)));
   const scaled = steps / base.train.steps;
+  // The schedules stretch with the run: the learning-rate warm-up, the teacher's EMA anneal, and the updates before
+  // the collapse monitor judges (a longer warm-up leaves the student near its zero prediction for longer).
   return task.kit.resolve(presetName, changes, {
     train: { steps, warmupSteps: Math.round(base.train.warmupSteps * scaled), checkpointEvery: Math.min(100, steps) },
-    data2vec: { ema: { ...base.data2vec.ema, annealSteps: Math.round(((base.data2vec.ema as { annealSteps: number }).annealSteps ?? steps) * scaled) } },
+    data2vec: {
+      ema: { ...base.data2vec.ema, annealSteps: Math.round(((base.data2vec.ema as { annealSteps: number }).annealSteps ?? steps) * scaled) },
+      collapseWarmupSteps: Math.round(base.data2vec.collapseWarmupSteps * Math.max(1, scaled)),
+    },
   });
 }
 
