@@ -193,10 +193,13 @@ const smallV2: VisionRunConfig = {
     ...V2_DATA2VEC,
     removePositionMean: true,
     topK: 5,
+    ema: { ...small.data2vec.ema, annealSteps: 2400 },
     v2: { cloneBatch: 4, prenetDepth: 1, clsLoss: 0.01, decoder: { dim: 64, kernel: 3, groups: 16, layers: 3, residual: true, projectionLayers: 1, projectionRatio: 2, maskNoiseStd: 0.01, inputDropout: 0 } },
   },
   masking: V2_MASKING,
-  train: { ...small.train, batchSize: 32 },
+  // 2,400 updates of 8 images × 4 views (about 35 minutes on one core of the native engine, beside another job): the
+  // pretraining measured in docs/results/pretraining-helps.md (MNIST and Fashion-MNIST with 8–10 labels per class).
+  train: { ...small.train, batchSize: 32, steps: 2400, warmupSteps: 180 },
 };
 
 const baseV2: VisionRunConfig = {
