@@ -157,6 +157,11 @@ for (const evaluation of evals) {
 }
 const base = pick("baseline", null);
 lines.push(`| ${task.baselineName} | ${percentMeanStd(base)} (${perSeed(base)}) | | | |`);
+// The probes' feature dimensionality: a pooled representation collapsed to a line cannot be probed, however well
+// its per-step targets look (train/probe.ts participationRatio).
+const dims = (init: Init) => seeds.map((s) => (results.find((r) => r.evaluation === "probe" && r.init === init && r.seed === s) as { featureDims?: number } | undefined)?.featureDims);
+if (evals.includes("probe") && [...dims("pretrained"), ...dims("scratch")].every((d) => d !== undefined))
+  lines.push("", `Effective dimensions of the probe's standardized training features (participation ratio): pretrained ${dims("pretrained").map((d) => d!.toFixed(1)).join(" / ")}, from scratch ${dims("scratch").map((d) => d!.toFixed(1)).join(" / ")}.`);
 const report = lines.join("\n") + "\n";
 writeFileSync(join(out, "report.md"), report);
 console.log(report);

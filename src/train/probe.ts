@@ -87,6 +87,32 @@ export function featureMoments(features: Float32Array, dim: number, eps = 1e-6):
   return { mean, std };
 }
 
+/**
+ * How many dimensions the features really use: the participation ratio (Σλ)² / Σλ² of the eigenvalues λ of their
+ * correlation matrix (each feature standardized over the rows), computed as tr(C)² / ‖C‖²_F without an
+ * eigendecomposition. From 1 (every feature a multiple of one direction) to `dim` (uncorrelated features of equal
+ * variance; at most the number of rows − 1). A probe cannot separate classes along directions that are not there:
+ * a value near 1 means the pooled representation has collapsed to a line across examples, even when each token's
+ * or frame's variance looks healthy. Constant features (zero variance) count for nothing.
+ */
+export function participationRatio(features: Float32Array, dim: number): number {
+  const n = features.length / dim;
+  const { mean, std } = featureMoments(features, dim);
+  const z = new Float64Array(features.length);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) z[i * dim + d] = std[d] > 1e-6 ? (features[i * dim + d] - mean[d]) / std[d] : 0;
+  let trace = 0;
+  let frobenius = 0;
+  for (let a = 0; a < dim; a++)
+    for (let b = a; b < dim; b++) {
+      let c = 0;
+      for (let i = 0; i < n; i++) c += z[i * dim + a] * z[i * dim + b];
+      c /= n;
+      if (a === b) trace += c;
+      frobenius += (a === b ? 1 : 2) * c * c;
+    }
+  return frobenius > 0 ? (trace * trace) / frobenius : 0;
+}
+
 /** Features standardized with the given moments. */
 export function standardize(features: Float32Array, dim: number, m: { mean: Float64Array; std: Float64Array }): Float32Array {
   const out = new Float32Array(features.length);

@@ -5,7 +5,7 @@ import { DataError } from "../../src/engine/errors.js";
 import { initEngine } from "../../src/engine/runtime.js";
 import { HostRng } from "../../src/engine/random.js";
 import { linear } from "../../src/nn/layers.js";
-import { featureMoments, foldStandardization, standardize, trainLinearProbe } from "../../src/train/probe.js";
+import { featureMoments, foldStandardization, participationRatio, standardize, trainLinearProbe } from "../../src/train/probe.js";
 import { assertClose, toHost } from "../jaxutil.js";
 
 await initEngine();
@@ -58,4 +58,20 @@ test("a linear probe refuses non-finite features, mismatched sizes and labels ou
   await assert.rejects(trainLinearProbe(Float32Array.from([1, NaN, 2, 3]), [0, 1], 2, 2, opts), (e: Error) => e instanceof DataError && /feature 1 of example 0 is NaN/.test(e.message));
   await assert.rejects(trainLinearProbe(Float32Array.from([1, 2, 3]), [0, 1], 2, 2, opts), (e: Error) => e instanceof DataError && /3 feature values for 2 examples of dimension 2/.test(e.message));
   await assert.rejects(trainLinearProbe(Float32Array.from([1, 2, 3, 4]), [0, 2], 2, 2, opts), (e: Error) => e instanceof DataError && /label 2 is outside 0…1/.test(e.message));
+});
+
+test("participation ratio: 1 for features on one line, the dimension for uncorrelated ones, by hand in between", () => {
+  // Four rows, three features that are all multiples (and offsets) of one direction.
+  const line = Float32Array.from([1, 2, -1, 2, 4, -2, 3, 6, -3, 4, 8, -4].map((v, i) => v + (i % 3)));
+  assert.ok(Math.abs(participationRatio(line, 3) - 1) < 1e-9);
+  // ±1 patterns with mean 0 and orthogonal columns over 4 rows: the correlation matrix is the identity.
+  const orthogonal = Float32Array.from([1, 1, 1, 1, -1, -1, -1, 1, -1, -1, -1, 1]);
+  assert.ok(Math.abs(participationRatio(orthogonal, 3) - 3) < 1e-9);
+  // Two features with correlation ρ: eigenvalues 1 ± ρ, so (Σλ)² / Σλ² = 4 / (2 + 2ρ²). Rows (1,1), (1,-1), (-1,1),
+  // (-1,-1) and two copies of (1,1), (-1,-1) give ρ = 1/3 (means 0, variances 1, E[xy] = 2/6).
+  const rho = Float32Array.from([1, 1, 1, -1, -1, 1, -1, -1, 1, 1, -1, -1]);
+  assert.ok(Math.abs(participationRatio(rho, 2) - 4 / (2 + 2 / 9)) < 1e-9);
+  // A constant feature adds nothing.
+  const withConstant = Float32Array.from([1, 5, 1, 5, -1, 5, -1, 5]);
+  assert.ok(Math.abs(participationRatio(withConstant, 2) - 1) < 1e-9);
 });
