@@ -38,7 +38,8 @@ const finetuneChanges = JSON.parse(arg("finetune", "{}")) as Record<string, unkn
 const seeds = arg("seeds", "1,2,3").split(",").map(Number);
 const evals = arg("evals", "probe,finetune").split(",") as Evaluation[];
 const out = resolve(arg("out", join("runs", `helps-${taskName}-${preset}${objective === "data2vec2" ? "-v2" : ""}`)));
-const pretrainDir = arg("pretrained", "") ? join(resolve(arg("pretrained", "")), "pretrain") : join(out, "pretrain");
+const pretrainedRun = arg("pretrained", "");
+const pretrainDir = pretrainedRun ? join(resolve(pretrainedRun), "pretrain") : join(out, "pretrain");
 
 type Evaluation = "probe" | "finetune";
 type Init = "pretrained" | "scratch";
@@ -88,8 +89,8 @@ mkdirSync(out, { recursive: true });
 // 1. Pretraining (resumable).
 const config = pretrainConfig() as { train: { steps: number } };
 const done = checkpointedUpdates(pretrainDir);
-if (arg("pretrained", "") && done < config.train.steps) {
-  log(`--pretrained ${arg("pretrained", "")}: its pretraining holds ${done} of the ${config.train.steps} updates asked for; finish it with its own command, or pass the same --steps`);
+if (pretrainedRun && done < config.train.steps) {
+  log(`--pretrained ${pretrainedRun}: its pretraining holds ${done} of the ${config.train.steps} updates asked for; finish it with its own command, or pass the same --steps`);
   process.exit(2);
 }
 if (done < config.train.steps) {
@@ -129,6 +130,15 @@ for (const seed of seeds) {
 // 3. Report.
 const pick = (evaluation: Result["evaluation"], init: Init | null) => seeds.map((s) => scoreValue(results.find((r) => r.evaluation === evaluation && r.init === init && r.seed === s)!, task.metric));
 const measure = task.metric === "cer" ? "test CER" : "test accuracy";
+/** The task's verdict (accuracy: points; CER: relative), with how far short of "helps" it falls, in words. */
+function verdictOf(p: number[], s: number[]): { helps: boolean; everySeed: boolean; diffs: number[]; short: string } {
+  if (task.metric === "cer") {
+    const v = helpsVerdictErrorRate(p, s);
+    return { ...v, short: `${(100 * v.relative).toFixed(0)}% < 15% relative` };
+  }
+  const v = helpsVerdict(p, s);
+  return { ...v, short: `${v.meanPoints.toFixed(1)} < 5 points` };
+}
 const perSeed = (xs: number[]) => xs.map((x) => (100 * x).toFixed(1)).join(" / ");
 const lines = [
   `## ${task.title}: pretrained vs from scratch (${seeds.length} seeds)`,
@@ -142,16 +152,7 @@ const lines = [
 for (const evaluation of evals) {
   const p = pick(evaluation, "pretrained");
   const s = pick(evaluation, "scratch");
-  let verdict: { helps: boolean; everySeed: boolean; diffs: number[] };
-  let short: string;
-  if (task.metric === "cer") {
-    const v = (verdict = helpsVerdictErrorRate(p, s));
-    short = `${(100 * v.relative).toFixed(0)}% < 15% relative`;
-  } else {
-    const v = (verdict = helpsVerdict(p, s));
-    short = `${v.meanPoints.toFixed(1)} < 5 points`;
-  }
-  const { helps: yes, everySeed, diffs } = verdict;
+  const { helps: yes, everySeed, diffs, short } = verdictOf(p, s);
   const helps = yes ? "**yes**" : everySeed ? `ahead in every seed, by ${short}` : "no";
   lines.push(`| ${evaluation === "probe" ? "linear probe" : "fine-tuning"} | ${percentMeanStd(p)} (${perSeed(p)}) | ${percentMeanStd(s)} (${perSeed(s)}) | ${diffs.map((d) => (d >= 0 ? "+" : "") + d.toFixed(1)).join(", ")} | ${helps} |`);
 }

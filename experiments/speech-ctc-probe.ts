@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { freshAudioEncoder, loadAudioCheckpoint } from "../src/audio/checkpoints.js";
 import { encodeTranscript, LIBRISPEECH_VOCAB } from "../src/audio/ctc.js";
-import { encoderStates } from "../src/audio/ctc-finetune.js";
+import { encoderStates, referenceTranscripts } from "../src/audio/ctc-finetune.js";
 import { CTC_PROBE_DEFAULTS, ctcProbeTranscripts, trainCtcProbe } from "../src/audio/ctc-probe.js";
 import { libriSpeechEntries, loadClips } from "../src/audio/data.js";
 import { initEngine } from "../src/engine/runtime.js";
@@ -44,5 +44,5 @@ const labels = trainClips.map((c) => encodeTranscript(c.transcript ?? "", LIBRIS
 // The seed orders the utterances; 1, as before the probe took one (the weights start at zero).
 const probe = trainCtcProbe(trainStates, labels, m.dim, LIBRISPEECH_VOCAB, { ...CTC_PROBE_DEFAULTS, epochs, lr, seed: 1 });
 const hyps = ctcProbeTranscripts(probe, testStates);
-const refs = testClips.map((c) => (c.transcript ?? "").toUpperCase().trim().replace(/\s+/g, " "));
+const refs = referenceTranscripts(testClips);
 console.log(JSON.stringify({ epochs, lossPerChar: probe.lossPerChar[probe.lossPerChar.length - 1], depth, init: scratch ? `random (seed ${scratch})` : model, cer: charErrorRate(refs, hyps), wer: wordErrorRate(refs, hyps), example: { ref: refs[0], hyp: hyps[0] } }));

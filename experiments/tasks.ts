@@ -43,16 +43,16 @@ import { audioEncoders } from "../src/audio/checkpoints.js";
 import { finetuneAudioClassifier, pooledAudioFeatures, predictAudioClasses } from "../src/audio/classify.js";
 import { audioRunConfig, type AudioRunConfig } from "../src/audio/config.js";
 import { encodeTranscript, LIBRISPEECH_VOCAB } from "../src/audio/ctc.js";
-import { encoderStates, evaluateCtc, finetuneCtc, newCtcHead, toUtterances } from "../src/audio/ctc-finetune.js";
+import { encoderStates, evaluateCtc, finetuneCtc, newCtcHead, referenceTranscripts, toUtterances } from "../src/audio/ctc-finetune.js";
 import { CTC_PROBE_DEFAULTS, ctcProbeTranscripts, trainCtcProbe, type FrameFeatures } from "../src/audio/ctc-probe.js";
 import { labeledAudioEntries, libriSpeechEntries, loadClips, type Clip } from "../src/audio/data.js";
 import { pretrainAudio } from "../src/audio/pretrain.js";
 import { logSpectrumFeatures, logisticRegression, splicedLogMelFrames, tfidfFeatures } from "./baselines.js";
 import { arg } from "./common.js";
 
-/** Classification is scored by accuracy (higher is better), transcription by character error rate (lower is better). */
 /** `featureDims`: for a probe, the participation ratio of its standardized training features (train/probe.ts). */
 export type AccuracyScore = { accuracy: number; trainAccuracy: number; featureDims?: number };
+/** Classification is scored by accuracy (higher is better), transcription by character error rate (lower is better). */
 export type Score = AccuracyScore | { cer: number; wer: number; trainLossPerChar: number };
 export type Metric = "accuracy" | "cer";
 /** The number a task is judged by. */
@@ -307,12 +307,11 @@ export function ctcTask(): LabeledTask<AudioRunConfig, AudioRunConfig, unknown> 
   needs([join(root, "train"), join(root, "test"), join(root, "pretrain")], "`d2v data synth-speech --out data/speech --hours 2.5 --labeled-minutes 15 --test-minutes 8 --snr 20`");
   let clips: { train: Clip[]; test: Clip[] } | undefined;
   const labeled = async () => (clips ??= { train: await loadClips(libriSpeechEntries(join(root, "train")), 16000, true), test: await loadClips(libriSpeechEntries(join(root, "test")), 16000, true) });
-  const references = (cs: Clip[]) => cs.map((c) => (c.transcript ?? "").toUpperCase().trim().replace(/\s+/g, " "));
   const transcriptLabels = (cs: Clip[]) => cs.map((c) => encodeTranscript(c.transcript ?? "", LIBRISPEECH_VOCAB, c.name));
   const probeScore = (train: FrameFeatures[], test: FrameFeatures[], trainClips: Clip[], testClips: Clip[], dim: number, seed: number): Score => {
     const probe = trainCtcProbe(train, transcriptLabels(trainClips), dim, LIBRISPEECH_VOCAB, { ...CTC_PROBE_DEFAULTS, seed });
     const hyps = ctcProbeTranscripts(probe, test);
-    const refs = references(testClips);
+    const refs = referenceTranscripts(testClips);
     return { cer: charErrorRate(refs, hyps), wer: wordErrorRate(refs, hyps), trainLossPerChar: probe.lossPerChar[probe.lossPerChar.length - 1] };
   };
   return {

@@ -360,10 +360,15 @@ export async function transcribeClips(params: CtcParams, m: AudioModelConfig, vo
   });
 }
 
+/** The clips' transcripts as hypotheses are written (upper case, single spaces): what CER and WER compare against. */
+export function referenceTranscripts(clips: Clip[]): string[] {
+  return clips.map((c) => (c.transcript ?? "").toUpperCase().trim().replace(/\s+/g, " "));
+}
+
 /** CER and WER (corpus level) of the model's transcripts against the clips' transcripts. */
 export async function evaluateCtc(params: CtcParams, m: AudioModelConfig, vocab: string[], clips: Clip[], o: { batchSize?: number; maxBatchSeconds?: number; beam?: number } = {}) {
   const hyps = await transcribeClips(params, m, vocab, clips, o);
-  const refs = clips.map((c) => (c.transcript ?? "").toUpperCase().trim().replace(/\s+/g, " "));
+  const refs = referenceTranscripts(clips);
   return { cer: charErrorRate(refs, hyps), wer: wordErrorRate(refs, hyps), utterances: clips.length, hypotheses: hyps };
 }
 
