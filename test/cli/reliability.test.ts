@@ -151,6 +151,8 @@ test("classify takes our text classifiers; transcribe and embed name the model's
     // Options the model would not use are refused, not ignored.
     [() => runFinetune({ init: join(dir, "run"), data: join(dir, "train.jsonl"), out: join(dir, "x"), seed: 1, preset: "small", config: cfg }), /--preset, --config \(the architecture and tokenizer come from --init/],
     [() => runFinetune({ init: join(dir, "run"), data: join(dir, "train.jsonl"), out: join(dir, "x"), seed: 1, augment: true, maxSeconds: 2 }), /--augment \(vision only; this is a text model\); --max-seconds \(audio only/],
+    [() => runFinetune({ init: join(dir, "run"), data: join(dir, "train.jsonl"), out: join(dir, "x"), seed: 1, augment: false }), /--no-augment \(vision only; this is a text model\)/],
+    [() => runFinetune({ scratch: true, modality: "vision", out: join(dir, "x"), seed: 1, linearProbe: true, augment: false }), /--no-augment \(a linear probe trains its head/],
     [() => runFinetune({ scratch: true, modality: "vision", out: join(dir, "x"), seed: 1, linearProbe: true, epochs: 5 }), /--epochs \(a linear probe trains its head for a fixed 500 full-batch steps/],
     [() => runEval({ model: join(dir, "clf"), data: join(dir, "train.jsonl"), beam: 4 }), /--beam is for speech transcribers; .*clf is a text model/],
   ];

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import sharp from "sharp";
@@ -52,6 +52,14 @@ test("vision end to end on the command line: pretrain → finetune → eval → 
   const ft = JSON.parse(r.stdout.trim().split("\n").pop()!);
   assert.equal(ft.examples, 16);
   assert.ok(ft.accuracy >= 0 && ft.accuracy <= 1);
+  // Augmented views are the default (few labels otherwise get memorized); --no-augment turns them off.
+  const finetuneSettings = (d: string) => JSON.parse(readFileSync(join(d, "config.json"), "utf8")).finetune;
+  assert.equal(finetuneSettings(clf).augment, true);
+  r = d2v("finetune", "--init", run, "--data", data, "--out", join(dir, "plain"), "--no-augment", "--epochs", "1", "--batch-size", "4");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /on 16 images, 2 classes, 1 epochs/);
+  assert.doesNotMatch(r.stderr, /augmented views/);
+  assert.equal(finetuneSettings(join(dir, "plain")).augment, false);
 
   r = d2v("eval", "--model", clf, "--data", data);
   assert.equal(r.code, 0, r.stderr);
