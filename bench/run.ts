@@ -7,6 +7,7 @@
  *   npm run bench -- --only text-tiny   some steps only (comma-separated)
  *   npm run bench -- --threads          native tiny steps at 1 and 2 threads of jax-js and of OpenBLAS
  *   npm run bench -- --base             fine-tuning and inference of each base-size family, peak heap vs estimate
+ *   npm run bench -- --eager            native steps with jitted programs run eagerly (the default) and deferred
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -79,6 +80,16 @@ if (one >= 0) {
     if (r.status !== 0) throw new Error(`base benchmark ${family} failed`);
     const row = JSON.parse(r.stdout.trim().split("\n").pop()!) as BaseRow;
     console.log(json ? JSON.stringify(row) : `| ${row.name} | ${row.batch} | ${row.optimizer} | ${row.finetune.toFixed(2)} ${row.unit} | ${row.inference.toFixed(2)} ${row.unit} | ${row.stepSeconds.toFixed(1)} | ${row.peakHeapMB} / ${row.estimateMB} | ${row.peakRssMB} |`);
+  }
+} else if (args.includes("--eager")) {
+  // Eager jit (src/engine/shims.ts) frees a step's intermediates as it goes; deferred, they all live until its end.
+  const steps = only >= 0 ? args[only + 1].split(",") : STEPS;
+  if (!json) console.log("| step | unit | deferred | eager | eager / deferred | peak RSS deferred / eager (MB) |\n|---|---|---:|---:|---:|---:|");
+  for (const what of steps) {
+    const [lazy] = child(what, { D2V_ENGINE: "native", D2V_EAGER_JIT: "0" });
+    const [eager] = child(what, { D2V_ENGINE: "native" });
+    if (json) [lazy, eager].forEach((row) => console.log(JSON.stringify({ ...row, eagerJit: row === eager })));
+    else console.log(`| ${what} | ${eager.unit} | ${lazy.value.toFixed(1)} | ${eager.value.toFixed(1)} | ${(eager.value / lazy.value).toFixed(2)}× | ${lazy.peakRssMB} / ${eager.peakRssMB} |`);
   }
 } else if (args.includes("--threads")) {
   console.log("| step | jax-js threads | BLAS threads | value | unit |\n|---|---:|---:|---:|---|");

@@ -128,6 +128,10 @@ class NodeBlobWorker {
 
 const threads = configuredThreads();
 if (threads > 1 && typeof g.Worker === "undefined") g.Worker = NodeBlobWorker;
+// Without workers every kernel runs on this thread, in order: jitted programs then run as they are scheduled and free
+// each intermediate after its last use (patches/@jax-js+jax: "eager jit"), which lowers a training step's peak memory
+// 2–3×. With workers they stay deferred. D2V_EAGER_JIT=0 turns it off.
+if (threads === 1 && process.env.D2V_EAGER_JIT !== "0") g.__jaxjsEagerJit = true;
 const nav = (g.navigator ?? {}) as Record<string, unknown>;
 try {
   Object.defineProperty(nav, "hardwareConcurrency", { value: threads, configurable: true });

@@ -16,6 +16,20 @@ export function floatsOf(tree: unknown): number {
   return treeLeaves(tree).reduce((n, a) => n + (a?.size ?? 0), 0); // absent optional parts (undefined) hold nothing
 }
 
+/**
+ * The coefficients below were fitted to peaks with jitted programs deferred. Run eagerly (src/engine/shims.ts: one
+ * jax-js thread, the native engine's default), a step frees each intermediate after its last use and needs less:
+ * measured against the deferred peak of the same update (`node dist/bench/v2-memory.js` with and without
+ * D2V_EAGER_JIT=0), 0.45–0.49 for text, 0.37–0.43 for speech, 0.34–0.39 for images (docs/results/bench.md), and
+ * 0.32 for a CTC fine-tuning step. One factor for all keeps the plan an upper bound: the largest ratio, rounded up.
+ */
+const EAGER_PEAK_SCALE = 0.5;
+
+/** 1 when jitted programs run deferred, `EAGER_PEAK_SCALE` when they run eagerly (by default: as the engine runs them now). */
+export function jitPeakScale(eager = (globalThis as { __jaxjsEagerJit?: boolean }).__jaxjsEagerJit === true): number {
+  return eager ? EAGER_PEAK_SCALE : 1;
+}
+
 /** The wasm32 heap jax-js allocates from. */
 export const HEAP_BYTES = 4 * 2 ** 30;
 /** The part of the heap a step is planned into (the bump allocator's reuse needs the rest). */
@@ -53,8 +67,8 @@ export function relativeIndexFloats(grid: number, relativeBias: boolean): number
 
 /**
  * Floats a transformer block's forward and backward hold per row: per position and model width, per position and
- * FFN width, and per attention score. Measured: jax-js runs a compiled step's backward without freeing the forward's
- * intermediates early, about four times what the backward strictly needs (text, 2–4 blocks of width 256–512, rows
+ * FFN width, and per attention score. Measured with deferred jit: jax-js then runs a compiled step's backward without
+ * freeing the forward's intermediates early, about four times what the backward strictly needs (text, 2–4 blocks of width 256–512, rows
  * 8–16 × 128–256 tokens: these coefficients reproduce the measured peaks within 10%).
  */
 const PER_DIM = 56;
@@ -70,7 +84,7 @@ const PER_TRAINED = { device: 13, host: 4 } as const;
 export function stepBytes(s: StepShape, optimizer: OptimizerPlace = "device"): number {
   const perRow = s.layers * (s.positions * (PER_DIM * s.dim + PER_FFN * s.ffnDim) + PER_SCORE * s.heads * s.positions ** 2) + (s.cnnFloats ?? 0);
   const perTrained = PER_TRAINED[optimizer] + (s.accumulates && optimizer === "device" ? 1 : 0);
-  return 4 * (s.params - s.trained + perTrained * s.trained + s.rows * perRow + (s.constantFloats ?? 0));
+  return jitPeakScale() * 4 * (s.params - s.trained + perTrained * s.trained + s.rows * perRow + (s.constantFloats ?? 0));
 }
 
 /**
@@ -178,7 +192,7 @@ export function v2StepBytes(s: V2StepShape): number {
   const perView = student + s.steps * (PER_CONV * (sum(s.convTaps) + sum(s.convOut)) + PER_WIDTH * sum(s.widths));
   const perSample = PER_TEACHER * s.layers * (s.steps + s.extra) * s.dim + (s.localFloats ?? 0);
   // The student's parameters with AdamW in the step, plus the teacher's EMA copy.
-  return 4 * ((PER_TRAINED.device + 1) * s.params + s.samples * s.views * perView + s.samples * perSample);
+  return jitPeakScale() * 4 * ((PER_TRAINED.device + 1) * s.params + s.samples * s.views * perView + s.samples * perSample);
 }
 
 /**
@@ -195,7 +209,7 @@ export function checkV2StepFits(s: V2StepShape): void {
   const what = `a data2vec 2.0 update of ${s.samples} samples × ${s.views} views (data2vec.v2.cloneBatch) of ${s.visible} visible of ${s.steps} steps needs about ${gib(need)} of memory, more than the engine's ${gib(HEAP_BYTES)} heap holds`;
   if (v2StepBytes({ ...s, views }) <= PLANNED) throw new ResourceError(`${what}; data2vec.v2.cloneBatch ${views} fits (or lower train.batchSize)`);
   if (v2StepBytes({ ...s, views: 1, samples }) <= PLANNED) throw new ResourceError(`${what}; even cloneBatch 1 does not fit at this batch: use train.batchSize ${samples} with cloneBatch 1, or a smaller model`);
-  const weights = 4 * (PER_TRAINED.device + 1) * s.params;
+  const weights = jitPeakScale() * 4 * (PER_TRAINED.device + 1) * s.params;
   if (weights > PLANNED) throw new ResourceError(`${what}; the ${(s.params / 1e6).toFixed(0)}M parameters with AdamW's state and the teacher alone need about ${gib(weights)}: use a smaller model (a small or tiny -v2 preset)`);
   throw new ResourceError(`${what}; even one sample in one view does not fit: use a smaller model or shorter inputs`);
 }

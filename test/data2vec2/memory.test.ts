@@ -13,14 +13,14 @@ import { ResourceError } from "../../src/engine/errors.js";
 import { peakBytes, resetPeakBytes, trackBuffers } from "../../src/engine/memory.js";
 import { initEngine } from "../../src/engine/runtime.js";
 import { disposeTree } from "../../src/engine/typed.js";
-import { checkV2StepFits, floatsOf, HEAP_BYTES, PLANNED, v2StepBytes, type V2StepShape } from "../../src/train/memory-plan.js";
+import { checkV2StepFits, floatsOf, HEAP_BYTES, jitPeakScale, PLANNED, v2StepBytes, type V2StepShape } from "../../src/train/memory-plan.js";
 import { resolveTextConfig } from "../../src/text/config.js";
 import { pretrainText, textPretraining } from "../../src/text/pretrain.js";
-import { ROOT } from "../helpers.js";
+import { ROOT, withJitMode } from "../helpers.js";
 
 const CLI = join(ROOT, "dist", "src", "cli", "main.js");
 
-test("v2 memory plan: the estimate by hand; an update that cannot fit names the largest cloneBatch that does", () => {
+test("v2 memory plan: the estimate by hand; an update that cannot fit names the largest cloneBatch that does", () => withJitMode(false, () => {
   const s: V2StepShape = { params: 1000, samples: 2, views: 3, steps: 10, visible: 4, extra: 1, dim: 4, ffnDim: 8, heads: 2, layers: 3, convTaps: [12, 6], convOut: [2, 2], widths: [4, 8], localFloats: 50 };
   // 4 bytes × (14·params + B·M·(student blocks on K+extra positions + T·(8.3·conv + 25·widths)) + B·(18·L·(T+extra)·D + local))
   const student = 3 * (5 * (56 * 4 + 16 * 8) + 16 * 2 * 25);
@@ -46,22 +46,31 @@ test("v2 memory plan: the estimate by hand; an update that cannot fit names the 
   assert.throws(() => checkV2StepFits({ ...big, samples: 400 }), /even cloneBatch 1 does not fit at this batch: use train\.batchSize \d+ with cloneBatch 1/);
   // When the weights alone do not fit, the model is what to change.
   assert.throws(() => checkV2StepFits({ ...big, params: 90e6 }), /the 90M parameters with AdamW's state and the teacher alone need about 4\.7 GiB: use a smaller model/);
-});
+  // Eager jit (one engine thread) frees intermediates as it goes: the same estimate, scaled.
+  assert.equal(withJitMode(true, () => v2StepBytes(s)), jitPeakScale(true) * v2StepBytes(s));
+}));
 
-test("v2 memory plan: the estimate is within 15% of the heap two real text updates use", async () => {
+test("v2 memory plan: the heap two real text updates use, with jitted programs deferred (the estimate within 15%) and eager (an upper bound within 30%)", async () => {
   await initEngine();
   await trackBuffers();
   const config = resolveTextConfig("tiny-v2", { train: { batchSize: 2, steps: 2, warmupSteps: 1, checkpointEvery: 1000 }, data2vec: { v2: { cloneBatch: 2 } } });
   const docs = [Array.from({ length: 3000 }, (_, i) => `word${i % 97} text${i % 13}`).join(" ")];
-  const prepared = textPretraining().prepare(config, docs, { checkpoint: null, log: () => {} });
-  const params = prepared.init(0);
-  assert.ok(prepared.v2Shape, "the text adapter reports its v2 update's shape");
-  const estimate = v2StepBytes({ ...prepared.v2Shape, params: floatsOf(params) });
-  disposeTree(params);
-  resetPeakBytes();
-  await pretrainText({ config, outDir: mkdtempSync(join(tmpdir(), "d2v2-mem-")), quiet: true, docs });
-  const measured = peakBytes();
-  assert.ok(estimate > 0.85 * measured && estimate < 1.15 * measured, `estimate ${(estimate / 2 ** 20).toFixed(0)} MB vs measured ${(measured / 2 ** 20).toFixed(0)} MB`);
+  const peaks: Record<string, number> = {};
+  for (const eager of [false, true]) {
+    await withJitMode(eager, async () => {
+      const prepared = textPretraining().prepare(config, docs, { checkpoint: null, log: () => {} });
+      const params = prepared.init(0);
+      assert.ok(prepared.v2Shape, "the text adapter reports its v2 update's shape");
+      const estimate = v2StepBytes({ ...prepared.v2Shape, params: floatsOf(params) });
+      disposeTree(params);
+      resetPeakBytes();
+      await pretrainText({ config, outDir: mkdtempSync(join(tmpdir(), "d2v2-mem-")), quiet: true, docs });
+      const measured = (peaks[String(eager)] = peakBytes());
+      const [low, high] = eager ? [1, 1.3] : [0.85, 1.15];
+      assert.ok(estimate > low * measured && estimate < high * measured, `${eager ? "eager" : "deferred"}: estimate ${(estimate / 2 ** 20).toFixed(0)} MB vs measured ${(measured / 2 ** 20).toFixed(0)} MB`);
+    });
+  }
+  assert.ok(peaks.true < 0.6 * peaks.false, `eager jit frees intermediates early: ${peaks.true} vs ${peaks.false} bytes`);
 });
 
 test("d2v pretrain refuses a cloneBatch that cannot fit before it trains or writes anything", () => {

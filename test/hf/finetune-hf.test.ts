@@ -25,9 +25,9 @@ import { visionRelativeIndex } from "../../src/vision/model.js";
 import { encodeAudio } from "../../src/audio/model.js";
 import { loadAudioCheckpoint } from "../../src/audio/checkpoints.js";
 import { audioClassLogits } from "../../src/audio/classify.js";
-import { checkStepFits, largestRows, planOptimizer, stepBytes, HEAP_BYTES } from "../../src/train/memory-plan.js";
+import { checkStepFits, jitPeakScale, largestRows, planOptimizer, stepBytes, HEAP_BYTES } from "../../src/train/memory-plan.js";
 import { ResourceError } from "../../src/engine/errors.js";
-import { HF_FIXTURES, ROOT } from "../helpers.js";
+import { HF_FIXTURES, ROOT, withJitMode } from "../helpers.js";
 
 const CLI = join(ROOT, "dist", "src", "cli", "main.js");
 const d2v = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { ...process.env, D2V_THREADS: "2" } });
@@ -268,8 +268,10 @@ test("continued pretraining from an HF directory checkpoints, resumes exactly, a
   assert.match(refused.stderr, /--preset would be ignored/);
 });
 
-test("memory plan: the step estimate by hand, and a run that cannot fit is refused with a batch that does", () => {
+test("memory plan: the step estimate by hand, and a run that cannot fit is refused with a batch that does", () => withJitMode(false, () => {
   const shape = { params: 1000, trained: 800, rows: 2, positions: 10, dim: 4, ffnDim: 8, heads: 2, layers: 3 };
+  // Eager jit (one engine thread) frees intermediates as it goes: the same estimate, scaled.
+  assert.equal(withJitMode(true, () => stepBytes(shape)), jitPeakScale(true) * stepBytes(shape));
   // 4 bytes × (frozen + 13·trained + rows · layers · (T·(56·D + 16·F) + 16·H·T²)); 4·trained with AdamW on the host
   assert.equal(stepBytes(shape), 4 * (200 + 13 * 800 + 2 * 3 * (10 * (56 * 4 + 16 * 8) + 16 * 2 * 100)));
   assert.equal(stepBytes(shape, "host"), 4 * (200 + 4 * 800 + 2 * 3 * (10 * (56 * 4 + 16 * 8) + 16 * 2 * 100)));
@@ -288,4 +290,4 @@ test("memory plan: the step estimate by hand, and a run that cannot fit is refus
   assert.match(notes.join("\n"), /vision-base needs about [\d.]+ GiB per step with the optimizer's moments on the engine's heap/);
   assert.equal(largestRows({ ...base, rows: 1 }, "device", 8), 0);
   assert.ok(largestRows({ ...base, rows: 1 }, "host", 8) >= 1);
-});
+}));
