@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -56,6 +56,7 @@ test("v2 memory plan: the heap two real text updates use, with jitted programs d
   const config = resolveTextConfig("tiny-v2", { train: { batchSize: 2, steps: 2, warmupSteps: 1, checkpointEvery: 1000 }, data2vec: { v2: { cloneBatch: 2 } } });
   const docs = [Array.from({ length: 3000 }, (_, i) => `word${i % 97} text${i % 13}`).join(" ")];
   const peaks: Record<string, number> = {};
+  const losses: Record<string, number[]> = {};
   for (const eager of [false, true]) {
     await withJitMode(eager, async () => {
       const prepared = textPretraining().prepare(config, docs, { checkpoint: null, log: () => {} });
@@ -64,13 +65,18 @@ test("v2 memory plan: the heap two real text updates use, with jitted programs d
       const estimate = v2StepBytes({ ...prepared.v2Shape, params: floatsOf(params) });
       disposeTree(params);
       resetPeakBytes();
-      await pretrainText({ config, outDir: mkdtempSync(join(tmpdir(), "d2v2-mem-")), quiet: true, docs });
+      const outDir = mkdtempSync(join(tmpdir(), "d2v2-mem-"));
+      await pretrainText({ config, outDir, quiet: true, docs });
       const measured = (peaks[String(eager)] = peakBytes());
+      losses[String(eager)] = readFileSync(join(outDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).loss);
       const [low, high] = eager ? [1, 1.3] : [0.85, 1.15];
       assert.ok(estimate > low * measured && estimate < high * measured, `${eager ? "eager" : "deferred"}: estimate ${(estimate / 2 ** 20).toFixed(0)} MB vs measured ${(measured / 2 ** 20).toFixed(0)} MB`);
     });
   }
   assert.ok(peaks.true < 0.6 * peaks.false, `eager jit frees intermediates early: ${peaks.true} vs ${peaks.false} bytes`);
+  // The same kernels in the same order: the same numbers.
+  assert.equal(losses.true.length, 2);
+  assert.deepEqual(losses.true, losses.false);
 });
 
 test("d2v pretrain refuses a cloneBatch that cannot fit before it trains or writes anything", () => {
