@@ -30,9 +30,12 @@ export const audioModelSchema = z
     /**
      * Padded frames and the positional convolutions: "isolate" (ours) zeroes them before every conv layer, so a
      * padded clip gives the outputs of the clip alone; "leak" (fairseq, Hugging Face) zeroes them once, so values
-     * flow back from the padding into the last real frames.
+     * flow back from the padding into the last real frames. "circular" isolates too, and pads each conv layer with
+     * the clip's other end instead of zeros: no frame is next to an edge, so the encoder cannot tell where in the
+     * crop a frame is (with crops this short, zero padding lets data2vec's targets collapse to a code of position;
+     * docs/results/speech-synth.md). Hugging Face's layout cannot express it.
      */
-    posConvPadding: z.enum(["isolate", "leak"]).default("isolate"),
+    posConvPadding: z.enum(["isolate", "leak", "circular"]).default("isolate"),
   })
   .strict();
 

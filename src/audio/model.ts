@@ -57,18 +57,25 @@ export function featureEncoder(layers: FeatureEncoderLayer[], specs: ConvLayerSp
   return x;
 }
 
+/** The positional encoder's shape, and whether it pads circularly (`posConvPadding: "circular"`) instead of with zeros. */
+export type PositionalConvSpec = Pick<AudioFrontEndConfig, "posConvKernel" | "posConvGroups"> & { circular?: boolean };
+
 /**
  * The convolutional positional encoder on frames [B, T, D]: each layer is a grouped conv with "same" padding
  * (an even kernel drops its extra last frame), a non-affine layer norm and GELU. Consumes both.
  */
-export function positionalConv(convs: ConvParams[], h: np.Array, c: Pick<AudioFrontEndConfig, "posConvKernel" | "posConvGroups">, frameMask: np.Array | null = null): np.Array {
+export function positionalConv(convs: ConvParams[], h: np.Array, c: PositionalConvSpec, frameMask: np.Array | null = null): np.Array {
   const t = h.shape[1];
   const keep = frameMask ? frameMask.ref.reshape([frameMask.shape[0], t, 1]) : null;
+  const pad = Math.floor(c.posConvKernel / 2);
+  // Circular padding: frames −pad…−1 are the last ones, T…T+pad−1 the first ones (indices mod T, so any T works).
+  const wrapped = c.circular ? Int32Array.from({ length: t + 2 * pad }, (_, i) => (((i - pad) % t) + t) % t) : null;
   let x = h;
   convs.forEach((p, i) => {
     // With a frame mask, padded frames are zeroed before every layer, so nothing flows back from them.
     if (keep && i > 0) x = x.mul(keep.ref);
-    x = conv1d(p, x, { kernel: c.posConvKernel, padding: Math.floor(c.posConvKernel / 2), groups: c.posConvGroups });
+    if (wrapped) x = conv1d(p, np.take(x, np.array(wrapped, { dtype: np.int32 }), 1), { kernel: c.posConvKernel, padding: 0, groups: c.posConvGroups });
+    else x = conv1d(p, x, { kernel: c.posConvKernel, padding: pad, groups: c.posConvGroups });
     if (x.shape[1] > t) x = x.slice([], [0, t]);
     x = gelu(layerNorm(null, x, CONV_NORM_EPS));
   });
@@ -90,9 +97,9 @@ export function projectFeatures(p: Pick<AudioFrontEnd, "features" | "projectionN
  * before every conv layer, and a padded clip gives the same outputs as the clip alone.
  * Consumes `h` and the params; borrows the mask.
  */
-export function addPositions(p: Pick<AudioFrontEnd, "posConv" | "encoderNorm">, c: AudioFrontEndConfig, h: np.Array, frameMask: np.Array | null, opts: { padding: "leak" | "isolate" } = { padding: "leak" }): np.Array {
+export function addPositions(p: Pick<AudioFrontEnd, "posConv" | "encoderNorm">, c: AudioFrontEndConfig, h: np.Array, frameMask: np.Array | null, opts: { padding: AudioModelConfig["posConvPadding"] } = { padding: "leak" }): np.Array {
   if (frameMask) h = h.mul(frameMask.ref.reshape([frameMask.shape[0], frameMask.shape[1], 1]));
-  const positions = positionalConv(p.posConv, h.ref, c, opts.padding === "isolate" ? frameMask : null);
+  const positions = positionalConv(p.posConv, h.ref, { ...c, circular: opts.padding === "circular" }, opts.padding === "leak" ? null : frameMask);
   return layerNorm(p.encoderNorm, h.add(positions), c.layerNormEps);
 }
 

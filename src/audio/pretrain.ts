@@ -192,6 +192,7 @@ export function audioV2Config(m: AudioRunConfig["model"]): AudioV2Config {
     posConvLayers: m.posConvLayers,
     posConvKernel: m.posConvKernel,
     posConvGroups: m.posConvGroups,
+    posConvPadding: m.posConvPadding,
     dropout: m.dropout,
     attentionDropout: m.attentionDropout,
     activationDropout: m.activationDropout,

@@ -49,6 +49,8 @@ export type AudioV2Config = {
   posConvLayers: number;
   posConvKernel: number;
   posConvGroups: number;
+  /** "circular": the positional convs pad with the clip's other end (audio/config.ts); anything else, zeros. */
+  posConvPadding?: string;
   dropout: number;
   attentionDropout: number;
   activationDropout: number;
@@ -59,7 +61,7 @@ export function audioModality2(c: AudioV2Config): Modality2<AudioLocal, AudioV2B
   const blocks = altBlockSpec({ heads: c.heads, eps: c.layerNormEps, dropout: c.dropout, attentionDropout: c.attentionDropout, activationDropout: c.activationDropout });
   return {
     encoder: blocks,
-    context: { extraTokens: 0, posConv: { posConvKernel: c.posConvKernel, posConvGroups: c.posConvGroups }, alibi: { heads: c.heads }, blocks },
+    context: { extraTokens: 0, posConv: { posConvKernel: c.posConvKernel, posConvGroups: c.posConvGroups, circular: c.posConvPadding === "circular" }, alibi: { heads: c.heads }, blocks },
     decoder: { kind: "1d" },
     local(p, batch) {
       const { features, projected } = projectFeatures(p, { convLayers: c.convLayers, layerNormEps: c.layerNormEps } as Parameters<typeof projectFeatures>[1], batch.wave.ref);

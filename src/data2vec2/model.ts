@@ -15,7 +15,7 @@
 import { disposeTree, refTree, stopGradientTree } from "../engine/typed.js";
 import { lax, numpy as np } from "../engine/jax.js";
 import type { ParamTree } from "../engine/tree.js";
-import { positionalConv } from "../audio/model.js";
+import { positionalConv, type PositionalConvSpec } from "../audio/model.js";
 import type { ConvParams } from "../nn/conv.js";
 import { runEncoder, type BlockParams, type EncoderSpec } from "../nn/encoder.js";
 import { dropout, layerNorm, type LayerNormParams } from "../nn/layers.js";
@@ -45,7 +45,7 @@ export type ContextParams = {
 
 export type ContextSpec = {
   extraTokens: number;
-  posConv: { posConvKernel: number; posConvGroups: number } | null;
+  posConv: PositionalConvSpec | null;
   /** ALiBi over 1-D step distances, one slope per head. */
   alibi: { heads: number } | null;
   /** The prenet blocks' settings (and the norm's epsilon). */

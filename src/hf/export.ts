@@ -255,6 +255,10 @@ async function exportAudio(checkpoint: string, outDir: string): Promise<ExportRe
     if (head.config.finetune.poolNorm) notes.push("the classifier normalizes the pooled state (--pool-norm), which Data2VecAudioForSequenceClassification cannot express; only the encoder was exported");
     else architecture = "Data2VecAudioForSequenceClassification";
   }
+  if (m.posConvPadding === "circular") {
+    disposeTree([loaded.encoder, head?.params.head, head?.params.projector]);
+    throw new ConfigError(`${checkpoint} pads its positional convolutions circularly (model.posConvPadding "circular"), which Hugging Face's Data2VecAudio cannot express: it pads with zeros. Use the model with d2v finetune / eval / embed`);
+  }
   if (loaded.encoder.shared.alibiScale) {
     disposeTree([loaded.encoder, head?.params.head, head?.params.projector]);
     throw new ConfigError(`${checkpoint} is a data2vec 2.0 speech model: its attention has an ALiBi bias, which Hugging Face's Data2VecAudio cannot hold. Use it with d2v finetune / eval / embed, or export a data2vec (v1) model`);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -110,4 +110,23 @@ test("bad speech input fails before anything is written", () => {
   assert.equal(ft4.code, 2);
   assert.match(ft4.stderr, /\.flac is .* s long, over 0\.5 s; with the CNN training/);
   assert.ok(!existsSync(join(dir, "ctc4")));
+});
+
+test("speech with circular positional convs: pretrains and embeds; export to Hugging Face is refused, nothing written", () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-audio-circ-"));
+  const cfg = join(dir, "micro.json");
+  writeFileSync(cfg, JSON.stringify({ model: { layers: 2, dim: 64, heads: 2, ffnDim: 128, posConvLayers: 2, posConvPadding: "circular" }, data2vec: { topK: 2 }, train: { steps: 2, warmupSteps: 1, checkpointEvery: 2, batchSize: 2 } }));
+  const pre = d2v("pretrain", "--modality", "audio", "--data", LIBRI, "--config", cfg, "--out", join(dir, "pre"), "--quiet");
+  assert.equal(pre.code, 0, pre.stderr);
+  assert.ok(Number.isFinite(lastJson(pre.stdout).loss));
+  const clip = join(LIBRI, readdirSync(LIBRI)[0]);
+  const first = (d: string): string => { const e = readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))[0]; return e.isDirectory() ? first(join(d, e.name)) : join(d, e.name); };
+  const flac = first(clip);
+  const emb = d2v("embed", "--model", join(dir, "pre"), flac);
+  assert.equal(emb.code, 0, emb.stderr);
+  const ex = d2v("export", "--model", join(dir, "pre"), "--hf", join(dir, "hf"));
+  assert.equal(ex.code, 2);
+  assert.match(ex.stderr, /pads its positional convolutions circularly .* Hugging Face's Data2VecAudio cannot express/);
+  assert.doesNotMatch(ex.stderr, /at .*\.js:\d+/, "no stack trace");
+  assert.ok(!existsSync(join(dir, "hf")), "nothing is written");
 });

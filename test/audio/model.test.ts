@@ -8,7 +8,7 @@ import { initEngine } from "../../src/engine/runtime.js";
 import { instanceNorm } from "../../src/nn/layers.js";
 import { data2vecLoss } from "../../src/data2vec/model.js";
 import { resolveAudioConfig } from "../../src/audio/config.js";
-import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec } from "../../src/audio/model.js";
+import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec, positionalConv } from "../../src/audio/model.js";
 import { jitteredViews, pretrainAudio } from "../../src/audio/pretrain.js";
 import { HostRng } from "../../src/engine/random.js";
 import { LIBRISPEECH_VOCAB } from "../../src/audio/ctc.js";
@@ -16,7 +16,7 @@ import { durationBatches, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toU
 import { freshAudioEncoder } from "../../src/audio/checkpoints.js";
 import { libriSpeechEntries, loadClips } from "../../src/audio/data.js";
 import { ROOT } from "../helpers.js";
-import { toHost } from "../jaxutil.js";
+import { assertClose, toHost } from "../jaxutil.js";
 
 await initEngine();
 
@@ -55,6 +55,37 @@ test("padding does not leak: a clip's data2vec loss is the same alone and padded
   withPadding.set(clip);
   const inBatch = await lossOf(withPadding, padded, paddedFrames);
   assert.ok(Math.abs(alone - inBatch) < 1e-4 * Math.abs(alone), `alone ${alone} vs padded ${inBatch}`);
+});
+
+test("circular positional convs: a cyclic shift of the frames shifts the output; a layer is zero padding of the sequence wrapped by hand", async () => {
+  const [t, d, k, groups] = [12, 8, 5, 2];
+  const rng = HostRng.seeded(11);
+  const values = (n: number) => Float32Array.from({ length: n }, () => rng.uniform() * 2 - 1);
+  const fanIn = (k * d) / groups;
+  const layers = [0, 1].map(() => ({ weight: values(groups * fanIn * (d / groups)), bias: values(d) }));
+  const convs = (n = layers.length) => layers.slice(0, n).map((l) => ({ weight: np.array(l.weight).reshape([groups, fanIn, d / groups]), bias: np.array(l.bias) }));
+  const h = values(t * d);
+  const frames = (x: Float32Array, len: number) => np.array(x).reshape([1, len, d]);
+  const roll = (x: number[] | Float32Array, s: number) => Float32Array.from({ length: t * d }, (_, i) => x[((Math.floor(i / d) - s + t) % t) * d + (i % d)]);
+  const circular = { posConvKernel: k, posConvGroups: groups, circular: true };
+  const zeros = { posConvKernel: k, posConvGroups: groups };
+
+  const out = await toHost(positionalConv(convs(), frames(h, t), circular));
+  const shifted = await toHost(positionalConv(convs(), frames(roll(h, 5), t), circular));
+  assertClose(shifted, Array.from(roll(out, 5)), 1e-5, "circular: shift in, shift out");
+  // Zero padding shows the edges, so the same check fails for it.
+  const z = await toHost(positionalConv(convs(), frames(h, t), zeros));
+  const zShifted = await toHost(positionalConv(convs(), frames(roll(h, 5), t), zeros));
+  assert.ok(zShifted.some((v, i) => Math.abs(v - roll(z, 5)[i]) > 1e-2), "zero padding is not shift-equivariant");
+
+  // One layer: the circular conv equals the zero-padded conv of [last pad frames, the frames, first pad frames], centre cut.
+  const pad = Math.floor(k / 2);
+  const wrapped = new Float32Array((t + 2 * pad) * d);
+  wrapped.set(h.subarray((t - pad) * d), 0);
+  wrapped.set(h, pad * d);
+  wrapped.set(h.subarray(0, pad * d), (t + pad) * d);
+  const byHand = (await toHost(positionalConv(convs(1), frames(wrapped, t + 2 * pad), zeros))).slice(pad * d, (pad + t) * d);
+  assertClose(await toHost(positionalConv(convs(1), frames(h, t), circular)), byHand, 1e-5, "one circular layer");
 });
 
 test("edge jitter: a view that drops a clip's first frames is the clip cut there; masks lie in both views", async () => {
