@@ -18,6 +18,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError, DivergenceError, ExperimentError } from "../src/engine/errors.js";
 import { initEngine } from "../src/engine/runtime.js";
 import { disposeTree } from "../src/engine/typed.js";
 import { checkpointedUpdates, readPretrainRecords } from "../src/train/pretrain.js";
@@ -25,6 +26,19 @@ import { arg, helpsVerdict, helpsVerdictErrorRate, percentMeanStd } from "./comm
 import { scoreValue, TASKS, type LabeledTask, type Score } from "./tasks.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
+// A stopped pretraining (collapse, bad data, a full heap) or a failed evaluation ends the experiment with one line,
+// not a stack trace; what finished is kept, and the same command continues.
+process.on("uncaughtException", (e) => {
+  if (e instanceof D2vError) {
+    log(`\nerror: ${e.message}`);
+    process.exit(e instanceof CollapseError || e instanceof DivergenceError ? COLLAPSE_EXIT_STATUS : 2);
+  }
+  if (e instanceof RangeError && /memory32 limit|Out of memory/i.test(e.message)) {
+    log(`\nerror: the engine's 4 GiB heap is full (${e.message}); lower the batch or the model's size with --set or --finetune`);
+    process.exit(2);
+  }
+  throw e;
+});
 const taskName = arg("task", "");
 if (!TASKS[taskName]) {
   log(`--task ${taskName || "(missing)"}: choose one of ${Object.keys(TASKS).join(", ")}`);
@@ -114,7 +128,7 @@ function evaluate(evaluation: Result["evaluation"], init: Init | null, seed: num
   if (results.some((r) => r.evaluation === evaluation && r.init === init && r.seed === seed)) return;
   const t0 = performance.now();
   const child = spawnSync(process.execPath, [...process.argv.slice(1), "--one", `${evaluation}:${init ?? "-"}:${seed}`], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-  if (child.status !== 0) throw new Error(`${evaluation} ${init ?? ""} seed ${seed} failed (status ${child.status})`);
+  if (child.status !== 0) throw new ExperimentError(`${evaluation} ${init ?? ""} seed ${seed} failed (status ${child.status}; its error is above). The evaluations that finished are kept in ${resultsPath}: the same command continues from them`);
   const score = JSON.parse(child.stdout.trim().split("\n").pop()!) as Score;
   results.push({ evaluation, init, seed, ...score });
   save();
