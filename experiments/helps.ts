@@ -18,7 +18,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError, DivergenceError, ExperimentError } from "../src/engine/errors.js";
+import { D2vError, ExperimentError, isHeapFull, userErrorStatus } from "../src/engine/errors.js";
 import { initEngine } from "../src/engine/runtime.js";
 import { disposeTree } from "../src/engine/typed.js";
 import { checkpointedUpdates, readPretrainRecords } from "../src/train/pretrain.js";
@@ -31,9 +31,9 @@ const log = (m: string) => process.stderr.write(`${m}\n`);
 process.on("uncaughtException", (e) => {
   if (e instanceof D2vError) {
     log(`\nerror: ${e.message}`);
-    process.exit(e instanceof CollapseError || e instanceof DivergenceError ? COLLAPSE_EXIT_STATUS : 2);
+    process.exit(userErrorStatus(e));
   }
-  if (e instanceof RangeError && /memory32 limit|Out of memory/i.test(e.message)) {
+  if (isHeapFull(e)) {
     log(`\nerror: the engine's 4 GiB heap is full (${e.message}); lower the batch or the model's size with --set or --finetune`);
     process.exit(2);
   }

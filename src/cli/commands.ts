@@ -104,9 +104,11 @@ function refuseIgnoredFinetuneOptions(o: FinetuneOptions, modality: string): voi
     if (arch.length) problems.push(`${arch.map(([f]) => f).join(", ")} (the architecture and tokenizer come from --init ${o.init})`);
     if (o.modality && o.modality !== modality) problems.push(`--modality ${o.modality} (--init ${o.init} is a ${modality} model)`);
   }
+  // --augment and --no-augment: either is a choice the model must be able to use.
+  const augmentFlag = [o.augment === false ? "--no-augment" : "--augment", o.augment === undefined ? undefined : true] as const;
   const only: [string, unknown, string[]][] = [
     ["--per-class", o.perClass, ["vision"]],
-    [o.augment === false ? "--no-augment" : "--augment", o.augment === undefined ? undefined : true, ["vision"]],
+    [...augmentFlag, ["vision"]],
     ["--layer-decay", o.layerDecay, ["vision"]],
     ["--linear-probe", o.linearProbe, ["vision", "audio"]],
     ["--task", o.task, ["audio"]],
@@ -125,7 +127,7 @@ function refuseIgnoredFinetuneOptions(o: FinetuneOptions, modality: string): voi
   if (o.layerDecay !== undefined && !(o.layerDecay > 0 && o.layerDecay <= 1)) throw new ConfigError(`--layer-decay ${o.layerDecay}: a factor in (0, 1] (the paper fine-tunes base models with 0.65)`);
   // A linear probe trains its head for a fixed number of full-batch steps on frozen, unaugmented features.
   if (o.linearProbe) {
-    for (const [flag, value] of [["--epochs", o.epochs], [o.augment === false ? "--no-augment" : "--augment", o.augment === undefined ? undefined : true], ["--accumulate", o.accumulate], ["--layer-decay", o.layerDecay]] as const) {
+    for (const [flag, value] of [["--epochs", o.epochs], augmentFlag, ["--accumulate", o.accumulate], ["--layer-decay", o.layerDecay]] as const) {
       if (given(value)) problems.push(`${flag} (a linear probe trains its head for a fixed 500 full-batch steps on frozen features)`);
     }
   }

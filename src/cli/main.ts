@@ -4,7 +4,7 @@ import "../engine/shims.js";
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { describeEngine, initEngine } from "../engine/runtime.js";
-import { COLLAPSE_EXIT_STATUS, CollapseError, D2vError, DivergenceError, INTERNAL_ERROR_EXIT_STATUS, InterruptedError, SIGNAL_EXIT_STATUS, systemErrorMessage } from "../engine/errors.js";
+import { D2vError, INTERNAL_ERROR_EXIT_STATUS, InterruptedError, isHeapFull, SIGNAL_EXIT_STATUS, systemErrorMessage, userErrorStatus } from "../engine/errors.js";
 import { runClassify, runConfig, runEmbed, runEval, runFinetune, runPretrain } from "./commands.js";
 import { runData, runDebianSections, runTokenize } from "./text-commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
@@ -252,7 +252,7 @@ try {
     process.stderr.write(`\nerror: ${e.message}\n`);
     // A collapse is a finding, not a usage error: experiments tell it apart by the status.
     if (e instanceof InterruptedError) process.exit(SIGNAL_EXIT_STATUS[e.signal]);
-    process.exit(e instanceof CollapseError || e instanceof DivergenceError ? COLLAPSE_EXIT_STATUS : 2);
+    process.exit(userErrorStatus(e));
   }
   // A file system failure (permissions, a full disk, a path that is a file) is the user's to fix: no stack trace.
   const system = systemErrorMessage(e);
@@ -261,7 +261,7 @@ try {
     process.exit(2);
   }
   // The engine's heap is full: a run too large for memory (the pre-flight estimate let it through).
-  if (e instanceof RangeError && /memory32 limit|Out of memory/i.test(e.message)) {
+  if (isHeapFull(e)) {
     process.stderr.write(
       `\nerror: the run ran out of the engine's 4 GiB heap (${e.message}). Files are written whole or not at all, so what was saved before is intact. ` +
         'Use a smaller batch (--batch-size, with --accumulate to keep the effective batch), shorter inputs (--max-len, --max-seconds), fewer data2vec 2.0 views per sample (data2vec.v2.cloneBatch: each view is a student pass) or a smaller model (see "Base size and memory" in the README)\n',

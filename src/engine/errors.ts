@@ -77,3 +77,13 @@ export function systemErrorMessage(e: unknown): string | null {
   const target = err.path ? ` ${err.path}${err.dest ? ` → ${err.dest}` : ""}` : "";
   return `cannot ${err.syscall ?? "access"}${target}: ${SYSTEM_REASONS[err.code]} (${err.code})`;
 }
+
+/** The engine's wasm heap is full: jax-js could not allocate (a run too large for the 4 GiB memory). */
+export function isHeapFull(e: unknown): e is RangeError {
+  return e instanceof RangeError && /memory32 limit|Out of memory/i.test(e.message);
+}
+
+/** The exit status of a user error: 3 when training stopped on a collapse or divergence (a finding), else 2. */
+export function userErrorStatus(e: D2vError): number {
+  return e instanceof CollapseError || e instanceof DivergenceError ? COLLAPSE_EXIT_STATUS : 2;
+}
