@@ -7,15 +7,16 @@
  *
  *   node dist/experiments/helps.js --task mnist|fashion|brown|debian|words|ctc [--preset tiny] [--objective data2vec2]
  *       [--steps N] [--set JSON] [--finetune JSON] [--pretrained DIR] [--seeds 1,2,3] [--evals probe,finetune]
- *       [--out runs/helps-<task>-<preset>]
+ *       [--jobs N] [--out runs/helps-<task>-<preset>]
  *
  * `--set` changes settings of the preset (a partial run config as JSON). `--finetune` changes the task's fine-tuning
  * settings (e.g. '{"augment":true,"epochs":80}'). `--pretrained DIR` evaluates the pretraining of another run of
  * the same task (its <out>/pretrain) instead of pretraining again. Resumable: the pretraining resumes exactly,
  * and each finished evaluation is cached in <out>/results.json; each runs in its own process (the engine's heap only
- * grows). The report is printed and written to <out>/report.md.
+ * grows). `--jobs N` runs N evaluations at a time, each on one BLAS thread (on 2 cores, `--jobs 2` halves the time
+ * of the slow ones, CTC fine-tuning above all). The report is printed and written to <out>/report.md.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { D2vError, ExperimentError, isHeapFull, userErrorStatus } from "../src/engine/errors.js";
@@ -50,6 +51,11 @@ const objective = arg("objective", "");
 const changes = JSON.parse(arg("set", "{}")) as Record<string, unknown>;
 const finetuneChanges = JSON.parse(arg("finetune", "{}")) as Record<string, unknown>;
 const seeds = arg("seeds", "1,2,3").split(",").map(Number);
+const jobs = Number(arg("jobs", "1"));
+if (!Number.isInteger(jobs) || jobs < 1) {
+  log(`--jobs ${arg("jobs", "")}: give a whole number of evaluations to run at a time, e.g. --jobs 2`);
+  process.exit(2);
+}
 const evals = arg("evals", "probe,finetune").split(",") as Evaluation[];
 const out = resolve(arg("out", join("runs", `helps-${taskName}-${preset}${objective === "data2vec2" ? "-v2" : ""}`)));
 const pretrainedRun = arg("pretrained", "");
@@ -124,22 +130,44 @@ const resultsPath = join(out, "results.json");
 const results: Result[] = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as { runs: Result[] }).runs : [];
 const save = () => writeFileSync(resultsPath, JSON.stringify({ task: taskName, preset, objective: objective || "data2vec", changes, finetuneChanges, pretrainedIn: pretrainDir, pretraining, pretrainConfig: config, runs: results }, null, 2));
 save();
-function evaluate(evaluation: Result["evaluation"], init: Init | null, seed: number) {
-  if (results.some((r) => r.evaluation === evaluation && r.init === init && r.seed === seed)) return;
+/** Runs one evaluation in a child process (the engine's heap only grows) and caches its score. */
+async function evaluate(evaluation: Result["evaluation"], init: Init | null, seed: number): Promise<void> {
   const t0 = performance.now();
-  const child = spawnSync(process.execPath, [...process.argv.slice(1), "--one", `${evaluation}:${init ?? "-"}:${seed}`], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-  if (child.status !== 0) throw new ExperimentError(`${evaluation} ${init ?? ""} seed ${seed} failed (status ${child.status}; its error is above). The evaluations that finished are kept in ${resultsPath}: the same command continues from them`);
-  const score = JSON.parse(child.stdout.trim().split("\n").pop()!) as Score;
+  // Side by side, each child keeps to one BLAS thread, or they would fight over the cores.
+  const env = jobs > 1 ? { ...process.env, OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? "1" } : process.env;
+  const child = spawn(process.execPath, [...process.argv.slice(1), "--one", `${evaluation}:${init ?? "-"}:${seed}`], { env, stdio: ["ignore", "pipe", "inherit"] });
+  let stdout = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  const status = await new Promise<number | null>((done) => child.on("close", done));
+  if (status !== 0) throw new ExperimentError(`${evaluation} ${init ?? ""} seed ${seed} failed (status ${status}; its error is above). The evaluations that finished are kept in ${resultsPath}: the same command continues from them`);
+  const score = JSON.parse(stdout.trim().split("\n").pop()!) as Score;
   results.push({ evaluation, init, seed, ...score });
   save();
   const seconds = ((performance.now() - t0) / 1000).toFixed(0);
   if ("cer" in score) log(`${evaluation}${init ? ` ${init}` : ""} seed ${seed}: test CER ${(100 * score.cer).toFixed(1)}%, WER ${(100 * score.wer).toFixed(1)}% (train loss ${score.trainLossPerChar.toFixed(3)} per character, ${seconds} s)`);
   else log(`${evaluation}${init ? ` ${init}` : ""} seed ${seed}: test accuracy ${(100 * score.accuracy).toFixed(1)}% (train ${(100 * score.trainAccuracy).toFixed(0)}%, ${seconds} s)`);
 }
+const pending: [Result["evaluation"], Init | null, number][] = [];
 for (const seed of seeds) {
-  evaluate("baseline", null, seed);
-  for (const evaluation of evals) for (const init of ["pretrained", "scratch"] as const) evaluate(evaluation, init, seed);
+  pending.push(["baseline", null, seed]);
+  for (const evaluation of evals) for (const init of ["pretrained", "scratch"] as const) pending.push([evaluation, init, seed]);
 }
+const todo = pending.filter(([evaluation, init, seed]) => !results.some((r) => r.evaluation === evaluation && r.init === init && r.seed === seed));
+// `jobs` workers take the evaluations in order; the first failure ends the experiment (uncaughtException above)
+// once the others running have finished and been cached.
+let failure: unknown = null;
+await Promise.all(
+  Array.from({ length: Math.min(jobs, todo.length) }, async () => {
+    for (let next = todo.shift(); next && failure === null; next = todo.shift()) {
+      try {
+        await evaluate(...next);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+  }),
+);
+if (failure !== null) throw failure;
 
 // 3. Report.
 const pick = (evaluation: Result["evaluation"], init: Init | null) => seeds.map((s) => scoreValue(results.find((r) => r.evaluation === evaluation && r.init === init && r.seed === s)!, task.metric));
