@@ -36,6 +36,15 @@ export const audioModelSchema = z
      * docs/results/speech-synth.md). Hugging Face's layout cannot express it.
      */
     posConvPadding: z.enum(["isolate", "leak", "circular"]).default("isolate"),
+    /**
+     * The feature encoder: "cnn" (the paper's, trained) or "logmel" (fixed log mel energies of the CNN's frames, 25 ms
+     * every 20 ms for the paper's strides; audio/logmel.ts). From random weights the CNN's frames are nearly white in
+     * time and data2vec's targets have nothing but position to latch onto; log mel frames carry the spectrum from
+     * the first update. Hugging Face's layout cannot express it.
+     */
+    frontEnd: z.enum(["cnn", "logmel"]).default("cnn"),
+    /** Mel bands of the "logmel" front end. */
+    melBands: z.number().int().min(1).max(512).default(80),
   })
   .strict();
 
@@ -128,6 +137,8 @@ const tiny: AudioRunConfig = {
     activationDropout: 0,
     layerNormEps: 1e-5,
     posConvPadding: "isolate",
+    frontEnd: "cnn",
+    melBands: 80,
   },
   data2vec: {
     topK: 4,

@@ -25,7 +25,7 @@ import type { AudioModelConfig } from "./config.js";
 import { BLANK, ctcBeamSearch, ctcGreedyDecode, ctcLoss, encodeTranscript, labelsToText, logSoftmax } from "./ctc.js";
 import type { Clip } from "./data.js";
 import { spanMask } from "./masking.js";
-import { embedFeatures, runAudioBlocks, featureEncoder, frameMaskArray, framesForSamples, type AudioEncoderParams, type AudioShared } from "./model.js";
+import { audioFeatures, embedFeatures, featureChannels, runAudioBlocks, frameMaskArray, framesForSamples, type AudioEncoderParams, type AudioShared } from "./model.js";
 
 export type CtcParams = { encoder: AudioEncoderParams; head: LinearParams };
 
@@ -149,8 +149,8 @@ function hostBatch(clips: Clip[], rows: number[], shape: BatchShape, m: AudioMod
 
 /** The CNN outputs of every clip (frozen feature encoder), computed once: [frames × C] per clip. */
 export async function cacheFeatures(features: AudioShared["features"], m: AudioModelConfig, clips: Clip[], batchSize: number, maxBatchSeconds: number): Promise<Float32Array[]> {
-  const cnn = new PerShape(() => compile((f: AudioShared["features"], wave: np.Array) => featureEncoder(f, m.convLayers, wave)));
-  const channels = m.convLayers[m.convLayers.length - 1].channels;
+  const cnn = new PerShape(() => compile((f: AudioShared["features"], wave: np.Array) => audioFeatures(f, m, wave)));
+  const channels = featureChannels(m);
   const out: Float32Array[] = new Array(clips.length);
   for (const { rows, shape } of durationBatches(clips.map((c) => c.samples.length), m, batchSize, maxBatchSeconds)) {
     const b = hostBatch(clips, rows, shape, m, null);
@@ -184,7 +184,7 @@ function encodeInputs(enc: { shared: Partial<AudioShared> & Omit<AudioShared, "f
   if (x.features) {
     if (features) disposeTree(features);
     cnnOut = x.features;
-  } else cnnOut = featureEncoder(features!, m.convLayers, x.wave!);
+  } else cnnOut = audioFeatures(features!, m, x.wave!);
   const h = embedFeatures(rest, cnnOut, x.frameMask, x.timeMask ?? null, m, keys);
   x.timeMask?.dispose();
   const out = runAudioBlocks(enc.layers, h, alibiScale, x.frameMask, m, keys);
@@ -206,7 +206,7 @@ export async function finetuneCtc(params: CtcParams, m: AudioModelConfig, train:
   if (train.length === 0) throw new DataError("no training utterances");
   const clips = train.map((u) => u.clip);
   const vocabSize = params.head.weight.shape[1];
-  const channels = m.convLayers[m.convLayers.length - 1].channels;
+  const channels = featureChannels(m);
   const frozenFeatures = s.freezeFeatureEncoder ? params.encoder.shared.features : null;
   const cached = frozenFeatures ? await cacheFeatures(frozenFeatures, m, clips, s.batchSize, s.maxBatchSeconds) : null;
   let trainable: Trainable;

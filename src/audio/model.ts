@@ -16,17 +16,17 @@ import { dropout, gelu, layerNorm, linear, type LayerNormParams, type LinearPara
 import { KeyStream } from "../nn/random.js";
 import type { AudioModelConfig, AudioRunConfig } from "./config.js";
 import { framesForSamples, type ConvLayerSpec } from "./frames.js";
+import { logMelFeatures, type FeatureSpec } from "./logmel.js";
 
 /** The front end's part of a run's model settings. */
 export function frontEndConfig(m: AudioModelConfig): AudioFrontEndConfig {
-  return { convLayers: m.convLayers, dim: m.dim, posConvLayers: m.posConvLayers, posConvKernel: m.posConvKernel, posConvGroups: m.posConvGroups, layerNormEps: m.layerNormEps };
+  return { convLayers: m.convLayers, frontEnd: m.frontEnd, melBands: m.melBands, sampleRate: m.sampleRate, dim: m.dim, posConvLayers: m.posConvLayers, posConvKernel: m.posConvKernel, posConvGroups: m.posConvGroups, layerNormEps: m.layerNormEps };
 }
 
 export type { ConvLayerSpec } from "./frames.js";
 export { framesForSamples } from "./frames.js";
 
-export type AudioFrontEndConfig = {
-  convLayers: ConvLayerSpec[];
+export type AudioFrontEndConfig = FeatureSpec & {
   dim: number;
   posConvLayers: number;
   posConvKernel: number;
@@ -57,6 +57,20 @@ export function featureEncoder(layers: FeatureEncoderLayer[], specs: ConvLayerSp
   return x;
 }
 
+/**
+ * The feature encoder's frames [B, T, C] of waveforms [B, L]: the CNN (`layers`), or fixed log mel energies when
+ * `spec.frontEnd` is "logmel" (then `layers` is empty). Consumes both.
+ */
+export function audioFeatures(layers: FeatureEncoderLayer[], spec: FeatureSpec, wave: np.Array): np.Array {
+  if (spec.frontEnd === "logmel") return logMelFeatures(wave, spec);
+  return featureEncoder(layers, spec.convLayers, wave);
+}
+
+/** Channels of the feature encoder's frames: the CNN's last layer, or the mel bands. */
+export function featureChannels(spec: FeatureSpec): number {
+  return spec.frontEnd === "logmel" ? (spec.melBands ?? 80) : spec.convLayers[spec.convLayers.length - 1].channels;
+}
+
 /** The positional encoder's shape, and whether it pads circularly (`posConvPadding: "circular"`) instead of with zeros. */
 export type PositionalConvSpec = Pick<AudioFrontEndConfig, "posConvKernel" | "posConvGroups"> & { circular?: boolean };
 
@@ -85,7 +99,7 @@ export function positionalConv(convs: ConvParams[], h: np.Array, c: PositionalCo
 
 /** Normalized CNN features [B, T, C] (`extract_features`) and their projection [B, T, D]. Consumes the params and the wave. */
 export function projectFeatures(p: Pick<AudioFrontEnd, "features" | "projectionNorm" | "projection">, c: AudioFrontEndConfig, wave: np.Array): { features: np.Array; projected: np.Array } {
-  const features = layerNorm(p.projectionNorm, featureEncoder(p.features, c.convLayers, wave), c.layerNormEps);
+  const features = layerNorm(p.projectionNorm, audioFeatures(p.features, c, wave), c.layerNormEps);
   return { features: features.ref, projected: linear(p.projection, features) };
 }
 
@@ -129,11 +143,15 @@ function initConv(keys: KeyStream, cin: number, cout: number, kernel: number, o:
 }
 
 export function initAudioEncoder(keys: KeyStream, m: AudioModelConfig): AudioEncoderParams {
-  const features = m.convLayers.map((l, i) => ({
-    conv: initConv(keys, i === 0 ? 1 : m.convLayers[i - 1].channels, l.channels, l.kernel, { kaiming: true }),
-    norm: initLayerNorm(l.channels),
-  }));
-  const last = m.convLayers[m.convLayers.length - 1].channels;
+  // The log mel front end has no weights: `features` is empty and the projection reads the mel bands.
+  const features =
+    m.frontEnd === "logmel"
+      ? []
+      : m.convLayers.map((l, i) => ({
+          conv: initConv(keys, i === 0 ? 1 : m.convLayers[i - 1].channels, l.channels, l.kernel, { kaiming: true }),
+          norm: initLayerNorm(l.channels),
+        }));
+  const last = featureChannels(m);
   const shared: AudioShared = {
     features,
     projectionNorm: initLayerNorm(last),
@@ -168,7 +186,7 @@ export function frameMaskArray(sampleLengths: number[], frames: number, m: Pick<
  */
 export function embedAudio(shared: AudioShared, wave: np.Array, frameMask: np.Array | null, mask: np.Array | null, m: AudioModelConfig, keys: KeyStream | null): np.Array {
   const { features, ...rest } = shared;
-  return embedFeatures(rest, featureEncoder(features, m.convLayers, wave), frameMask, mask, m, keys);
+  return embedFeatures(rest, audioFeatures(features, m, wave), frameMask, mask, m, keys);
 }
 
 /**

@@ -84,6 +84,8 @@ export function audioVariant(f: Fixture): FairseqVariant<AudioShared, AudioPretr
     layerNormEps: 1e-5,
     // fairseq zeroes padded frames once before the positional convolutions.
     posConvPadding: "leak",
+    frontEnd: "cnn",
+    melBands: 80,
   };
   const student = audioKeyMap(m);
   // fairseq's teacher averages its encoder.layer_norm (ema_layers_only skips pos_conv only): data2vec.emaShared ["encoderNorm"].

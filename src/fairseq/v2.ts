@@ -314,7 +314,7 @@ export function v2AudioCase(f: Fixture) {
   const fresh = (seed: number) =>
     initData2Vec2(seed, {
       local: (keys) => {
-        const { shared, layers } = initAudioEncoder(keys, { ...c, layers: 0, ffnDim, sampleRate: 16000, normalize: true, featureDropout: 0, posConvPadding: "leak" });
+        const { shared, layers } = initAudioEncoder(keys, { ...c, layers: 0, ffnDim, sampleRate: 16000, normalize: true, featureDropout: 0, posConvPadding: "leak", frontEnd: "cnn", melBands: 80 });
         const { features, projectionNorm, projection, ...rest } = shared;
         disposeTree([layers, rest]);
         return { features, projectionNorm, projection };

@@ -259,6 +259,10 @@ async function exportAudio(checkpoint: string, outDir: string): Promise<ExportRe
     disposeTree([loaded.encoder, head?.params.head, head?.params.projector]);
     throw new ConfigError(`${checkpoint} pads its positional convolutions circularly (model.posConvPadding "circular"), which Hugging Face's Data2VecAudio cannot express: it pads with zeros. Use the model with d2v finetune / eval / embed`);
   }
+  if (m.frontEnd === "logmel") {
+    disposeTree([loaded.encoder, head?.params.head, head?.params.projector]);
+    throw new ConfigError(`${checkpoint} reads log mel frames (model.frontEnd "logmel"), which Hugging Face's Data2VecAudio cannot express: it starts from a CNN over the waveform. Use the model with d2v finetune / eval / embed`);
+  }
   if (loaded.encoder.shared.alibiScale) {
     disposeTree([loaded.encoder, head?.params.head, head?.params.projector]);
     throw new ConfigError(`${checkpoint} is a data2vec 2.0 speech model: its attention has an ALiBi bias, which Hugging Face's Data2VecAudio cannot hold. Use it with d2v finetune / eval / embed, or export a data2vec (v1) model`);

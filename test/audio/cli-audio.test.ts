@@ -130,3 +130,22 @@ test("speech with circular positional convs: pretrains and embeds; export to Hug
   assert.doesNotMatch(ex.stderr, /at .*\.js:\d+/, "no stack trace");
   assert.ok(!existsSync(join(dir, "hf")), "nothing is written");
 });
+
+test("speech on log mel frames: pretrains, its config says so, embeds; export to Hugging Face is refused, nothing written", () => {
+  const dir = mkdtempSync(join(tmpdir(), "d2v-audio-logmel-"));
+  const cfg = join(dir, "micro.json");
+  writeFileSync(cfg, JSON.stringify({ model: { layers: 2, dim: 64, heads: 2, ffnDim: 128, posConvLayers: 2, frontEnd: "logmel", melBands: 40 }, data2vec: { topK: 2 }, train: { steps: 2, warmupSteps: 1, checkpointEvery: 2, batchSize: 2 } }));
+  const pre = d2v("pretrain", "--modality", "audio", "--data", LIBRI, "--config", cfg, "--out", join(dir, "pre"), "--quiet");
+  assert.equal(pre.code, 0, pre.stderr);
+  assert.ok(Number.isFinite(lastJson(pre.stdout).loss));
+  const saved = JSON.parse(readFileSync(join(dir, "pre", "checkpoint", "config.json"), "utf8")) as { model: { frontEnd: string; melBands: number } };
+  assert.deepEqual([saved.model.frontEnd, saved.model.melBands], ["logmel", 40]);
+  const first = (d: string): string => { const e = readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))[0]; return e.isDirectory() ? first(join(d, e.name)) : join(d, e.name); };
+  const emb = d2v("embed", "--model", join(dir, "pre"), first(LIBRI));
+  assert.equal(emb.code, 0, emb.stderr);
+  const ex = d2v("export", "--model", join(dir, "pre"), "--hf", join(dir, "hf"));
+  assert.equal(ex.code, 2);
+  assert.match(ex.stderr, /reads log mel frames .* Hugging Face's Data2VecAudio cannot express/);
+  assert.doesNotMatch(ex.stderr, /at .*\.js:\d+/, "no stack trace");
+  assert.ok(!existsSync(join(dir, "hf")), "nothing is written");
+});
