@@ -186,6 +186,9 @@ function audioV2Shape(cfg: AudioRunConfig): Omit<V2StepShape, "params"> {
 export function audioV2Config(m: AudioRunConfig["model"]): AudioV2Config {
   return {
     convLayers: m.convLayers,
+    frontEnd: m.frontEnd,
+    melBands: m.melBands,
+    sampleRate: m.sampleRate,
     dim: m.dim,
     heads: m.heads,
     layerNormEps: m.layerNormEps,

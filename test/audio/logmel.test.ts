@@ -5,7 +5,10 @@ import { initEngine } from "../../src/engine/runtime.js";
 import { resolveAudioConfig } from "../../src/audio/config.js";
 import { cnnWindow, LOG_MEL_FLOOR, logMelFeatures, melFilterbank } from "../../src/audio/logmel.js";
 import { join } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { paperConvLayers } from "../../src/audio/config.js";
+import { pretrainAudio } from "../../src/audio/pretrain.js";
 import { encodeAudio, framesForSamples, frameMaskArray, initAudioEncoder } from "../../src/audio/model.js";
 import { LIBRISPEECH_VOCAB } from "../../src/audio/ctc.js";
 import { evaluateCtc, finetuneCtc, newCtcHead, toUtterances } from "../../src/audio/ctc-finetune.js";
@@ -116,4 +119,15 @@ test("a speech model on log mel frames has no CNN weights; a padded clip gives t
   const ev = await evaluateCtc(r.params, m, LIBRISPEECH_VOCAB, clips);
   assert.equal(ev.utterances, 2);
   tree.dispose(r.params as never);
+});
+
+test("data2vec and data2vec 2.0 pretrain on log mel frames: the student's view has the clips' frames, the loss is finite", async () => {
+  const clips = [0.7, 1.2, 0.8, 1.5].map((s, k) => ({ name: String(k), samples: Float32Array.from({ length: Math.round(s * 16000) }, (_, i) => Math.sin(i * (0.01 + k * 0.003)) + 0.1 * Math.sin(i * 0.37)) }));
+  const dir = mkdtempSync(join(tmpdir(), "d2v-logmel-"));
+  for (const preset of ["tiny", "tiny-v2"]) {
+    const config = resolveAudioConfig(preset, { model: { frontEnd: "logmel", melBands: 40, layers: 2 }, data2vec: { topK: 2 }, train: { steps: 2, warmupSteps: 1, checkpointEvery: 100, batchSize: 2 } });
+    const r = await pretrainAudio({ config, clips, outDir: join(dir, preset), quiet: true });
+    assert.equal(r.records.length, 2, preset);
+    assert.ok(r.records.every((x) => Number.isFinite(x.loss) && x.maskedSteps > 0), preset);
+  }
 });
