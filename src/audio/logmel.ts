@@ -11,6 +11,7 @@
  * spectrum, triangular mel filters (HTK scale, 0 Hz to half the sample rate) and a log.
  */
 import { numpy as np } from "../engine/jax.js";
+import { cnnActivations } from "../train/memory-plan.js";
 import { framesForSamples, type ConvLayerSpec } from "./frames.js";
 
 /** The part of a speech model's settings the feature encoder needs. */
@@ -93,4 +94,15 @@ export function logMelFeatures(wave: np.Array, spec: FeatureSpec): np.Array {
   const power = np.square(spectrum.ref.slice([], [0, bins])).add(np.square(spectrum.slice([], [bins, 2 * bins])));
   const mel = np.matmul(power, np.array(filters).reshape([bins, bands]));
   return np.log(mel.add(LOG_MEL_FLOOR)).reshape([b, t, bands]);
+}
+
+/**
+ * Floats the feature encoder holds per clip of `samples` samples, for the memory plan: the CNN's (`cnnActivations`),
+ * or for log mel frames each frame's samples, spectrum, power and bands, twice (nothing there trains).
+ */
+export function featureActivations(samples: number, spec: FeatureSpec, trained = true): number {
+  if (spec.frontEnd !== "logmel") return cnnActivations(samples, spec.convLayers, trained);
+  const { window } = cnnWindow(spec.convLayers);
+  const bins = Math.floor(window / 2) + 1;
+  return 2 * framesForSamples(samples, spec.convLayers) * (window + 3 * bins + (spec.melBands ?? 80));
 }

@@ -11,11 +11,12 @@ import { audioModality2, initContext, initData2Vec2, type AudioLocal, type Audio
 import { viewLayout } from "../data2vec2/views.js";
 import { spanBlockMasks } from "../data2vec2/masking.js";
 import { v2UpdateShape } from "../data2vec2/decoder.js";
-import { cnnActivations, type V2StepShape } from "../train/memory-plan.js";
+import { type V2StepShape } from "../train/memory-plan.js";
 import { audioRunConfig, spanMaskSettings, type AudioRunConfig } from "./config.js";
 import { lengthBuckets, loadClips, totalSeconds, unlabeledEntries, type Clip } from "./data.js";
 import { spanMask, type SpanMaskSettings } from "./masking.js";
 import { audioModality, frameMaskArray, framesForSamples, initAudioData2Vec, initAudioEncoder, type AudioPretrainBatch } from "./model.js";
+import { featureActivations } from "./logmel.js";
 
 export type AudioPretrainOptions = Omit<PretrainRunOptions<AudioRunConfig, Clip>, "given"> & {
   /** Clips given directly (at the model's rate, normalized as the config says) instead of `data` (a folder of WAV/FLAC files or a fairseq .tsv manifest). */
@@ -178,7 +179,7 @@ function audioV2Shape(cfg: AudioRunConfig): Omit<V2StepShape, "params"> {
     extra: 0,
     decoderShape: { kind: "1d" },
     viewConvs: Array.from({ length: m.posConvLayers }, () => ({ taps: m.posConvKernel * m.dim, out: m.dim })),
-    localFloats: cnnActivations(crop, m.convLayers),
+    localFloats: featureActivations(crop, m),
   });
 }
 

@@ -15,8 +15,9 @@ import { encoderStates, evaluateCtc, finetuneCtc, ladderShape, newCtcHead, toUtt
 import { finetuneAudioClassifier, pooledAudioFeatures, predictAudioClasses, type AudioClassifierParams, type AudioClassifySettings } from "../audio/classify.js";
 import { trainLinearProbe } from "../train/probe.js";
 import { classNames, headFor, startingEncoder } from "../train/finetune.js";
-import { cnnActivations, floatsOf, planOptimizer, stepBytes } from "../train/memory-plan.js";
+import { floatsOf, planOptimizer, stepBytes } from "../train/memory-plan.js";
 import { framesForSamples } from "../audio/model.js";
+import { featureActivations } from "../audio/logmel.js";
 import type { LinearParams } from "../nn/layers.js";
 import { hfAudioEncoder, hfClassifierProjection, orHf } from "../hf/sources.js";
 import { isHfModelDir } from "../hf/model.js";
@@ -104,7 +105,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
     const trainedFloats = freezeFeatureEncoder ? n - floatsOf(encoder.shared.features) : n;
     const shapes = new Map(clips.map((c) => ladderShape(c.samples.length, m.sampleRate, settings.batchSize, settings.maxBatchSeconds)).map((s) => [`${s.rows}x${s.samples}`, s]));
     // The largest shape decides (the ladder's rungs all hold about maxBatchSeconds; longer rows cost more attention).
-    const worst = [...shapes.values()].map((shape) => ({ shape, step: { params: n, trained: trainedFloats, rows: shape.rows, positions: framesForSamples(shape.samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: cnnActivations(shape.samples, m.convLayers, !freezeFeatureEncoder), accumulates: settings.accumulate > 1 } })).sort((a, b) => stepBytes(b.step) - stepBytes(a.step))[0];
+    const worst = [...shapes.values()].map((shape) => ({ shape, step: { params: n, trained: trainedFloats, rows: shape.rows, positions: framesForSamples(shape.samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: featureActivations(shape.samples, m, !freezeFeatureEncoder), accumulates: settings.accumulate > 1 } })).sort((a, b) => stepBytes(b.step) - stepBytes(a.step))[0];
     const optimizer = planOptimizer(worst.step, `CTC fine-tuning on batches of ${settings.maxBatchSeconds} s (${worst.shape.rows} × ${(worst.shape.samples / m.sampleRate).toFixed(1)} s)`, "lower --max-seconds (the seconds of audio per batch, padding included)", log);
     if (chosen.kept) log("keeping the CTC head of the checkpoint");
     const trained = await finetuneCtc({ encoder, head: chosen.head }, m, utterances, { ...settings, optimizer }, { quiet: o.quiet });
@@ -161,7 +162,7 @@ export async function runAudioFinetune(o: AudioFinetuneOptions) {
       const n = floatsOf({ encoder, ...chosen.head });
       const samples = Math.round(settings.maxSeconds * m.sampleRate);
       settings.optimizer = planOptimizer(
-        { params: n, trained: n, rows: settings.batchSize, positions: framesForSamples(samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: cnnActivations(samples, m.convLayers), accumulates: (settings.accumulate ?? 1) > 1 },
+        { params: n, trained: n, rows: settings.batchSize, positions: framesForSamples(samples, m.convLayers), dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, layers: m.layers, cnnFloats: featureActivations(samples, m), accumulates: (settings.accumulate ?? 1) > 1 },
         `classification fine-tuning on ${settings.maxSeconds}-s crops`,
         "lower --batch-size or --max-seconds",
         log,
