@@ -40,7 +40,7 @@ program
   .description("pretrain a data2vec model on unlabeled data (default: the Brown corpus's training documents for text, MNIST for vision)")
   .addOption(new Option("--modality <m>", "input modality (default text; on --resume, the run's)").choices(["text", "vision", "audio"]))
   .option("--data <path>", "text: a .txt file (documents separated by blank lines) or a folder of .txt files; vision: a folder of images; audio: a folder of WAV/FLAC files or a fairseq .tsv manifest (all recursive)")
-  .option("--preset <name>", "text: tiny | small | base | large; vision and audio: tiny | small | base (default tiny); each but large also as data2vec 2.0: tiny-v2 | small-v2 | base-v2")
+  .option("--preset <name>", "text: tiny | small | base | large; vision and audio: tiny | small | base (default tiny), audio also tiny-mel (log mel frames); each but large also as data2vec 2.0: tiny-v2 | small-v2 | base-v2")
   .addOption(new Option("--objective <o>", "data2vec (v1) or data2vec2 (data2vec 2.0: visible-only student, several masks per sample, conv decoder): picks the preset's -v2 version").choices(["data2vec", "data2vec2"]))
   .option("--config <file.json>", "a JSON file of settings merged over the preset (see `d2v config`)")
   .option("--out <dir>", "run directory (checkpoint/, metrics.jsonl)")
@@ -184,7 +184,7 @@ program
 program
   .command("config")
   .description("print the full configuration of a preset (a starting point for --config files)")
-  .option("--preset <name>", "text: tiny | small | base | large; vision and audio: tiny | small | base; data2vec 2.0: tiny-v2 | small-v2 | base-v2", "tiny")
+  .option("--preset <name>", "text: tiny | small | base | large; vision and audio: tiny | small | base, audio also tiny-mel; data2vec 2.0: tiny-v2 | small-v2 | base-v2", "tiny")
   .addOption(new Option("--modality <m>", "input modality").choices(["text", "vision", "audio"]).default("text"))
   .addOption(new Option("--objective <o>", "data2vec or data2vec2 (the preset's data2vec 2.0 version)").choices(["data2vec", "data2vec2"]))
   .action(runConfig);
