@@ -9,6 +9,7 @@ import { disposeTree } from "../src/engine/typed.js";
 import { numpy as np } from "../src/engine/jax.js";
 import { accuracy } from "../src/train/metrics.js";
 import { featureMoments, fitHead, headPredictions, standardize } from "../src/train/probe.js";
+import { melFilterbank } from "../src/audio/logmel.js";
 
 /**
  * Multinomial logistic regression (a linear layer, cross-entropy, full-batch AdamW with a little weight decay, as
@@ -54,21 +55,11 @@ const HOP = 160; // 10 ms
 const FFT_SIZE = 512;
 const MEL_BANDS = 40;
 
-const hzToMel = (hz: number) => 2595 * Math.log10(1 + hz / 700);
-const melToHz = (mel: number) => 700 * (10 ** (mel / 2595) - 1);
-
-/** Triangular mel filters over the FFT bins (HTK mel scale, 0–8 kHz). */
+/** The 40 mel filters over the FFT bins (HTK mel scale, 0–8 kHz), one array per band. */
 function melFilters(): Float64Array[] {
-  const edges = Array.from({ length: MEL_BANDS + 2 }, (_, i) => melToHz((i / (MEL_BANDS + 1)) * hzToMel(SAMPLE_RATE / 2)));
-  const binHz = SAMPLE_RATE / FFT_SIZE;
-  return Array.from({ length: MEL_BANDS }, (_, m) => {
-    const f = new Float64Array(FFT_SIZE / 2 + 1);
-    for (let k = 0; k < f.length; k++) {
-      const hz = k * binHz;
-      f[k] = Math.max(0, Math.min((hz - edges[m]) / (edges[m + 1] - edges[m]), (edges[m + 2] - hz) / (edges[m + 2] - edges[m + 1])));
-    }
-    return f;
-  });
+  const bins = FFT_SIZE / 2 + 1;
+  const bank = melFilterbank(SAMPLE_RATE, FFT_SIZE, MEL_BANDS);
+  return Array.from({ length: MEL_BANDS }, (_, m) => Float64Array.from({ length: bins }, (_, k) => bank[k * MEL_BANDS + m]));
 }
 
 /** The 40 log mel energies of each 25-ms Hann frame, every 10 ms: [frames][40]. */

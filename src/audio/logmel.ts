@@ -32,10 +32,10 @@ const hzToMel = (hz: number) => 2595 * Math.log10(1 + hz / 700);
 const melToHz = (mel: number) => 700 * (10 ** (mel / 2595) - 1);
 
 /** Triangular mel filters [fftSize/2 + 1, bands] (row-major) over the bins of an fftSize-point DFT, HTK mel scale, 0 Hz to sampleRate/2. */
-export function melFilterbank(sampleRate: number, fftSize: number, bands: number): Float32Array {
+export function melFilterbank(sampleRate: number, fftSize: number, bands: number): Float64Array {
   const bins = Math.floor(fftSize / 2) + 1;
   const edges = Array.from({ length: bands + 2 }, (_, i) => melToHz((i / (bands + 1)) * hzToMel(sampleRate / 2)));
-  const out = new Float32Array(bins * bands);
+  const out = new Float64Array(bins * bands);
   for (let k = 0; k < bins; k++) {
     const hz = (k * sampleRate) / fftSize;
     for (let m = 0; m < bands; m++) out[k * bands + m] = Math.max(0, Math.min((hz - edges[m]) / (edges[m + 1] - edges[m]), (edges[m + 2] - hz) / (edges[m + 2] - edges[m + 1])));
@@ -72,7 +72,7 @@ export function logMelFeatures(wave: np.Array, spec: FeatureSpec): np.Array {
   const bands = spec.melBands ?? 80;
   const sampleRate = spec.sampleRate ?? 16000;
   const key = `${window}:${bands}:${sampleRate}`;
-  if (!constants.has(key)) constants.set(key, { basis: dftBasis(window), filters: melFilterbank(sampleRate, window, bands) });
+  if (!constants.has(key)) constants.set(key, { basis: dftBasis(window), filters: Float32Array.from(melFilterbank(sampleRate, window, bands)) });
   const { basis, filters } = constants.get(key)!;
   const bins = Math.floor(window / 2) + 1;
   const [b, l] = wave.shape;
