@@ -68,7 +68,7 @@ export function audioModality2(c: AudioV2Config): Modality2<AudioLocal, AudioV2B
     context: { extraTokens: 0, posConv: { posConvKernel: c.posConvKernel, posConvGroups: c.posConvGroups, circular: c.posConvPadding === "circular" }, alibi: { heads: c.heads }, blocks },
     decoder: { kind: "1d" },
     local(p, batch) {
-      const { features, projected } = projectFeatures(p, { convLayers: c.convLayers, frontEnd: c.frontEnd, melBands: c.melBands, sampleRate: c.sampleRate, layerNormEps: c.layerNormEps } as Parameters<typeof projectFeatures>[1], batch.wave.ref);
+      const { features, projected } = projectFeatures(p, c, batch.wave.ref);
       features.dispose();
       return { x: projected, padding: batch.frameMask.ref };
     },
