@@ -9,9 +9,10 @@
  *       [--steps N] [--set JSON] [--finetune JSON] [--pretrained DIR] [--seeds 1,2,3] [--evals probe,finetune]
  *       [--jobs N] [--out runs/helps-<task>-<preset>]
  *
- * `--set` changes settings of the preset (a partial run config as JSON). `--finetune` changes the task's fine-tuning
- * settings (e.g. '{"augment":true,"epochs":80}'). `--pretrained DIR` evaluates the pretraining of another run of
- * the same task (its <out>/pretrain) instead of pretraining again. Resumable: the pretraining resumes exactly,
+ * `--set` changes settings of the preset (a partial run config as JSON). `--steps N` stretches the preset's warm-up,
+ * EMA anneal and collapse-monitor warm-up with the run, except the ones `--set` gives. `--finetune` changes the task's
+ * fine-tuning settings (e.g. '{"augment":true,"epochs":80}'). `--pretrained DIR` evaluates the pretraining of another
+ * run of the same task (its <out>/pretrain) instead of pretraining again. Resumable: the pretraining resumes exactly,
  * and each finished evaluation is cached in <out>/results.json; each runs in its own process (the engine's heap only
  * grows). `--jobs N` runs N evaluations at a time, each on one BLAS thread (on 2 cores, `--jobs 2` halves the time
  * of the slow ones, CTC fine-tuning above all). The report is printed and written to <out>/report.md.
@@ -68,16 +69,18 @@ type Result = { evaluation: Evaluation | "baseline"; init: Init | null; seed: nu
 /** The pretraining run config: the preset (or its data2vec 2.0 version), `--set`, and `--steps` with a schedule to fit. */
 function pretrainConfig() {
   const presetName = objective === "data2vec2" && !preset.endsWith("-v2") ? `${preset}-v2` : preset;
-  const base = task.kit.resolve(presetName, changes) as unknown as { train: { steps: number; warmupSteps: number }; data2vec: { ema: object; collapseWarmupSteps: number } };
+  const base = task.kit.resolve(presetName, changes) as unknown as { train: { steps: number; warmupSteps: number }; data2vec: { ema: { annealSteps: number }; collapseWarmupSteps: number } };
   const steps = Number(arg("steps", String(base.train.steps)));
   const scaled = steps / base.train.steps;
   // The schedules stretch with the run: the learning-rate warm-up, the teacher's EMA anneal, and the updates before
-  // the collapse monitor judges (a longer warm-up leaves the student near its zero prediction for longer).
+  // the collapse monitor judges (a longer warm-up leaves the student near its zero prediction for longer). A value
+  // given in --set is the run's own and is kept as given.
+  const set = changes as { train?: { warmupSteps?: number }; data2vec?: { ema?: { annealSteps?: number }; collapseWarmupSteps?: number } };
   return task.kit.resolve(presetName, changes, {
-    train: { steps, warmupSteps: Math.round(base.train.warmupSteps * scaled), checkpointEvery: Math.min(100, steps) },
+    train: { steps, warmupSteps: set.train?.warmupSteps ?? Math.round(base.train.warmupSteps * scaled), checkpointEvery: Math.min(100, steps) },
     data2vec: {
-      ema: { ...base.data2vec.ema, annealSteps: Math.round(((base.data2vec.ema as { annealSteps: number }).annealSteps ?? steps) * scaled) },
-      collapseWarmupSteps: Math.round(base.data2vec.collapseWarmupSteps * Math.max(1, scaled)),
+      ema: { ...base.data2vec.ema, annealSteps: set.data2vec?.ema?.annealSteps ?? Math.round((base.data2vec.ema.annealSteps ?? steps) * scaled) },
+      collapseWarmupSteps: set.data2vec?.collapseWarmupSteps ?? Math.round(base.data2vec.collapseWarmupSteps * Math.max(1, scaled)),
     },
   });
 }
