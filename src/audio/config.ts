@@ -173,15 +173,16 @@ const small: AudioRunConfig = deepMerge(tiny, {
   train: { batchSize: 4, steps: 600, warmupSteps: 50, checkpointEvery: 50 },
 });
 
-// `tiny` on log mel frames with circular positional convs, 3,000 updates (about 10 minutes on 2 cores): the setting
-// chosen on the spoken command words (docs/results/pretraining-helps.md). With the CNN, short crops and few updates
-// the targets are position or nothing; log mel frames give the student something to predict from the start, and
-// circular padding keeps position out of the targets.
+// `tiny` on log mel frames with circular positional convs, batches of 8 crops, 3,000 updates (about 18 minutes on
+// 2 cores): the setting chosen on the spoken command words (docs/results/pretraining-helps.md). With the CNN, short
+// crops and few updates the targets are position or nothing; log mel frames give the student something to predict
+// from the start, and circular padding keeps position out of the targets. Batches of 8 rather than 4 took the probe
+// from 96.0% to 98.9% for the same updates.
 const tinyMel: AudioRunConfig = deepMerge(tiny, {
   preset: "tiny-mel",
   model: { frontEnd: "logmel", posConvPadding: "circular" },
   data2vec: { ema: { tauStart: 0.99, tauEnd: 0.999, annealSteps: 3000 }, collapseWarmupSteps: 1200 },
-  train: { steps: 3000, warmupSteps: 300 },
+  train: { batchSize: 8, steps: 3000, warmupSteps: 300 },
 });
 
 const base: AudioRunConfig = deepMerge(tiny, {
