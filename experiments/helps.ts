@@ -188,7 +188,7 @@ const perSeed = (xs: number[]) => xs.map((x) => (100 * x).toFixed(1)).join(" / "
 const lines = [
   `## ${task.title}: pretrained vs from scratch (${seeds.length} seeds)`,
   "",
-  `Pretraining: \`${preset}\`${objective ? ` (${objective})` : ""}${Object.keys(changes).length ? ` with ${JSON.stringify(changes)}` : ""}, ${pretraining.updates} updates in ${pretraining.minutes.toFixed(1)} min of steps (final loss ${pretraining.last.loss.toFixed(3)}, target variance ${pretraining.last.targetVar.toFixed(2)}${pretraining.last.positionShare != null ? `, position share ${pretraining.last.positionShare.toFixed(2)}` : ""}).`,
+  `Pretraining: \`${preset}\`${objective ? ` (${objective})` : ""}${Object.keys(changes).length ? ` with ${JSON.stringify(changes)}` : ""}, ${pretraining.updates} updates in ${pretraining.minutes.toFixed(1)} min of steps (final loss ${pretraining.last.loss.toFixed(3)}, target variance ${pretraining.last.targetVar.toFixed(2)}${pretraining.last.targetRank != null ? `, target rank ${pretraining.last.targetRank.toFixed(1)}` : ""}${pretraining.last.positionShare != null ? `, position share ${pretraining.last.positionShare.toFixed(2)}` : ""}).`,
   `Labels: ${task.labeledName}.${Object.keys(finetuneChanges).length ? ` Fine-tuning changed: ${JSON.stringify(finetuneChanges)}.` : ""}`,
   "",
   `| evaluation | pretrained: ${measure} (%) | from scratch (%) | difference per seed (points) | helps? |`,

@@ -43,6 +43,7 @@ export const PAPER_DATA2VEC_EXTRAS = {
   objective: "data2vec",
   teacherContext: null,
   maxPositionShare: null,
+  minTargetRank: null,
   removePositionMean: false,
   targetNormPadding: "exclude",
   emaShared: [],

@@ -77,6 +77,8 @@ export const data2vecSchema = z
     minPredVar: z.number().min(0),
     /** Stop when the targets' position share exceeds this (after the warm-up); null: log it only. */
     maxPositionShare: z.number().gt(0).max(1).nullable().default(null),
+    /** Stop when the targets' effective number of dimensions falls below this (after the warm-up); null: log it only. */
+    minTargetRank: z.number().min(1).nullable().default(null),
     collapseWarmupSteps: z.number().int().min(0),
     /** Divergence guard: loss or target_var over maxGrowth × their early mean for `patience` updates stops the run. */
     divergence: z

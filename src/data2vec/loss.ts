@@ -53,6 +53,29 @@ export function positionShare(x: np.Array, weights: np.Array | null): np.Array {
 }
 
 /**
+ * The effective number of dimensions the weighted steps of x [B, T, D] span: the participation ratio
+ * (Σλ)² / Σλ² of the eigenvalues λ of their correlation matrix C (each dimension standardized over the steps),
+ * computed as tr(C)² / ‖C‖²_F. D for independent dimensions (at most the number of steps), 1 when every dimension
+ * moves together. It catches a collapse that target_var misses: targets that keep their per-dimension variance
+ * while all of them lie on a few directions (a line, for text, when the pooled states stop carrying content).
+ * weights [B, T], 1 = counted. Consumes both.
+ */
+export function effectiveDimension(x: np.Array, weights: np.Array): np.Array {
+  const d = x.shape[2];
+  const flat = x.reshape([-1, d]);
+  const w = weights.reshape([-1, 1]);
+  const n = np.maximum(w.ref.sum(), 1);
+  const mean = flat.ref.mul(w.ref).sum(0).div(n.ref);
+  const centered = flat.sub(mean);
+  const std = np.sqrt(np.square(centered.ref).mul(w.ref).sum(0).div(n.ref).add(1e-12));
+  const z = centered.div(std);
+  const correlation = np.matmul(z.ref.mul(w).transpose([1, 0]), z).div(n); // [D, D]
+  const frobenius = np.square(correlation.ref).sum(); // ‖C‖²_F
+  const trace = correlation.mul(np.eye(d)).sum();
+  return np.square(trace).div(np.maximum(frobenius, 1e-12));
+}
+
+/**
  * Mean over dimensions of the per-dimension standard deviation across the weighted steps (fairseq's
  * `compute_var`: unbiased variance, sqrt(var + 1e-6)). x: [B, T, D], weights: [B, T]. Consumes both.
  */

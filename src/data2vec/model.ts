@@ -16,7 +16,7 @@ import { gelu, layerNorm, linear, type LayerNormParams, type LinearParams } from
 import { initLayerNorm, initLinear } from "../nn/init.js";
 import type { KeyStream } from "../nn/random.js";
 import type { Data2VecSettings } from "./config.js";
-import { meanStd, positionShare, regressionLoss } from "./loss.js";
+import { effectiveDimension, meanStd, positionShare, regressionLoss } from "./loss.js";
 import { buildTargets, normalizeTarget, subtractPositionMean } from "./targets.js";
 
 /**
@@ -116,7 +116,7 @@ export function regressionHead(p: RegressionHead, x: np.Array, eps = 1e-5): np.A
   return x;
 }
 
-export type StepMetrics = { targetVar: np.Array; predVar: np.Array; maskedSteps: np.Array; positionShare: np.Array };
+export type StepMetrics = { targetVar: np.Array; predVar: np.Array; targetRank: np.Array; maskedSteps: np.Array; positionShare: np.Array };
 
 /**
  * What the loss compares: the student's predictions and the teacher's targets [B, T, D], the [B, T] loss weights,
@@ -212,11 +212,15 @@ function teacherInputSide<Shared extends ParamTree>(shared: Shared, own: Partial
   });
 }
 
-/** The statistics the collapse monitor reads, beside the loss (no gradient): target_var, pred_var, masked steps. Borrows `o`. */
+/**
+ * The statistics the collapse monitor reads, beside the loss (no gradient): target_var, pred_var, the targets'
+ * effective number of dimensions, masked steps. Borrows `o`.
+ */
 export function stepStatistics(o: Pick<Data2VecOutputs, "pred" | "target" | "weights">): Omit<StepMetrics, "positionShare"> {
   return {
     targetVar: lax.stopGradient(meanStd(o.target.ref, o.weights.ref)),
     predVar: lax.stopGradient(meanStd(o.pred.ref, o.weights.ref)),
+    targetRank: lax.stopGradient(effectiveDimension(o.target.ref, o.weights.ref)),
     maskedSteps: lax.stopGradient(o.weights.ref.sum()),
   };
 }

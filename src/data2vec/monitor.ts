@@ -4,6 +4,10 @@
  * target_var and pred_var (mean per-dimension std of targets and predictions at masked steps) are logged
  * every update; after a warm-up, falling under the thresholds stops training with an explanation.
  *
+ * Dimensional collapse is subtler: the targets keep their per-dimension variance while all dimensions move together
+ * (target_rank, their effective number of dimensions, falls towards 1). It is logged every update and stops training
+ * only when data2vec.minTargetRank is set.
+ *
  * Divergence guard: the opposite failure. Without target normalization, or with a teacher that is the student
  * (τ = 0), the targets can grow without bound while the student chases them (the text ablation: target_var
  * 0.04 → 1.7, loss 0.05 → 7.5, variances never low). The guard compares the loss and target_var with their own
@@ -13,7 +17,7 @@
 import { CollapseError, DivergenceError } from "../engine/errors.js";
 import type { Data2VecSettings, DivergenceSettings } from "./config.js";
 
-export function checkCollapse(cfg: Data2VecSettings, update: number, targetVar: number, predVar: number, positionShare = NaN): void {
+export function checkCollapse(cfg: Data2VecSettings, update: number, targetVar: number, predVar: number, positionShare = NaN, targetRank = NaN): void {
   if (update < cfg.collapseWarmupSteps) return;
   const problems: string[] = [];
   if (!Number.isFinite(targetVar) || targetVar < cfg.minTargetVar) problems.push(`target_var ${targetVar.toFixed(4)} < ${cfg.minTargetVar}`);
@@ -24,6 +28,14 @@ export function checkCollapse(cfg: Data2VecSettings, update: number, targetVar: 
         "(the step index explains that share of the targets' variance; about 1/batch size is healthy). The student can predict such targets " +
         "without looking at the input. Try longer crops, a larger batch, a lower learning rate, or (speech) masking.edgeJitter, which shows " +
         "the two views different clip edges. The threshold is data2vec.maxPositionShare.",
+    );
+  }
+  if (problems.length === 0 && cfg.minTargetRank != null && targetRank < cfg.minTargetRank) {
+    throw new CollapseError(
+      `the targets collapsed onto a few directions at update ${update}: target_rank ${targetRank.toFixed(2)} < ${cfg.minTargetRank} ` +
+        "(the effective number of dimensions the targets span at masked steps; target_var misses this, since each dimension still varies). " +
+        "The student can match such targets while its representations lose what distinguishes inputs. Try a slower teacher (raise " +
+        "data2vec.ema.tauStart / tauEnd), a lower learning rate (train.lr) or a larger batch. The threshold is data2vec.minTargetRank.",
     );
   }
   if (problems.length === 0) return;

@@ -115,7 +115,7 @@ function v1Case<Shared extends ParamTree, Batch extends { [k: string]: np.Array 
         const metrics = stepStatistics(outputs);
         const { pred, target, weights, padding } = outputs;
         padding?.dispose();
-        metrics.maskedSteps.dispose();
+        disposeTree([metrics.maskedSteps, metrics.targetRank]);
         const [loss, lossMetrics] = data2vecLoss(v.modality, v.d2v, params, teacher, v.batch(), null);
         disposeTree(lossMetrics);
         return {

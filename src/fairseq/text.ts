@@ -54,6 +54,7 @@ export function data2vecSettingsFrom(m: FairseqTargetFields, headLayers: 1 | 2):
     minTargetVar: 0,
     minPredVar: 0,
     maxPositionShare: null,
+    minTargetRank: null,
     collapseWarmupSteps: 0,
     divergence: DEFAULT_DIVERGENCE,
   };

@@ -180,7 +180,7 @@ function v2Case<Local extends ParamTree, Batch extends V2Batch>(
         const out = data2vec2Outputs(modality, d2v, refTree(p), refTree(t), batch(), null);
         disposeTree([out.sampleTargets, out.padding, out.positionShare]);
         const statistics = stepStatistics(out);
-        statistics.maskedSteps.dispose();
+        disposeTree([statistics.maskedSteps, statistics.targetRank]);
         const targetVar = (await statistics.targetVar.data()) as Float32Array;
         const predVar = (await statistics.predVar.data()) as Float32Array;
         const extra: Record<string, Float32Array> = {};

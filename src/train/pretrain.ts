@@ -83,7 +83,7 @@ export type PretrainState<Shared extends ParamTree, Head extends ParamTree = Reg
 };
 
 /** One update's log line. `positionShare` is null when it is undefined (a batch of one). */
-export type PretrainRecord = { step: number; loss: number; targetVar: number; predVar: number; positionShare: number | null; gradNorm: number; lr: number; tau: number; maskedSteps: number; sec: number };
+export type PretrainRecord = { step: number; loss: number; targetVar: number; predVar: number; targetRank: number; positionShare: number | null; gradNorm: number; lr: number; tau: number; maskedSteps: number; sec: number };
 
 /** The training fields every modality's run config shares. */
 export type TrainSettings = {
@@ -293,14 +293,14 @@ export async function pretrain<Shared extends ParamTree, Batch, Head extends Par
         let gradNorm: np.Array;
         [params, opt, gradNorm] = steps.apply(params, meanGrads, opt, np.array(lr));
         const mean = (k: keyof StepMetrics | "loss") => parts.map((p) => p[k]).reduce((a, b) => a.add(b)).div(parts.length);
-        out = { loss: mean("loss"), targetVar: mean("targetVar"), predVar: mean("predVar"), maskedSteps: mean("maskedSteps"), positionShare: mean("positionShare"), gradNorm };
+        out = { loss: mean("loss"), targetVar: mean("targetVar"), predVar: mean("predVar"), targetRank: mean("targetRank"), maskedSteps: mean("maskedSteps"), positionShare: mean("positionShare"), gradNorm };
       }
-      const [loss, targetVar, predVar, gradNorm, maskedSteps, share] = await Promise.all(
-        [out.loss, out.targetVar, out.predVar, out.gradNorm, out.maskedSteps, out.positionShare].map(async (a) => (await a.data())[0]),
+      const [loss, targetVar, predVar, targetRank, gradNorm, maskedSteps, share] = await Promise.all(
+        [out.loss, out.targetVar, out.predVar, out.targetRank, out.gradNorm, out.maskedSteps, out.positionShare].map(async (a) => (await a.data())[0]),
       );
       const positionShare = Number.isFinite(share) ? share : null;
       const sec = (performance.now() - started) / 1000;
-      const record: PretrainRecord = { step: update + 1, loss, targetVar, predVar, positionShare, gradNorm, lr, tau, maskedSteps, sec };
+      const record: PretrainRecord = { step: update + 1, loss, targetVar, predVar, targetRank, positionShare, gradNorm, lr, tau, maskedSteps, sec };
       records.push(record);
       metrics.write(record);
       setup.onUpdate?.(record);
@@ -310,11 +310,12 @@ export async function pretrain<Shared extends ParamTree, Batch, Head extends Par
         loss: loss.toFixed(4),
         tvar: targetVar.toFixed(3),
         pvar: predVar.toFixed(3),
+        rank: targetRank.toFixed(1),
         ...(positionShare === null ? {} : { pos: positionShare.toFixed(2) }),
         [`${data.unitName}/s`]: (unitsDone / elapsed).toFixed(0),
       });
       divergence.observe(update + 1, loss, targetVar);
-      checkCollapse(setup.d2v, update, targetVar, predVar, positionShare ?? NaN);
+      checkCollapse(setup.d2v, update, targetVar, predVar, positionShare ?? NaN, targetRank);
       const done = update + 1;
       if (done % setup.checkpointEvery === 0 || done === end || interrupted) await save(done);
       if (interrupted) break;

@@ -2,7 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { numpy as np } from "../../src/engine/jax.js";
 import { initEngine } from "../../src/engine/runtime.js";
-import { meanStd, positionShare, regressionLoss } from "../../src/data2vec/loss.js";
+import { effectiveDimension, meanStd, positionShare, regressionLoss } from "../../src/data2vec/loss.js";
+import { participationRatio } from "../../src/train/probe.js";
+import { HostRng } from "../../src/engine/random.js";
 import { toHost } from "../jaxutil.js";
 
 await initEngine();
@@ -69,4 +71,38 @@ test("positionShare: the step index's share of the variance over real steps, by 
   const offsets = [[[1], [1], [1]], [[5], [5], [5]]];
   assert.ok(Math.abs((await toHost(positionShare(np.array(offsets), null)))[0]) < 1e-6);
   assert.ok(Number.isNaN((await toHost(positionShare(np.array([x[0]]), null)))[0]), "undefined for one row");
+});
+
+test("effectiveDimension: D for uncorrelated dimensions, 1 for a line, the host participation ratio of the weighted steps", async () => {
+  // Uncorrelated, equal-variance dimensions (C = I): 2. The third step is not counted, so its values must not matter.
+  const uncorrelated = [[[1, 0], [-1, 0], [1e3, -7e2], [0, 1], [0, -1]]];
+  const two = (await toHost(effectiveDimension(np.array(uncorrelated), np.array([[1, 1, 0, 1, 1]]))))[0];
+  assert.ok(Math.abs(two - 2) < 1e-4, `${two}`);
+  // Every dimension a multiple of one signal (with offsets and scales): a line, whatever D is.
+  const line = [[-2, 0.5, 1, 3].map((a) => [a, 10 - 3 * a, 0.1 * a + 4])];
+  const one = (await toHost(effectiveDimension(np.array(line), np.array([[1, 1, 1, 1]]))))[0];
+  assert.ok(Math.abs(one - 1) < 1e-4, `${one}`);
+  // Random correlated data with some steps left out: the same number as the probe's participation ratio of the kept rows.
+  const rng = HostRng.seeded(3);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - rng.uniform())) * Math.cos(2 * Math.PI * rng.uniform());
+  const [b, t, d] = [3, 20, 6];
+  const x: number[][][] = [];
+  const w: number[][] = [];
+  const kept: number[] = [];
+  for (let i = 0; i < b; i++) {
+    x.push([]);
+    w.push([]);
+    for (let j = 0; j < t; j++) {
+      const s = normal();
+      const row = Array.from({ length: d }, (_, k) => (k < 3 ? s * (k + 1) : 0) + normal());
+      const on = rng.uniform() < 0.6 ? 1 : 0;
+      x[i].push(row);
+      w[i].push(on);
+      if (on) kept.push(...row);
+    }
+  }
+  const expected = participationRatio(Float32Array.from(kept), d);
+  const got = (await toHost(effectiveDimension(np.array(x), np.array(w))))[0];
+  assert.ok(expected > 1.5 && expected < d - 0.5, `a case between the extremes: ${expected}`);
+  assert.ok(Math.abs(got - expected) / expected < 1e-4, `${got} vs ${expected}`);
 });

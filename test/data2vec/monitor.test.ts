@@ -25,6 +25,12 @@ test("the monitor waits for its warm-up, then stops on low target or prediction 
   assert.doesNotThrow(() => checkCollapse(strict, 100, 0.5, 0.2, 0.3));
   assert.doesNotThrow(() => checkCollapse(strict, 100, 0.5, 0.2, NaN));
   assert.throws(() => checkCollapse(strict, 100, 0.5, 0.2, 0.95), (e: Error) => e instanceof CollapseError && /position_share 0\.9500 > 0\.9/.test(e.message) && /edgeJitter/.test(e.message));
+  // Targets on a few directions (target_rank): checked only when a threshold is set, after the warm-up.
+  assert.doesNotThrow(() => checkCollapse(cfg, 100, 0.5, 0.2, 0.3, 1.2));
+  const ranked = { ...cfg, minTargetRank: 3 };
+  assert.doesNotThrow(() => checkCollapse(ranked, 99, 0.5, 0.2, 0.3, 1.2));
+  assert.doesNotThrow(() => checkCollapse(ranked, 100, 0.5, 0.2, 0.3, 12));
+  assert.throws(() => checkCollapse(ranked, 100, 0.5, 0.2, 0.3, 1.2), (e: Error) => e instanceof CollapseError && /target_rank 1\.20 < 3/.test(e.message) && /minTargetRank/.test(e.message));
 });
 
 test("training logs target_var and pred_var every update and stops with a CollapseError", async () => {
@@ -37,6 +43,7 @@ test("training logs target_var and pred_var every update and stops with a Collap
   for (const l of lines) {
     assert.ok(l.targetVar > 0 && l.predVar > 0);
     assert.ok(l.positionShare > 0 && l.positionShare < 1, `position share ${l.positionShare} logged`);
+    assert.ok(l.targetRank >= 1 && l.targetRank <= cfg.model.dim, `target rank ${l.targetRank} logged`);
   }
 });
 

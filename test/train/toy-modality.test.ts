@@ -52,7 +52,7 @@ const tiny: ToyConfig = {
   data2vec: {
     objective: "data2vec", topK: 2, targetLayer: "ffn", targetNorm: "instance", targetNormAfterAverage: "none", targetNormPadding: "exclude", emaShared: [], removePositionMean: false,
     loss: "l2", lossBeta: 0, lossScale: null, headLayers: 1, ema: { tauStart: 0.9, tauEnd: 0.99, annealSteps: 10 }, teacherContext: null,
-    minTargetVar: 0, minPredVar: 0, maxPositionShare: null, collapseWarmupSteps: 0, divergence: { ...DEFAULT_DIVERGENCE },
+    minTargetVar: 0, minPredVar: 0, maxPositionShare: null, minTargetRank: null, collapseWarmupSteps: 0, divergence: { ...DEFAULT_DIVERGENCE },
   },
   masking: { ratio: 0.5 },
   train: { batchSize: 8, steps: 8, accumSteps: 1, lr: 1e-3, schedule: "cosine", warmupSteps: 2, minLr: 0, weightDecay: 0.01, beta1: 0.9, beta2: 0.98, eps: 1e-6, clipNorm: 1, seed: 3, checkpointEvery: 4 },

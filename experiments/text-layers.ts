@@ -1,0 +1,174 @@
+/**
+ * Which depth of a pretrained text encoder carries the genre? The Brown task's probe reads the student's final
+ * states; data2vec trains those only at masked steps, and through a regression head, so the final block need not be
+ * where the content is. This probes every depth of the student, of the EMA teacher (the network whose top blocks
+ * make the targets) and of random weights, each mean-pooled over a passage and read by the task's standardized
+ * linear probe, plus the targets' own form (the layer-normed average of the top K blocks' FFN outputs).
+ *
+ *   node dist/experiments/text-layers.js --checkpoint runs/helps-brown-tiny-rpm-3000/pretrain [--random-seed 1]
+ */
+import { numpy as np, random, tree } from "../src/engine/jax.js";
+import { initEngine } from "../src/engine/runtime.js";
+import { linear, layerNorm, maskedMean } from "../src/nn/layers.js";
+import { runEncoder } from "../src/nn/encoder.js";
+import { KeyStream } from "../src/nn/random.js";
+import { accuracy } from "../src/train/metrics.js";
+import { loadTree, resolveCheckpoint } from "../src/train/checkpoint.js";
+import { mapExamples } from "../src/train/inference.js";
+import { headPredictions, participationRatio, trainLinearProbe } from "../src/train/probe.js";
+import { brownGenreTask } from "../src/text/brown-genre.js";
+import { loadTextCheckpoint } from "../src/text/checkpoints.js";
+import { encodeLabeled } from "../src/text/classify.js";
+import { padBatch } from "../src/text/data.js";
+import { embedText, initTextEncoder, textEncoderSpec, type TextEncoderParams } from "../src/text/model.js";
+import { arg } from "./common.js";
+
+const dir = arg("checkpoint", "");
+if (!dir) throw new Error("--checkpoint DIR is required (a text pretraining run or its checkpoint)");
+const randomSeed = Number(arg("random-seed", "1"));
+const seeds = [1, 2, 3];
+const PROBE = { steps: 500, lr: 1e-2, weightDecay: 1e-4 };
+
+await initEngine();
+const task = brownGenreTask();
+const classes = task.labels.length;
+const labelsOf = (xs: { label: string }[]) => xs.map((e) => task.labels.indexOf(e.label));
+const loaded = loadTextCheckpoint(dir);
+const { tok, enc, run } = loaded;
+const dim = enc.dim;
+const depth = enc.layers;
+const topK = run.data2vec.topK;
+const seqLen = run.train.seqLen;
+// Readouts: depth 0 (the embeddings) … depth L (the final states), then the targets' form.
+const names = [...Array.from({ length: depth + 1 }, (_, l) => (l === 0 ? "embeddings" : l === depth ? `block ${l} (final)` : `block ${l}`)), `targets' form (top ${topK} FFN outputs, layer-normed, averaged)`];
+
+function allDepths(p: TextEncoderParams, ids: np.Array, positions: np.Array, padding: np.Array): np.Array {
+  const x = embedText(p.shared, ids, positions, enc, null);
+  const pooled = [maskedMean(x.ref, padding.ref)];
+  const blocks = runEncoder(p.layers, x, textEncoderSpec(enc), { padding, keys: null, capture: "end" });
+  for (const c of blocks.captured) pooled.push(maskedMean(c, padding.ref));
+  blocks.out.dispose();
+  padding.dispose();
+  return np.concatenate(pooled, 1);
+}
+
+function targetForm(p: TextEncoderParams, ids: np.Array, positions: np.Array, padding: np.Array): np.Array {
+  const x = embedText(p.shared, ids, positions, enc, null);
+  const r = runEncoder(p.layers, x, textEncoderSpec(enc), { padding: padding.ref, keys: null, capture: "ffn", captureFrom: depth - topK });
+  r.out.dispose();
+  let avg = layerNorm(null, r.captured[0], enc.layerNormEps);
+  for (const c of r.captured.slice(1)) avg = avg.add(layerNorm(null, c, enc.layerNormEps));
+  return maskedMean(avg.div(r.captured.length), padding);
+}
+
+async function features(p: TextEncoderParams, xs: { text: string; label: string }[]): Promise<Float32Array[]> {
+  const data = encodeLabeled(xs, tok, task.labels);
+  const batchSize = 16;
+  const inputs = (rows: number[]) => {
+    const seqs = rows.map((r) => data.ids[r]);
+    while (seqs.length < batchSize) seqs.push(Int32Array.from([tok.bos, tok.eos]));
+    const b = padBatch(seqs, seqLen, tok.pad, tok.eos);
+    const shape = [batchSize, seqLen];
+    return { ids: np.array(b.ids, { dtype: np.int32 }).reshape(shape), positions: np.array(b.positions, { dtype: np.int32 }).reshape(shape), padding: np.array(b.padding).reshape(shape) };
+  };
+  const n = data.ids.length;
+  const stacked = await mapExamples(p, n, batchSize, (depth + 1) * dim, inputs, (q, b) => allDepths(q, b.ids, b.positions, b.padding));
+  const targets = await mapExamples(p, n, batchSize, dim, inputs, (q, b) => targetForm(q, b.ids, b.positions, b.padding));
+  const out: Float32Array[] = [];
+  for (let l = 0; l <= depth; l++) {
+    const f = new Float32Array(n * dim);
+    for (let i = 0; i < n; i++) f.set(stacked.subarray(i * (depth + 1) * dim + l * dim, i * (depth + 1) * dim + (l + 1) * dim), i * dim);
+    out.push(f);
+  }
+  out.push(targets);
+  return out;
+}
+
+/**
+ * Participation ratio of the per-token states (final block, and the targets' form) over the real tokens of the
+ * labeled passages: is the low rank a property of every token's state, or only of the passage averages?
+ */
+async function tokenLevelRatios(p: TextEncoderParams, xs: { text: string; label: string }[]): Promise<[number, number]> {
+  const data = encodeLabeled(xs, tok, task.labels);
+  const batchSize = 16;
+  const n = data.ids.length;
+  const inputs = (rows: number[]) => {
+    const seqs = rows.map((r) => data.ids[r]);
+    while (seqs.length < batchSize) seqs.push(Int32Array.from([tok.bos, tok.eos]));
+    const b = padBatch(seqs, seqLen, tok.pad, tok.eos);
+    const shape = [batchSize, seqLen];
+    return { ids: np.array(b.ids, { dtype: np.int32 }).reshape(shape), positions: np.array(b.positions, { dtype: np.int32 }).reshape(shape), padding: np.array(b.padding).reshape(shape) };
+  };
+  const width = seqLen * dim;
+  const finals = await mapExamples(p, n, batchSize, width, inputs, (q, b) => {
+    const x = embedText(q.shared, b.ids, b.positions, enc, null);
+    const out = runEncoder(q.layers, x, textEncoderSpec(enc), { padding: b.padding, keys: null }).out;
+    b.padding.dispose();
+    return out.reshape([batchSize, width]);
+  });
+  const targets = await mapExamples(p, n, batchSize, width, inputs, (q, b) => {
+    const x = embedText(q.shared, b.ids, b.positions, enc, null);
+    const r = runEncoder(q.layers, x, textEncoderSpec(enc), { padding: b.padding, keys: null, capture: "ffn", captureFrom: depth - topK });
+    b.padding.dispose();
+    r.out.dispose();
+    let avg = layerNorm(null, r.captured[0], enc.layerNormEps);
+    for (const c of r.captured.slice(1)) avg = avg.add(layerNorm(null, c, enc.layerNormEps));
+    return avg.div(r.captured.length).reshape([batchSize, width]);
+  });
+  const pick = (all: Float32Array) => {
+    const rows: number[] = [];
+    for (let i = 0; i < n; i++) for (let t = 0; t < Math.min(seqLen, data.ids[i].length); t++) rows.push(i * seqLen + t);
+    const every = Math.max(1, Math.floor(rows.length / 4000));
+    const kept = rows.filter((_, k) => k % every === 0);
+    const out = new Float32Array(kept.length * dim);
+    kept.forEach((r, k) => out.set(all.subarray(r * dim, (r + 1) * dim), k * dim));
+    return out;
+  };
+  return [participationRatio(pick(finals), dim), participationRatio(pick(targets), dim)];
+}
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+const pct = (xs: number[]) => `${((100 * xs.reduce((s, x) => s + x, 0)) / xs.length).toFixed(1)} (${xs.map((x) => (100 * x).toFixed(1)).join(" / ")})`;
+const rows: string[] = [];
+const tokenRows: string[] = [];
+
+const encoders: [string, () => TextEncoderParams][] = [
+  ["student", () => loadTextCheckpoint(dir).encoder],
+  ["teacher (EMA)", () => {
+    const s = loadTextCheckpoint(dir).encoder;
+    const { layers } = loadTree(resolveCheckpoint(dir), "teacher", { layers: s.layers });
+    return { shared: s.shared, layers };
+  }],
+  [`random weights (seed ${randomSeed})`, () => {
+    const keys = new KeyStream(random.key(randomSeed));
+    const e = initTextEncoder(keys, enc);
+    keys.close();
+    return e;
+  }],
+];
+tree.dispose(loaded.encoder as never);
+for (const [name, make] of encoders) {
+  const p = make();
+  const [train, test] = [await features(p, task.train), await features(p, task.test)];
+  const [finalRatio, targetRatio] = await tokenLevelRatios(p, task.train);
+  tree.dispose(p as never);
+  const tokenRow = `${name}: per-token participation ratio, final states ${finalRatio.toFixed(1)}, targets' form ${targetRatio.toFixed(1)}`;
+  log(tokenRow);
+  tokenRows.push(tokenRow);
+  for (let r = 0; r < names.length; r++) {
+    const accs: number[] = [];
+    for (const seed of seeds) {
+      const { head } = await trainLinearProbe(train[r], labelsOf(task.train), dim, classes, { ...PROBE, seed });
+      const pred = await headPredictions(head, (h, x) => linear(h, x), test[r], dim);
+      accs.push(accuracy(pred, labelsOf(task.test)));
+    }
+    const row = `| ${name} | ${names[r]} | ${participationRatio(train[r], dim).toFixed(1)} | ${pct(accs)} |`;
+    log(row);
+    rows.push(row);
+  }
+}
+console.log(`| encoder | readout (mean-pooled) | participation ratio (128 labeled passages) | probe test accuracy, % (seeds ${seeds.join(", ")}) |`);
+console.log("|---|---|---|---|");
+for (const r of rows) console.log(r);
+console.log("");
+for (const r of tokenRows) console.log(`- ${r}`);
