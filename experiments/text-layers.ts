@@ -135,9 +135,11 @@ const tokenRows: string[] = [];
 const encoders: [string, () => TextEncoderParams][] = [
   ["student", () => loadTextCheckpoint(dir).encoder],
   ["teacher (EMA)", () => {
+    // The teacher's file holds its blocks, and its own copy of the input side when data2vec.emaShared names it.
     const s = loadTextCheckpoint(dir).encoder;
-    const { layers } = loadTree(resolveCheckpoint(dir), "teacher", { layers: s.layers });
-    return { shared: s.shared, layers };
+    const own = run.data2vec.emaShared ?? [];
+    const teacher = loadTree(resolveCheckpoint(dir), "teacher", { layers: s.layers, shared: Object.fromEntries(own.map((g) => [g, s.shared[g as keyof typeof s.shared]])) }, { consumeLike: true });
+    return { shared: { ...s.shared, ...teacher.shared }, layers: teacher.layers };
   }],
   [`random weights (seed ${randomSeed})`, () => {
     const keys = new KeyStream(random.key(randomSeed));
