@@ -18,7 +18,7 @@ import { mapExamples } from "../src/train/inference.js";
 import { headPredictions, participationRatio, trainLinearProbe } from "../src/train/probe.js";
 import { brownGenreTask } from "../src/text/brown-genre.js";
 import { loadTextCheckpoint } from "../src/text/checkpoints.js";
-import { encodeLabeled } from "../src/text/classify.js";
+import { encodeLabeled, type Encoded } from "../src/text/classify.js";
 import { padBatch } from "../src/text/data.js";
 import { embedText, initTextEncoder, textEncoderSpec, type TextEncoderParams } from "../src/text/model.js";
 import { arg } from "./common.js";
@@ -42,42 +42,55 @@ const seqLen = run.train.seqLen;
 // Readouts: depth 0 (the embeddings) … depth L (the final states), then the targets' form.
 const names = [...Array.from({ length: depth + 1 }, (_, l) => (l === 0 ? "embeddings" : l === depth ? `block ${l} (final)` : `block ${l}`)), `targets' form (top ${topK} FFN outputs, layer-normed, averaged)`];
 
-function allDepths(p: TextEncoderParams, ids: np.Array, positions: np.Array, padding: np.Array): np.Array {
-  const x = embedText(p.shared, ids, positions, enc, null);
-  const pooled = [maskedMean(x.ref, padding.ref)];
-  const blocks = runEncoder(p.layers, x, textEncoderSpec(enc), { padding, keys: null, capture: "end" });
-  for (const c of blocks.captured) pooled.push(maskedMean(c, padding.ref));
-  blocks.out.dispose();
-  padding.dispose();
-  return np.concatenate(pooled, 1);
-}
+type Batch = { ids: np.Array; positions: np.Array; padding: np.Array };
+const BATCH = 16;
 
-function targetForm(p: TextEncoderParams, ids: np.Array, positions: np.Array, padding: np.Array): np.Array {
-  const x = embedText(p.shared, ids, positions, enc, null);
-  const r = runEncoder(p.layers, x, textEncoderSpec(enc), { padding: padding.ref, keys: null, capture: "ffn", captureFrom: depth - topK });
-  r.out.dispose();
-  let avg = layerNorm(null, r.captured[0], enc.layerNormEps);
-  for (const c of r.captured.slice(1)) avg = avg.add(layerNorm(null, c, enc.layerNormEps));
-  return maskedMean(avg.div(r.captured.length), padding);
-}
-
-async function features(p: TextEncoderParams, xs: { text: string; label: string }[]): Promise<Float32Array[]> {
-  const data = encodeLabeled(xs, tok, task.labels);
-  const batchSize = 16;
-  const inputs = (rows: number[]) => {
+/** Batches of the encoded passages as the probes read them (filler rows pad the last batch and are dropped). */
+function batchesOf(data: Encoded): (rows: number[]) => Batch {
+  return (rows) => {
     const seqs = rows.map((r) => data.ids[r]);
-    while (seqs.length < batchSize) seqs.push(Int32Array.from([tok.bos, tok.eos]));
+    while (seqs.length < BATCH) seqs.push(Int32Array.from([tok.bos, tok.eos]));
     const b = padBatch(seqs, seqLen, tok.pad, tok.eos);
-    const shape = [batchSize, seqLen];
+    const shape = [BATCH, seqLen];
     return { ids: np.array(b.ids, { dtype: np.int32 }).reshape(shape), positions: np.array(b.positions, { dtype: np.int32 }).reshape(shape), padding: np.array(b.padding).reshape(shape) };
   };
+}
+
+/** Every depth's states [B, T, D]: the embeddings, then each block's output. Consumes the batch. */
+function statesAtEveryDepth(p: TextEncoderParams, b: Batch): { states: np.Array[]; padding: np.Array } {
+  const x = embedText(p.shared, b.ids, b.positions, enc, null);
+  const blocks = runEncoder(p.layers, x.ref, textEncoderSpec(enc), { padding: b.padding, keys: null, capture: "end" });
+  blocks.out.dispose();
+  return { states: [x, ...blocks.captured], padding: b.padding };
+}
+
+/** The targets' form [B, T, D]: the top K blocks' FFN outputs, each layer-normed, averaged. Consumes the batch. */
+function targetForm(p: TextEncoderParams, b: Batch): { targets: np.Array; padding: np.Array } {
+  const x = embedText(p.shared, b.ids, b.positions, enc, null);
+  const r = runEncoder(p.layers, x, textEncoderSpec(enc), { padding: b.padding, keys: null, capture: "ffn", captureFrom: depth - topK });
+  r.out.dispose();
+  const sum = r.captured.map((c) => layerNorm(null, c, enc.layerNormEps)).reduce((a, c) => a.add(c));
+  return { targets: sum.div(r.captured.length), padding: b.padding };
+}
+
+/** Mean-pooled features [n × dim] of each readout in `names`, in that order. */
+async function features(p: TextEncoderParams, xs: { text: string; label: string }[]): Promise<Float32Array[]> {
+  const data = encodeLabeled(xs, tok, task.labels);
   const n = data.ids.length;
-  const stacked = await mapExamples(p, n, batchSize, (depth + 1) * dim, inputs, (q, b) => allDepths(q, b.ids, b.positions, b.padding));
-  const targets = await mapExamples(p, n, batchSize, dim, inputs, (q, b) => targetForm(q, b.ids, b.positions, b.padding));
+  const stacked = await mapExamples(p, n, BATCH, (depth + 1) * dim, batchesOf(data), (q, b) => {
+    const { states, padding } = statesAtEveryDepth(q, b);
+    const pooled = states.map((h) => maskedMean(h, padding.ref));
+    padding.dispose();
+    return np.concatenate(pooled, 1);
+  });
+  const targets = await mapExamples(p, n, BATCH, dim, batchesOf(data), (q, b) => {
+    const t = targetForm(q, b);
+    return maskedMean(t.targets, t.padding);
+  });
   const out: Float32Array[] = [];
   for (let l = 0; l <= depth; l++) {
     const f = new Float32Array(n * dim);
-    for (let i = 0; i < n; i++) f.set(stacked.subarray(i * (depth + 1) * dim + l * dim, i * (depth + 1) * dim + (l + 1) * dim), i * dim);
+    for (let i = 0; i < n; i++) f.set(stacked.subarray((i * (depth + 1) + l) * dim, (i * (depth + 1) + l + 1) * dim), i * dim);
     out.push(f);
   }
   out.push(targets);
@@ -86,36 +99,25 @@ async function features(p: TextEncoderParams, xs: { text: string; label: string 
 
 /**
  * Participation ratio of the per-token states (final block, and the targets' form) over the real tokens of the
- * labeled passages: is the low rank a property of every token's state, or only of the passage averages?
+ * labeled passages (at most 4,000, evenly spaced): is the low rank a property of every token's state, or only of the
+ * passage averages?
  */
 async function tokenLevelRatios(p: TextEncoderParams, xs: { text: string; label: string }[]): Promise<[number, number]> {
   const data = encodeLabeled(xs, tok, task.labels);
-  const batchSize = 16;
   const n = data.ids.length;
-  const inputs = (rows: number[]) => {
-    const seqs = rows.map((r) => data.ids[r]);
-    while (seqs.length < batchSize) seqs.push(Int32Array.from([tok.bos, tok.eos]));
-    const b = padBatch(seqs, seqLen, tok.pad, tok.eos);
-    const shape = [batchSize, seqLen];
-    return { ids: np.array(b.ids, { dtype: np.int32 }).reshape(shape), positions: np.array(b.positions, { dtype: np.int32 }).reshape(shape), padding: np.array(b.padding).reshape(shape) };
-  };
   const width = seqLen * dim;
-  const finals = await mapExamples(p, n, batchSize, width, inputs, (q, b) => {
-    const x = embedText(q.shared, b.ids, b.positions, enc, null);
-    const out = runEncoder(q.layers, x, textEncoderSpec(enc), { padding: b.padding, keys: null }).out;
-    b.padding.dispose();
-    return out.reshape([batchSize, width]);
+  const finals = await mapExamples(p, n, BATCH, width, batchesOf(data), (q, b) => {
+    const { states, padding } = statesAtEveryDepth(q, b);
+    padding.dispose();
+    states.slice(0, -1).forEach((h) => h.dispose());
+    return states[states.length - 1].reshape([BATCH, width]);
   });
-  const targets = await mapExamples(p, n, batchSize, width, inputs, (q, b) => {
-    const x = embedText(q.shared, b.ids, b.positions, enc, null);
-    const r = runEncoder(q.layers, x, textEncoderSpec(enc), { padding: b.padding, keys: null, capture: "ffn", captureFrom: depth - topK });
-    b.padding.dispose();
-    r.out.dispose();
-    let avg = layerNorm(null, r.captured[0], enc.layerNormEps);
-    for (const c of r.captured.slice(1)) avg = avg.add(layerNorm(null, c, enc.layerNormEps));
-    return avg.div(r.captured.length).reshape([batchSize, width]);
+  const targets = await mapExamples(p, n, BATCH, width, batchesOf(data), (q, b) => {
+    const t = targetForm(q, b);
+    t.padding.dispose();
+    return t.targets.reshape([BATCH, width]);
   });
-  const pick = (all: Float32Array) => {
+  const realTokens = (all: Float32Array) => {
     const rows: number[] = [];
     for (let i = 0; i < n; i++) for (let t = 0; t < Math.min(seqLen, data.ids[i].length); t++) rows.push(i * seqLen + t);
     const every = Math.max(1, Math.floor(rows.length / 4000));
@@ -124,7 +126,7 @@ async function tokenLevelRatios(p: TextEncoderParams, xs: { text: string; label:
     kept.forEach((r, k) => out.set(all.subarray(r * dim, (r + 1) * dim), k * dim));
     return out;
   };
-  return [participationRatio(pick(finals), dim), participationRatio(pick(targets), dim)];
+  return [participationRatio(realTokens(finals), dim), participationRatio(realTokens(targets), dim)];
 }
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
