@@ -8,31 +8,19 @@
  *   node dist/experiments/text-layers.js --checkpoint runs/helps-brown-tiny-rpm-3000/pretrain [--random-seed 1]
  */
 import { numpy as np, random, tree } from "../src/engine/jax.js";
-import { initEngine } from "../src/engine/runtime.js";
-import { linear, layerNorm, maskedMean } from "../src/nn/layers.js";
+import { layerNorm, maskedMean } from "../src/nn/layers.js";
 import { runEncoder } from "../src/nn/encoder.js";
 import { KeyStream } from "../src/nn/random.js";
-import { accuracy } from "../src/train/metrics.js";
 import { loadTree, resolveCheckpoint } from "../src/train/checkpoint.js";
 import { mapExamples } from "../src/train/inference.js";
-import { headPredictions, participationRatio, trainLinearProbe } from "../src/train/probe.js";
-import { brownGenreTask } from "../src/text/brown-genre.js";
+import { participationRatio } from "../src/train/probe.js";
 import { loadTextCheckpoint } from "../src/text/checkpoints.js";
 import { encodeLabeled, type Encoded } from "../src/text/classify.js";
 import { padBatch } from "../src/text/data.js";
 import { embedText, initTextEncoder, textEncoderSpec, type TextEncoderParams } from "../src/text/model.js";
-import { arg } from "./common.js";
+import { brownReadoutSetup } from "./brown-probe.js";
 
-const dir = arg("checkpoint", "");
-if (!dir) throw new Error("--checkpoint DIR is required (a text pretraining run or its checkpoint)");
-const randomSeed = Number(arg("random-seed", "1"));
-const seeds = [1, 2, 3];
-const PROBE = { steps: 500, lr: 1e-2, weightDecay: 1e-4 };
-
-await initEngine();
-const task = brownGenreTask();
-const classes = task.labels.length;
-const labelsOf = (xs: { label: string }[]) => xs.map((e) => task.labels.indexOf(e.label));
+const { dir, randomSeed, seeds, task, probeAccuracy } = await brownReadoutSetup();
 const loaded = loadTextCheckpoint(dir);
 const { tok, enc, run } = loaded;
 const dim = enc.dim;
@@ -161,11 +149,7 @@ for (const [name, make] of encoders) {
   tokenRows.push(tokenRow);
   for (let r = 0; r < names.length; r++) {
     const accs: number[] = [];
-    for (const seed of seeds) {
-      const { head } = await trainLinearProbe(train[r], labelsOf(task.train), dim, classes, { ...PROBE, seed });
-      const pred = await headPredictions(head, (h, x) => linear(h, x), test[r], dim);
-      accs.push(accuracy(pred, labelsOf(task.test)));
-    }
+    for (const seed of seeds) accs.push(await probeAccuracy(train[r], test[r], dim, seed));
     const row = `| ${name} | ${names[r]} | ${participationRatio(train[r], dim).toFixed(1)} | ${pct(accs)} |`;
     log(row);
     rows.push(row);

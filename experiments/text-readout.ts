@@ -15,27 +15,15 @@
  */
 import { random, tree } from "../src/engine/jax.js";
 import { HostRng } from "../src/engine/random.js";
-import { initEngine } from "../src/engine/runtime.js";
-import { linear } from "../src/nn/layers.js";
 import { KeyStream } from "../src/nn/random.js";
-import { accuracy } from "../src/train/metrics.js";
-import { headPredictions, participationRatio, trainLinearProbe } from "../src/train/probe.js";
-import { brownGenreTask } from "../src/text/brown-genre.js";
+import { participationRatio } from "../src/train/probe.js";
 import { loadTextCheckpoint } from "../src/text/checkpoints.js";
 import { encodeLabeled, pooledTextFeatures } from "../src/text/classify.js";
 import { initTextEncoder } from "../src/text/model.js";
+import { brownReadoutSetup } from "./brown-probe.js";
 import { arg } from "./common.js";
 
-const dir = arg("checkpoint", "");
-if (!dir) throw new Error("--checkpoint DIR is required (a text pretraining run or its checkpoint)");
-const randomSeed = Number(arg("random-seed", "1"));
-const seeds = [1, 2, 3];
-const PROBE = { steps: 500, lr: 1e-2, weightDecay: 1e-4 };
-
-await initEngine();
-const task = brownGenreTask();
-const classes = task.labels.length;
-const labelsOf = (xs: { label: string }[]) => xs.map((e) => task.labels.indexOf(e.label));
+const { dir, randomSeed, seeds, task, probeAccuracy } = await brownReadoutSetup();
 // Unlabeled passages cut from the pretraining documents as the task cuts its labeled ones (80 words).
 const unlabeled = HostRng.seeded(7)
   .shuffle(task.pretrainDocs.flatMap((doc) => {
@@ -139,12 +127,6 @@ function whitening(unl: Float32Array, dim: number, ridge: number): Readout {
     }
     return out;
   };
-}
-
-async function probeAccuracy(train: Float32Array, test: Float32Array, dim: number, seed: number): Promise<number> {
-  const { head } = await trainLinearProbe(train, labelsOf(task.train), dim, classes, { ...PROBE, seed });
-  const pred = await headPredictions(head, (h, x) => linear(h, x), test, dim);
-  return accuracy(pred, labelsOf(task.test));
 }
 
 const rows: string[] = [];
