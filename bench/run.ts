@@ -57,7 +57,7 @@ function child(what: string, env: Record<string, string>): Row[] {
     .map((l) => JSON.parse(l) as Row);
 }
 
-const STEPS = ["text-tiny", "text-small", "vision-tiny", "vision-small", "audio-tiny", "audio-small", "text-tiny-v2", "vision-tiny-v2", "vision-small-v2", "audio-tiny-v2"];
+const STEPS = ["text-tiny", "text-small", "vision-tiny", "vision-small", "audio-tiny", "audio-tiny-mel", "audio-small", "text-tiny-v2", "vision-tiny-v2", "vision-small-v2", "audio-tiny-v2"];
 
 const args = process.argv.slice(2);
 const json = args.includes("--json");

@@ -24,6 +24,7 @@ import { mnistSplits } from "../src/vision/images.js";
 import { resolveAudioConfig, type AudioRunConfig } from "../src/audio/config.js";
 import { framesForSamples, initAudioData2Vec, audioModality } from "../src/audio/model.js";
 import { audioPretraining } from "../src/audio/pretrain.js";
+import { cnnWindow } from "../src/audio/logmel.js";
 import { textPretraining } from "../src/text/pretrain.js";
 import { EpochStream, type AnyPrepared } from "../src/train/pretrain-runner.js";
 import type { Data2VecSettings } from "../src/data2vec/config.js";
@@ -80,26 +81,35 @@ export function visionStepFlops(c: VisionRunConfig): number {
 }
 
 /**
- * Matmul FLOPs of one data2vec speech update. The CNN runs once (forward + backward, 3×) and is shared by
- * both views; projection, positional conv, blocks and head run for the student (3×), the positional conv
- * and blocks once more for the teacher (1×).
+ * Matmul FLOPs of one data2vec speech update. The feature encoder runs once and is shared by both views;
+ * projection, positional conv, blocks and head run for the student (3×), the positional conv and blocks once more
+ * for the teacher (1×).
  */
 export function audioStepFlops(c: AudioRunConfig): number {
   const m = c.model;
   const crop = Math.round(c.data.cropSeconds * m.sampleRate);
-  let cnn = 0;
-  let inChannels = 1;
-  m.convLayers.forEach((layer, i) => {
-    cnn += 2 * framesForSamples(crop, m.convLayers.slice(0, i + 1)) * layer.kernel * inChannels * layer.channels;
-    inChannels = layer.channels;
-  });
   const t = framesForSamples(crop, m.convLayers);
+  // The feature encoder: the CNN forward and backward (3×), or log mel frames (src/audio/logmel.ts), whose windowed
+  // DFT and mel filters are two matmuls run forward only (nothing there trains).
+  let features = 0;
+  let inChannels = 1;
+  if (m.frontEnd === "logmel") {
+    const { window } = cnnWindow(m.convLayers);
+    const bins = Math.floor(window / 2) + 1;
+    inChannels = m.melBands ?? 80;
+    features = 2 * t * window * 2 * bins + 2 * t * bins * inChannels;
+  } else {
+    m.convLayers.forEach((layer, i) => {
+      features += 3 * 2 * framesForSamples(crop, m.convLayers.slice(0, i + 1)) * layer.kernel * inChannels * layer.channels;
+      inChannels = layer.channels;
+    });
+  }
   const d = m.dim;
   const projection = 2 * t * inChannels * d;
   const posConv = (2 * m.posConvLayers * t * m.posConvKernel * (d * d)) / m.posConvGroups;
   const blocks = m.layers * t * (2 * (4 * d * d + 2 * d * m.ffnDim) + 4 * t * d);
   const head = 2 * t * d * d * c.data2vec.headLayers;
-  return c.train.batchSize * (3 * (cnn + projection + posConv + blocks + head) + posConv + blocks);
+  return c.train.batchSize * (features + 3 * (projection + posConv + blocks + head) + posConv + blocks);
 }
 
 /** Random tokens between <s> and </s>, masked as in pretraining (the step's cost does not depend on the text). */
@@ -214,7 +224,7 @@ function audioStep(preset: string): BenchStep {
     unitsPerStep: () => stream.unitsPerBatch,
     unit: "audio-s/s",
     flops: audioStepFlops(c),
-    reps: preset === "tiny" ? 6 : 4,
+    reps: preset.startsWith("tiny") ? 6 : 4,
     shape: { preset, layers: m.layers, dim: m.dim, ffnDim: m.ffnDim, heads: m.heads, cnnChannels: m.convLayers[0].channels, batchSize: c.train.batchSize, cropSeconds: c.data.cropSeconds, frames: framesForSamples(Math.round(c.data.cropSeconds * m.sampleRate), m.convLayers) },
     run,
   };
