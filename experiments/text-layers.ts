@@ -3,7 +3,9 @@
  * states; data2vec trains those only at masked steps, and through a regression head, so the final block need not be
  * where the content is. This probes every depth of the student, of the EMA teacher (the network whose top blocks
  * make the targets) and of random weights, each mean-pooled over a passage and read by the task's standardized
- * linear probe, plus the targets' own form (the layer-normed average of the top K blocks' FFN outputs).
+ * linear probe, plus the targets' own form (the layer-normed average of the top K blocks' FFN outputs), and gives
+ * the per-token participation ratios. (experiments/text-probes.ts probes the student's depths of several checkpoints
+ * beside bag-of-words references; this adds the teacher, the targets and the per-token view for one run.)
  *
  *   node dist/experiments/text-layers.js --checkpoint runs/helps-brown-tiny-rpm-3000/pretrain [--random-seed 1]
  */
