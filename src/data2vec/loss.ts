@@ -69,9 +69,9 @@ export function effectiveDimension(x: np.Array, weights: np.Array): np.Array {
   const centered = flat.sub(mean);
   const std = np.sqrt(np.square(centered.ref).mul(w.ref).sum(0).div(n.ref).add(1e-12));
   const z = centered.div(std);
-  const correlation = np.matmul(z.ref.mul(w).transpose([1, 0]), z).div(n); // [D, D]
-  const frobenius = np.square(correlation.ref).sum(); // ‖C‖²_F
-  const trace = correlation.mul(np.eye(d)).sum();
+  const weighted = z.ref.mul(w);
+  const trace = weighted.ref.mul(z.ref).sum().div(n.ref); // Σ_d C_dd, without forming the diagonal
+  const frobenius = np.square(np.matmul(weighted.transpose([1, 0]), z).div(n)).sum(); // ‖C‖²_F, C [D, D]
   return np.square(trace).div(np.maximum(frobenius, 1e-12));
 }
 
