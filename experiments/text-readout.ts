@@ -11,7 +11,8 @@
  *
  * Prints a table: for the checkpoint and the same architecture with random weights, the participation ratio of the
  * pooled states, the share of their variance in the top principal components, and the probe's test accuracy per
- * seed with each readout.
+ * seed with each readout (including the top one or two components alone); then where each genre's test passages
+ * sit on the top component.
  */
 import { random, tree } from "../src/engine/jax.js";
 import { HostRng } from "../src/engine/random.js";
@@ -80,10 +81,29 @@ function topEigenvectors(cov: Float64Array, dim: number, k: number) {
   return { vectors, shares };
 }
 
-/** Standardize with the unlabeled passages' moments, then project out the top `k` principal components. */
-function withoutTopComponents(unl: Float32Array, dim: number, k: number): { readout: Readout; shares: number[] } {
+/** The unlabeled passages' top `k` principal components of the standardized features. */
+function principalComponents(unl: Float32Array, dim: number, k: number) {
   const { z, cov } = standardizedCovariance(unl, dim);
   const { vectors, shares } = topEigenvectors(cov, dim, k);
+  /** Each passage's coordinates on the components [n × k]. */
+  const scores = (f: Float32Array) => {
+    const out = new Float32Array((f.length / dim) * k);
+    for (let i = 0; i < f.length / dim; i++) {
+      const zi = z(f, i);
+      vectors.forEach((v, j) => {
+        let s = 0;
+        for (let d = 0; d < dim; d++) s += zi[d] * v[d];
+        out[i * k + j] = s;
+      });
+    }
+    return out;
+  };
+  return { z, vectors, shares, scores };
+}
+
+/** Standardize with the unlabeled passages' moments, then project out the top `k` principal components. */
+function withoutTopComponents(unl: Float32Array, dim: number, k: number): { readout: Readout; shares: number[] } {
+  const { z, vectors, shares } = principalComponents(unl, dim, k);
   const readout = (f: Float32Array) => {
     const out = new Float32Array(f.length);
     for (let i = 0; i < f.length / dim; i++) {
@@ -130,6 +150,7 @@ function whitening(unl: Float32Array, dim: number, ridge: number): Readout {
 }
 
 const rows: string[] = [];
+const genreRows: string[] = [];
 const log = (m: string) => process.stderr.write(`${m}\n`);
 const pct = (xs: number[]) => `${((100 * xs.reduce((s, x) => s + x, 0)) / xs.length).toFixed(1)} (${xs.map((x) => (100 * x).toFixed(1)).join(" / ")})`;
 
@@ -150,22 +171,39 @@ for (const weights of ["pretrained", "random"] as const) {
   const name = weights === "pretrained" ? dir : `random weights (seed ${randomSeed})`;
   const top = withoutTopComponents(unl, dim, 10);
   const shares = top.shares.slice(0, 3).map((s) => s.toFixed(2)).join(", ");
-  const readouts: [string, Readout][] = [
-    ["standardized (the task's probe)", (f) => f],
-    ["top 2 components removed", withoutTopComponents(unl, dim, 2).readout],
-    ["top 10 components removed", top.readout],
-    ["whitened (ridge 0.1)", whitening(unl, dim, 0.1)],
-    ["whitened (ridge 0.001)", whitening(unl, dim, 0.001)],
+  const components = principalComponents(unl, dim, 2);
+  // Each readout maps [n × dim] features to [n × width] ones for the same probe.
+  const readouts: [string, Readout, number][] = [
+    ["standardized (the task's probe)", (f) => f, dim],
+    ["only the top component", (f) => components.scores(f).filter((_, i) => i % 2 === 0), 1],
+    ["only the top 2 components", components.scores, 2],
+    ["top 2 components removed", withoutTopComponents(unl, dim, 2).readout, dim],
+    ["top 10 components removed", top.readout, dim],
+    ["whitened (ridge 0.1)", whitening(unl, dim, 0.1), dim],
+    ["whitened (ridge 0.001)", whitening(unl, dim, 0.001), dim],
   ];
-  for (const [readout, map] of readouts) {
+  for (const [readout, map, width] of readouts) {
     const [tr, te] = [map(train), map(test)];
     const accs: number[] = [];
-    for (const seed of seeds) accs.push(await probeAccuracy(tr, te, dim, seed));
+    for (const seed of seeds) accs.push(await probeAccuracy(tr, te, width, seed));
     const row = `| ${name} | ${participationRatio(unl, dim).toFixed(1)} | ${shares} | ${readout} | ${pct(accs)} |`;
     log(row);
     rows.push(row);
   }
+  // Where each genre's test passages sit on the top component, in units of its spread over the unlabeled passages
+  // (its sign is arbitrary): what the one direction that carries most of the variance separates.
+  const unlScores = components.scores(unl).filter((_, i) => i % 2 === 0);
+  const spread = Math.sqrt(unlScores.reduce((s, x) => s + x * x, 0) / unlScores.length);
+  const testScores = components.scores(test).filter((_, i) => i % 2 === 0);
+  const byGenre = task.labels.map((label) => {
+    const own = testScores.filter((_, i) => task.test[i].label === label);
+    return { label, mean: own.reduce((s, x) => s + x, 0) / own.length / spread };
+  });
+  genreRows.push(`| ${name} | ${byGenre.sort((a, b) => a.mean - b.mean).map((g) => `${g.label} ${g.mean.toFixed(2)}`).join(", ")} |`);
 }
 console.log(`| encoder | participation ratio (${unlabeled.length} unlabeled passages) | variance share of the top 3 components | readout | probe test accuracy, % (seeds ${seeds.join(", ")}) |`);
 console.log("|---|---|---|---|---|");
 for (const r of rows) console.log(r);
+console.log("\n| encoder | the genres' test passages on the top component (mean, in its standard deviations over the unlabeled passages; sorted) |");
+console.log("|---|---|");
+for (const r of genreRows) console.log(r);
