@@ -4,7 +4,7 @@ import "../engine/shims.js";
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { describeEngine, initEngine } from "../engine/runtime.js";
-import { D2vError, INTERNAL_ERROR_EXIT_STATUS, InterruptedError, isHeapFull, SIGNAL_EXIT_STATUS, systemErrorMessage, userErrorStatus } from "../engine/errors.js";
+import { D2vError, heapFullMessage, INTERNAL_ERROR_EXIT_STATUS, InterruptedError, isHeapFull, SIGNAL_EXIT_STATUS, systemErrorMessage, userErrorStatus } from "../engine/errors.js";
 import { runClassify, runConfig, runEmbed, runEval, runFinetune, runPretrain } from "./commands.js";
 import { runData, runDebianSections, runTokenize } from "./text-commands.js";
 import { runHfExport, runHfFillMask, runHfRun, runHfTranscribe } from "./hf-commands.js";
@@ -262,10 +262,7 @@ try {
   }
   // The engine's heap is full: a run too large for memory (the pre-flight estimate let it through).
   if (isHeapFull(e)) {
-    process.stderr.write(
-      `\nerror: the run ran out of the engine's 4 GiB heap (${e.message}). Files are written whole or not at all, so what was saved before is intact. ` +
-        'Use a smaller batch (--batch-size, with --accumulate to keep the effective batch), shorter inputs (--max-len, --max-seconds), fewer data2vec 2.0 views per sample (data2vec.v2.cloneBatch: each view is a student pass) or a smaller model (see "Base size and memory" in the README)\n',
-    );
+    process.stderr.write(`\nerror: ${heapFullMessage(e)}\n`);
     process.exit(2);
   }
   // Anything else is a bug in d2v, not the user's doing: say so in one line; the stack trace is there on request.

@@ -83,6 +83,22 @@ export function isHeapFull(e: unknown): e is RangeError {
   return e instanceof RangeError && /memory32 limit|Out of memory/i.test(e.message);
 }
 
+/**
+ * What the CLI says when the engine's heap is full: nothing saved is lost, and what to shrink. On worker threads
+ * (the wasm engine's default on several cores) jax-js holds every intermediate of a step until the step ends; one
+ * thread runs steps eagerly in about half the memory (docs/results/bench.md), so that comes first.
+ */
+export function heapFullMessage(e: RangeError, eager = (globalThis as { __jaxjsEagerJit?: boolean }).__jaxjsEagerJit === true): string {
+  const threads = eager
+    ? ""
+    : "This engine runs each step on worker threads, which holds all of a step's intermediates at once: D2V_THREADS=1 runs it eagerly, on one thread, in about half the memory. Otherwise use ";
+  return (
+    `the run ran out of the engine's 4 GiB heap (${e.message}). Files are written whole or not at all, so what was saved before is intact. ` +
+    (threads || "Use ") +
+    'a smaller batch (--batch-size, with --accumulate to keep the effective batch), shorter inputs (--max-len, --max-seconds), fewer data2vec 2.0 views per sample (data2vec.v2.cloneBatch: each view is a student pass) or a smaller model (see "Base size and memory" in the README)'
+  );
+}
+
 /** The exit status of a user error: 3 when training stopped on a collapse or divergence (a finding), else 2. */
 export function userErrorStatus(e: D2vError): number {
   return e instanceof CollapseError || e instanceof DivergenceError ? COLLAPSE_EXIT_STATUS : 2;

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
-import { OutputError, systemErrorMessage } from "../../src/engine/errors.js";
+import { heapFullMessage, isHeapFull, OutputError, systemErrorMessage } from "../../src/engine/errors.js";
 import { checkOutput, outputErrorFrom, recoverInterruptedReplace, writeOutput } from "../../src/train/output.js";
 
 const dir = () => mkdtempSync(join(tmpdir(), "d2v-out-"));
@@ -104,4 +104,17 @@ test("file system errors become typed errors that name the path and the reason",
   const plain = new Error("a bug");
   assert.equal(outputErrorFrom(plain, "/x"), plain, "other errors pass through");
   assert.equal(systemErrorMessage(plain), null);
+});
+
+test("a full heap is told apart from other errors, and the message says what to shrink, worker threads first", () => {
+  const full = new RangeError("WebAssembly.Memory.grow(): Maximum memory size exceeded (memory32 limit)");
+  assert.ok(isHeapFull(full));
+  assert.ok(!isHeapFull(new RangeError("Invalid array length")), "an unrelated RangeError is a bug, not a full heap");
+  const deferred = heapFullMessage(full, false);
+  assert.match(deferred, /4 GiB heap \(WebAssembly.*memory32 limit\)/);
+  assert.match(deferred, /saved before is intact/);
+  assert.ok(deferred.indexOf("D2V_THREADS=1") < deferred.indexOf("--batch-size"), "on worker threads the one-thread hint comes first");
+  const eager = heapFullMessage(full, true);
+  assert.doesNotMatch(eager, /D2V_THREADS/, "an eager engine already runs on one thread");
+  assert.match(eager, /Use a smaller batch \(--batch-size.*--max-seconds.*cloneBatch/);
 });
