@@ -85,13 +85,13 @@ export function isHeapFull(e: unknown): e is RangeError {
 
 /**
  * What the CLI says when the engine's heap is full: nothing saved is lost, and what to shrink. On worker threads
- * (the wasm engine's default on several cores) jax-js holds every intermediate of a step until the step ends; one
- * thread runs steps eagerly in about half the memory (docs/results/bench.md), so that comes first.
+ * (`D2V_THREADS` above 1) jax-js holds every intermediate of a step until the step ends; one thread, the default,
+ * runs steps eagerly in a third to a half of the memory (docs/results/bench.md), so that comes first.
  */
 export function heapFullMessage(e: RangeError, eager = (globalThis as { __jaxjsEagerJit?: boolean }).__jaxjsEagerJit === true): string {
   const threads = eager
     ? ""
-    : "This engine runs each step on worker threads, which holds all of a step's intermediates at once: D2V_THREADS=1 runs it eagerly, on one thread, in about half the memory. Otherwise use ";
+    : "This engine runs each step on worker threads (D2V_THREADS), which holds all of a step's intermediates at once: D2V_THREADS=1, the default, runs it eagerly on one thread in a third to a half of the memory. Otherwise use ";
   return (
     `the run ran out of the engine's 4 GiB heap (${e.message}). Files are written whole or not at all, so what was saved before is intact. ` +
     (threads || "Use ") +

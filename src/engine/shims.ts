@@ -6,25 +6,24 @@
  * 3. a global `Worker` backed by `worker_threads`, so the wasm backend runs kernels on real threads,
  * 4. `navigator.hardwareConcurrency`, which sizes jax-js's worker pool (it assumes 4 when missing).
  *
- * The thread count is `configuredThreads()`; `D2V_THREADS=N` overrides it (1 disables workers).
+ * The thread count is `configuredThreads()`: 1 (no workers) unless `D2V_THREADS=N` asks for N.
  */
-import { availableParallelism } from "node:os";
 import { resolveObjectURL } from "node:buffer";
 import { Worker as ThreadWorker } from "node:worker_threads";
-import { nativeEngineLikely } from "./native/addon.js";
 
 const g = globalThis as Record<string, unknown>;
 
 /**
- * jax-js's worker threads: `D2V_THREADS`, else 1 when the native engine will run (its matmuls use every core
- * through OpenBLAS, and the remaining small kernels run faster on the main thread than through a worker's
- * message round trip: measured in docs/results/bench.md), else one per core.
+ * jax-js's worker threads: `D2V_THREADS`, else 1. With the native engine its matmuls use every core through
+ * OpenBLAS, and the remaining small kernels run faster on the main thread than through a worker's message round
+ * trip. On the wasm engine one thread runs each step eagerly (below): on the 2-core project machine that took a
+ * third of the memory of two workers and was faster for images and speech, 17% slower for text
+ * (docs/results/bench.md), and the 4 GiB heap is what fails first. `D2V_THREADS=N` gives wasm N workers.
  */
 export function configuredThreads(): number {
   const fromEnv = Number(process.env.D2V_THREADS ?? "");
   if (Number.isInteger(fromEnv) && fromEnv >= 1) return fromEnv;
-  if (nativeEngineLikely()) return 1;
-  return Math.max(1, availableParallelism());
+  return 1;
 }
 
 // 1. Float16Array: a stub is enough, the project never allocates float16 arrays.

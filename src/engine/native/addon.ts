@@ -55,12 +55,6 @@ export function loadAddon(): { addon: BlasAddon } | { error: string } {
   return loaded;
 }
 
-/** Whether the engine will try native: `D2V_ENGINE` is not `wasm` and the addon loads (before its self-check). */
-export function nativeEngineLikely(): boolean {
-  const wanted = (process.env.D2V_ENGINE ?? "").trim().toLowerCase();
-  return wanted !== "wasm" && "addon" in loadAddon();
-}
-
 /** Loads the addon at `path`. */
 export function loadAddonAt(path: string): { addon: BlasAddon } | { error: string } {
   if (!existsSync(path)) return { error: `the native addon is not built (${path} is missing); ${REBUILD}` };
