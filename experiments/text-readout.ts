@@ -172,10 +172,11 @@ for (const weights of ["pretrained", "random"] as const) {
   const top = withoutTopComponents(unl, dim, 10);
   const shares = top.shares.slice(0, 3).map((s) => s.toFixed(2)).join(", ");
   const components = principalComponents(unl, dim, 2);
+  const firstScores = (f: Float32Array) => components.scores(f).filter((_, i) => i % 2 === 0);
   // Each readout maps [n × dim] features to [n × width] ones for the same probe.
   const readouts: [string, Readout, number][] = [
     ["standardized (the task's probe)", (f) => f, dim],
-    ["only the top component", (f) => components.scores(f).filter((_, i) => i % 2 === 0), 1],
+    ["only the top component", firstScores, 1],
     ["only the top 2 components", components.scores, 2],
     ["top 2 components removed", withoutTopComponents(unl, dim, 2).readout, dim],
     ["top 10 components removed", top.readout, dim],
@@ -192,9 +193,9 @@ for (const weights of ["pretrained", "random"] as const) {
   }
   // Where each genre's test passages sit on the top component, in units of its spread over the unlabeled passages
   // (its sign is arbitrary): what the one direction that carries most of the variance separates.
-  const unlScores = components.scores(unl).filter((_, i) => i % 2 === 0);
+  const unlScores = firstScores(unl);
   const spread = Math.sqrt(unlScores.reduce((s, x) => s + x * x, 0) / unlScores.length);
-  const testScores = components.scores(test).filter((_, i) => i % 2 === 0);
+  const testScores = firstScores(test);
   const byGenre = task.labels.map((label) => {
     const own = testScores.filter((_, i) => task.test[i].label === label);
     return { label, mean: own.reduce((s, x) => s + x, 0) / own.length / spread };

@@ -1,3 +1,5 @@
+import { eagerJit } from "./shims.js";
+
 /**
  * Errors a user can cause. Each names what was wrong and what to do; the CLI prints `message` without a
  * stack trace and exits with status 2.
@@ -88,13 +90,13 @@ export function isHeapFull(e: unknown): e is RangeError {
  * (`D2V_THREADS` above 1) jax-js holds every intermediate of a step until the step ends; one thread, the default,
  * runs steps eagerly in a third to a half of the memory (docs/results/bench.md), so that comes first.
  */
-export function heapFullMessage(e: RangeError, eager = (globalThis as { __jaxjsEagerJit?: boolean }).__jaxjsEagerJit === true): string {
-  const threads = eager
-    ? ""
+export function heapFullMessage(e: RangeError, eager = eagerJit()): string {
+  const whatToShrink = eager
+    ? "Use "
     : "This engine runs each step on worker threads (D2V_THREADS), which holds all of a step's intermediates at once: D2V_THREADS=1, the default, runs it eagerly on one thread in a third to a half of the memory. Otherwise use ";
   return (
     `the run ran out of the engine's 4 GiB heap (${e.message}). Files are written whole or not at all, so what was saved before is intact. ` +
-    (threads || "Use ") +
+    whatToShrink +
     'a smaller batch (--batch-size, with --accumulate to keep the effective batch), shorter inputs (--max-len, --max-seconds), fewer data2vec 2.0 views per sample (data2vec.v2.cloneBatch: each view is a student pass) or a smaller model (see "Base size and memory" in the README)'
   );
 }

@@ -131,6 +131,11 @@ if (threads > 1 && typeof g.Worker === "undefined") g.Worker = NodeBlobWorker;
 // each intermediate after its last use (patches/@jax-js+jax: "eager jit"), which lowers a training step's peak memory
 // 2–3×. With workers they stay deferred. D2V_EAGER_JIT=0 turns it off.
 if (threads === 1 && process.env.D2V_EAGER_JIT !== "0") g.__jaxjsEagerJit = true;
+
+/** Whether jitted programs run eagerly in this process (the flag above; tests may set it to measure either mode). */
+export function eagerJit(): boolean {
+  return g.__jaxjsEagerJit === true;
+}
 const nav = (g.navigator ?? {}) as Record<string, unknown>;
 try {
   Object.defineProperty(nav, "hardwareConcurrency", { value: threads, configurable: true });

@@ -7,6 +7,7 @@
  * a freed buffer only for one of a similar size.
  */
 import { ResourceError } from "../engine/errors.js";
+import { eagerJit } from "../engine/shims.js";
 import { treeLeaves } from "../engine/typed.js";
 import type { OptimizerPlace } from "./finetune.js";
 import { relativeTableSize } from "../nn/relpos.js";
@@ -18,7 +19,7 @@ export function floatsOf(tree: unknown): number {
 
 /**
  * The coefficients below were fitted to peaks with jitted programs deferred. Run eagerly (src/engine/shims.ts: one
- * jax-js thread, the native engine's default), a step frees each intermediate after its last use and needs less:
+ * jax-js thread, the default of both engines), a step frees each intermediate after its last use and needs less:
  * measured against the deferred peak of the same update (`node dist/bench/v2-memory.js` with and without
  * D2V_EAGER_JIT=0), 0.45–0.49 for text, 0.37–0.43 for speech, 0.34–0.39 for images (docs/results/bench.md), and
  * 0.32 for a CTC fine-tuning step. One factor for all keeps the plan an upper bound: the largest ratio, rounded up.
@@ -26,7 +27,7 @@ export function floatsOf(tree: unknown): number {
 const EAGER_PEAK_SCALE = 0.5;
 
 /** 1 when jitted programs run deferred, `EAGER_PEAK_SCALE` when they run eagerly (by default: as the engine runs them now). */
-export function jitPeakScale(eager = (globalThis as { __jaxjsEagerJit?: boolean }).__jaxjsEagerJit === true): number {
+export function jitPeakScale(eager = eagerJit()): number {
   return eager ? EAGER_PEAK_SCALE : 1;
 }
 
